@@ -1,0 +1,149 @@
+/* backend: the op table. One table per device; every model is written once
+ * against it. The CPU backend (src/backend/cpu/) is the fp32 reference and the
+ * specification for every other backend; the conformance tests compare each
+ * backend with it.
+ *
+ * Conventions
+ * - Activations are f32 on the CPU backend; weights (w, b, scale) may be f32,
+ *   bf16, f16 or fp8 (e4m3fn / e5m2) and are read in place, accumulation in f32.
+ * - Tensors are contiguous row-major; "rows" = product of leading dims.
+ * - Ops do not allocate and do not fail on valid input: callers check shapes
+ *   at load time; ops FK_ASSERT their preconditions (a failed assert is a bug).
+ * - Unless stated, y may alias x (in-place) for elementwise ops, never for
+ *   linear, attention or conv2d.
+ * - Determinism: the CPU reference parallelizes only over independent outputs,
+ *   so results are bitwise identical for any thread count.
+ * - Backward ops (training) will be added beside each forward op with the same
+ *   naming (linear_backward: dx, dw, db from dy, x, w; parameter grads +=,
+ *   activation grads =), see docs/NOTES.md.
+ */
+#ifndef FK_BACKEND_H
+#define FK_BACKEND_H
+
+#include "core/tensor.h"
+
+typedef enum fk_op {
+    FK_OP_LINEAR = 0,
+    FK_OP_LAYERNORM,
+    FK_OP_RMSNORM,
+    FK_OP_SILU,
+    FK_OP_GELU_TANH,
+    FK_OP_GELU_QUICK,
+    FK_OP_SOFTMAX,
+    FK_OP_ATTENTION,
+    FK_OP_ROPE,
+    FK_OP_ADD,
+    FK_OP_MUL,
+    FK_OP_MODULATE,
+    FK_OP_GATED_ADD,
+    FK_OP_CONCAT_ROWS,
+    FK_OP_SPLIT_ROWS,
+    FK_OP_COPY_COLS,
+    FK_OP_CONV2D,
+    FK_OP_GROUP_NORM,
+    FK_OP_UPSAMPLE_NEAREST2X,
+    FK_OP_COUNT
+} fk_op;
+
+const char *fk_op_name(fk_op op);
+
+typedef struct fk_backend fk_backend;
+
+struct fk_backend {
+    const char *name;   /* "cpu", "cuda" */
+    fk_device device;
+    int n_threads;
+    void *impl;         /* backend-private state */
+
+    /* True when the backend implements `op` for these operand dtypes/shapes
+     * (srcs as in the op's argument order, NULL entries allowed). */
+    bool (*supports)(const fk_backend *be, fk_op op, const fk_tensor *const *srcs, int n_srcs);
+
+    void (*destroy)(fk_backend *be);
+
+    /* ---- memory (device buffers; CPU: fk_alloc) ---- */
+    void *(*alloc)(fk_backend *be, size_t bytes);
+    void (*free)(fk_backend *be, void *p);
+    /* host → device / device → host / device → device copies of nbytes */
+    void (*upload)(fk_backend *be, void *dst, const void *src, size_t nbytes);
+    void (*download)(fk_backend *be, void *dst, const void *src, size_t nbytes);
+    void (*synchronize)(fk_backend *be);
+
+    /* ---- ops ---- */
+
+    /* y = x·wᵀ + b.  y (M, N) f32, x (M, K) f32, w (N, K) any float dtype,
+     * b (N) any float dtype or NULL. */
+    void (*linear)(fk_backend *be, fk_tensor *y, const fk_tensor *x, const fk_tensor *w,
+                   const fk_tensor *b);
+
+    /* LayerNorm over the last dim. y, x (M, C); w, b (C) or NULL (no affine). */
+    void (*layernorm)(fk_backend *be, fk_tensor *y, const fk_tensor *x, const fk_tensor *w,
+                      const fk_tensor *b, float eps);
+
+    /* RMSNorm over the last dim: y = x / sqrt(mean(x²) + eps) · scale.
+     * y, x (M, C); scale (C). */
+    void (*rmsnorm)(fk_backend *be, fk_tensor *y, const fk_tensor *x, const fk_tensor *scale,
+                    float eps);
+
+    /* Elementwise activations, any shape, y may alias x.
+     * silu: x·σ(x); gelu_tanh: 0.5x(1+tanh(√(2/π)(x+0.044715x³)));
+     * gelu_quick: x·σ(1.702x) (CLIP). */
+    void (*silu)(fk_backend *be, fk_tensor *y, const fk_tensor *x);
+    void (*gelu_tanh)(fk_backend *be, fk_tensor *y, const fk_tensor *x);
+    void (*gelu_quick)(fk_backend *be, fk_tensor *y, const fk_tensor *x);
+
+    /* Softmax over the last dim. y, x (M, C). */
+    void (*softmax)(fk_backend *be, fk_tensor *y, const fk_tensor *x);
+
+    /* Multi-head scaled-dot-product attention, token-major layout.
+     * out (Lq, H·D); q (Lq, H, D); k, v (Lk, H, D); all f32.
+     * out[l, h·D + d] = Σ_j softmax_j(scale·q[l,h]·k[j,h] + bias[h,l,j]) v[j,h,d]
+     * bias (H, Lq, Lk) f32 or NULL; causal masks j > l. */
+    void (*attention)(fk_backend *be, fk_tensor *out, const fk_tensor *q, const fk_tensor *k,
+                      const fk_tensor *v, const fk_tensor *bias, float scale, bool causal);
+
+    /* FLUX RoPE on adjacent pairs, in place. x (L, H, D) f32; pe (L, D/2, 2, 2) f32:
+     * (x[2j], x[2j+1]) ← (pe[l,j,0,0]·x0 + pe[l,j,0,1]·x1, pe[l,j,1,0]·x0 + pe[l,j,1,1]·x1). */
+    void (*rope)(fk_backend *be, fk_tensor *x, const fk_tensor *pe);
+
+    /* y = a + b, y = a · b (same shapes; y may alias a or b). */
+    void (*add)(fk_backend *be, fk_tensor *y, const fk_tensor *a, const fk_tensor *b);
+    void (*mul)(fk_backend *be, fk_tensor *y, const fk_tensor *a, const fk_tensor *b);
+
+    /* adaLN modulation: y[b,t,:] = (1 + scale[b,:])·x[b,t,:] + shift[b,:].
+     * x, y (B·T, C) seen as (B, T, C); shift, scale (B, C) f32. y may alias x. */
+    void (*modulate)(fk_backend *be, fk_tensor *y, const fk_tensor *x, const fk_tensor *shift,
+                     const fk_tensor *scale);
+
+    /* Gated residual: x[b,t,:] += gate[b,:]·y[b,t,:].  x, y (B·T, C); gate (B, C). */
+    void (*gated_add)(fk_backend *be, fk_tensor *x, const fk_tensor *y, const fk_tensor *gate);
+
+    /* Along tokens (rows): out (La+Lb, C) = [a (La, C); b (Lb, C)], and back. */
+    void (*concat_rows)(fk_backend *be, fk_tensor *out, const fk_tensor *a, const fk_tensor *b);
+    void (*split_rows)(fk_backend *be, fk_tensor *a, fk_tensor *b, const fk_tensor *in);
+
+    /* Column block copy: dst[:, dc0 : dc0+n] = src[:, sc0 : sc0+n].
+     * dst (M, Nd), src (M, Ns), same dtype. Splits qkv / joins [attn | mlp]. */
+    void (*copy_cols)(fk_backend *be, fk_tensor *dst, int64_t dc0, const fk_tensor *src,
+                      int64_t sc0, int64_t n);
+
+    /* 2-D convolution (cross-correlation), NCHW.
+     * y (B, Co, Ho, Wo); x (B, Ci, H, W) f32; w (Co, Ci, kh, kw) any float dtype;
+     * b (Co) or NULL; pad = {top, left, bottom, right} zeros;
+     * Ho = (H + top + bottom - kh) / stride + 1, likewise Wo. */
+    void (*conv2d)(fk_backend *be, fk_tensor *y, const fk_tensor *x, const fk_tensor *w,
+                   const fk_tensor *b, int stride, const int pad[4]);
+
+    /* GroupNorm: y, x (B, C, H, W); w, b (C) any float dtype; groups divides C. */
+    void (*group_norm)(fk_backend *be, fk_tensor *y, const fk_tensor *x, int groups,
+                       const fk_tensor *w, const fk_tensor *b, float eps);
+
+    /* Nearest-neighbour ×2: y (B, C, 2H, 2W), x (B, C, H, W). */
+    void (*upsample_nearest2x)(fk_backend *be, fk_tensor *y, const fk_tensor *x);
+};
+
+/* The CPU backend (fp32 reference). n_threads <= 0: all online CPUs.
+ * Caller frees with be->destroy(be). NULL when out of memory. */
+fk_backend *fk_backend_cpu_create(int n_threads);
+
+#endif /* FK_BACKEND_H */

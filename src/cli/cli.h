@@ -1,0 +1,54 @@
+/* cli: the `fluxkit` subcommands. Only this layer prints and exits.
+ * Exit codes: 0 ok, 1 runtime error, 2 usage error. */
+#ifndef FK_CLI_H
+#define FK_CLI_H
+
+#include "core/core.h"
+#include "core/tensor.h"
+#include "io/safetensors.h"
+
+#define FK_EXIT_OK 0
+#define FK_EXIT_ERROR 1
+#define FK_EXIT_USAGE 2
+
+/* One subcommand: argv[0] is the subcommand name. */
+int fk_cmd_info(int argc, char **argv);
+int fk_cmd_init_random(int argc, char **argv);
+int fk_cmd_eval(int argc, char **argv);
+int fk_cmd_bench(int argc, char **argv);
+
+/* Print "fluxkit: error: <msg>" to stderr. */
+void fk_cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* Parse a positive/non-negative integer option value; on failure prints a
+ * usage error naming the option and returns false. */
+bool fk_cli_parse_int(const char *opt, const char *s, long lo, long hi, long *out);
+
+/* ---- eval: components run on inputs from a safetensors file ----------- */
+
+/* Options shared by all components (parsed by cmd_eval.c). */
+typedef struct fk_eval_opts {
+    const char *component;  /* "flux", "ae", "clip", "t5", "noise" */
+    const char *weights;    /* --weights */
+    const char *inputs;     /* --inputs */
+    const char *out;        /* --out */
+    int threads;            /* --threads (0 = all) */
+    bool denoise;           /* --denoise (flux) */
+    bool verbose;           /* --verbose */
+    long seed, height, width; /* --seed/--height/--width (noise) */
+} fk_eval_opts;
+
+/* Named output tensors collected by a component, written by cmd_eval.c.
+ * fk_eval_out_add copies the data (f32 unless dtype says otherwise). */
+typedef struct fk_eval_out fk_eval_out;
+fk_status fk_eval_out_add(fk_context *ctx, fk_eval_out *out, const char *name, const fk_tensor *t);
+
+/* Input lookup helper: the named tensor converted to a new owning f32
+ * tensor (any float dtype accepted); error names the inputs file and tensor
+ * and, if expect_ndim > 0, checks the rank. */
+fk_status fk_eval_input_f32(fk_context *ctx, const fk_st_file *in, const char *name, int expect_ndim,
+                            fk_tensor *t);
+
+/* Component runners. `in` may be NULL for components without inputs (noise). */
+fk_status fk_eval_flux(fk_context *ctx, const fk_eval_opts *o, const fk_st_file *in, fk_eval_out *out);
+
+#endif /* FK_CLI_H */
