@@ -10,8 +10,9 @@
 
 #include "core/tensor.h"
 
-/* Largest header accepted (the reference caps it at 100 MB). */
-#define FK_ST_MAX_HEADER (100u * 1024u * 1024u)
+/* Largest header accepted: the reference's MAX_HEADER_SIZE, 100,000,000 bytes
+ * (decimal; safetensors/src/tensor.rs), for reading and writing. */
+#define FK_ST_MAX_HEADER 100000000u
 
 typedef struct fk_st_tensor {
     const char *name;           /* owned by the file */
@@ -90,7 +91,10 @@ typedef fk_status (*fk_st_fill_fn)(void *user, int index, void *buf, size_t nbyt
  * then name; header padded with spaces to a multiple of 8), then each tensor's
  * data from fill(). Written to "<path>.tmp.<pid>", fsync'ed, then renamed
  * over path; on any error the temporary file is removed and path untouched.
- * meta: n_meta key/value pairs (meta[2i], meta[2i+1]) for __metadata__. */
+ * fill is called once per tensor, in file order; index is the position in specs.
+ * meta: n_meta key/value pairs (meta[2i], meta[2i+1]) for __metadata__, written
+ * in that order; meta == NULL writes no __metadata__, meta != NULL with
+ * n_meta == 0 an empty one (as the reference does for metadata={}). */
 fk_status fk_st_write(fk_context *ctx, const char *path, const fk_st_spec *specs, int n,
                       const char *const *meta, int n_meta, fk_st_fill_fn fill, void *user);
 
