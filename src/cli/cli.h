@@ -16,6 +16,8 @@ int fk_cmd_info(int argc, char **argv);
 int fk_cmd_init_random(int argc, char **argv);
 int fk_cmd_eval(int argc, char **argv);
 int fk_cmd_bench(int argc, char **argv);
+int fk_cmd_tokenize(int argc, char **argv);
+int fk_cmd_compare(int argc, char **argv);
 
 /* Print "fluxkit: error: <msg>" to stderr. */
 void fk_cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -50,5 +52,15 @@ fk_status fk_eval_input_f32(fk_context *ctx, const fk_st_file *in, const char *n
 
 /* Component runners. `in` may be NULL for components without inputs (noise). */
 fk_status fk_eval_flux(fk_context *ctx, const fk_eval_opts *o, const fk_st_file *in, fk_eval_out *out);
+/* Text encoders (eval_text.c): input_ids (L) or (B, L), I64 or I32. */
+fk_status fk_eval_clip(fk_context *ctx, const fk_eval_opts *o, const fk_st_file *in, fk_eval_out *out);
+fk_status fk_eval_t5(fk_context *ctx, const fk_eval_opts *o, const fk_st_file *in, fk_eval_out *out);
+/* Autoencoder (eval_ae.c): encode.input / decode.input / decode_random.input. */
+fk_status fk_eval_ae(fk_context *ctx, const fk_eval_opts *o, const fk_st_file *in, fk_eval_out *out);
+/* bench ae (bench_ae.c): argv[0] is "ae". */
+int fk_bench_ae(int argc, char **argv);
+/* bench clip | t5 (bench_text.c): argv[0] is the component name. */
+int fk_bench_clip(int argc, char **argv);
+int fk_bench_t5(int argc, char **argv);
 
 #endif /* FK_CLI_H */

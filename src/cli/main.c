@@ -15,6 +15,8 @@ static const fk_command fk_commands[] = {
     {"init-random", fk_cmd_init_random, "write a random-weight checkpoint of a preset"},
     {"eval", fk_cmd_eval, "run a component on inputs from a safetensors file"},
     {"bench", fk_cmd_bench, "benchmark a component (seconds, GFLOP/s, peak memory)"},
+    {"tokenize", fk_cmd_tokenize, "prompts to CLIP or T5 token ids (JSON lines), as FLUX tokenizes"},
+    {"compare", fk_cmd_compare, "relative L2 error between the tensors of two files"},
 };
 
 static void fk_usage(FILE *f) {
