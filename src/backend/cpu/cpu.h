@@ -1,0 +1,186 @@
+/* cpu: internal header of the CPU backend, the fp32 reference.
+ *
+ * Layout of the backend:
+ *   cpu_backend.c     the op table, supports(), memory functions, ISA detection,
+ *                     fk_backend_cpu_create
+ *   cpu_gemm.h        blocked GEMM internals (packing, micro-kernel interface)
+ *   cpu_linear.c      GEMM driver (packing, blocking, threading), portable
+ *                     kernel, linear
+ *   cpu_kernels_x86.c AVX2+FMA and AVX-512 micro-kernels (selected at run time)
+ *   cpu_attention.c   multi-head attention (blocked online softmax)
+ *   cpu_norm.c        layernorm, rmsnorm, softmax
+ *   cpu_elementwise.c activations, add/mul, modulate, gated_add, rope, row/column copies
+ *   cpu_conv.c        conv2d, group_norm, upsample_nearest2x
+ *
+ * Threading: `FK_CPU_PARALLEL_FOR(nt)` before a `for` loop whose iterations
+ * write disjoint outputs; every output element is computed by one thread in a
+ * fixed order, so results are bitwise identical for any thread count. Ops
+ * open their own parallel regions and index the per-thread scratch by
+ * omp_get_thread_num(): never call them from inside a parallel region
+ * (fk_cpu_not_nested asserts it).
+ *
+ * Numerics of the reference (every path, portable or SIMD, gives the same bits):
+ * - A dot product / matrix product element is ONE sequential chain of fused
+ *   multiply-adds over the reduction index in increasing order, starting
+ *   from +0: acc = fma(a[k], b[k], acc). Bias (if any) is added afterwards.
+ * - Row statistics (norms, softmax sums) accumulate in double.
+ */
+#ifndef FK_CPU_H
+#define FK_CPU_H
+
+#include "backend/backend.h"
+
+#include <math.h>
+#include <string.h>
+
+#ifdef FK_HAVE_OPENMP
+#include <omp.h>
+#define FK_CPU_PRAGMA_(x) _Pragma(#x)
+#define FK_CPU_PARALLEL_FOR(nt) FK_CPU_PRAGMA_(omp parallel for num_threads(nt) schedule(static))
+static inline int fk_cpu_thread_id(void) { return omp_get_thread_num(); }
+static inline void fk_cpu_not_nested(void) { FK_ASSERT(!omp_in_parallel()); }
+#else
+/* serial: still "uses" nt so a thread-count variable never goes unused */
+#define FK_CPU_PARALLEL_FOR(nt) (void)(nt);
+static inline int fk_cpu_thread_id(void) { return 0; }
+static inline void fk_cpu_not_nested(void) {}
+#endif
+
+/* Instruction-set path of the compute kernels, chosen at run time. */
+typedef enum fk_cpu_isa {
+    FK_CPU_ISA_PORTABLE = 0, /* plain C (fmaf) */
+    FK_CPU_ISA_AVX2,         /* AVX2 + FMA + F16C */
+    FK_CPU_ISA_AVX512,       /* AVX-512F */
+    FK_CPU_ISA_COUNT
+} fk_cpu_isa;
+
+/* Best ISA this machine supports. */
+fk_cpu_isa fk_cpu_isa_detect(void);
+/* True when `isa` can run on this machine. */
+bool fk_cpu_isa_available(fk_cpu_isa isa);
+/* "portable", "avx2", "avx512". */
+const char *fk_cpu_isa_name(fk_cpu_isa isa);
+
+/* Per-thread scratch (floats), allocated once at create time. */
+#define FK_CPU_SCRATCH_FLOATS ((size_t)1 << 18) /* 1 MiB per thread */
+
+typedef struct fk_cpu_impl {
+    fk_cpu_isa isa;
+    int n_threads;
+    float *scratch; /* (n_threads, FK_CPU_SCRATCH_FLOATS), 64-byte aligned */
+} fk_cpu_impl;
+
+static inline fk_cpu_impl *fk_cpu_impl_of(const fk_backend *be) { return (fk_cpu_impl *)be->impl; }
+
+/* Scratch of thread `tid` (FK_CPU_SCRATCH_FLOATS floats). */
+static inline float *fk_cpu_scratch(const fk_backend *be, int tid) {
+    FK_ASSERT(tid >= 0 && tid < fk_cpu_impl_of(be)->n_threads);
+    return fk_cpu_impl_of(be)->scratch + (size_t)tid * FK_CPU_SCRATCH_FLOATS;
+}
+
+/* Like fk_backend_cpu_create, with an explicit kernel path (tests, benchmarks).
+ * NULL when out of memory or when `isa` cannot run on this machine. */
+fk_backend *fk_backend_cpu_create_isa(int n_threads, fk_cpu_isa isa);
+
+/* ---- GEMM (shared by linear, attention, conv) ---- */
+
+/* c(M, N) = a(M, K) · b(N, K)ᵀ (+ bias(N) if not NULL).
+ * a f32 with row stride lda; b of float dtype `bdt` with row stride ldb
+ * (elements), read in place and converted in panels (never a whole f32 copy);
+ * c f32 with row stride ldc; bias of float dtype `bias_dt` or NULL.
+ * Parallel over the output with be->n_threads threads: call it from outside
+ * a parallel region (it uses the per-thread scratch). Every c element is the
+ * reference fma chain over k = 0..K-1 starting from +0, then + bias, in f32.
+ * See cpu_gemm.h for the blocking. */
+void fk_cpu_gemm(const fk_backend *be, int64_t M, int64_t N, int64_t K, const float *a,
+                 int64_t lda, const void *b, fk_dtype bdt, int64_t ldb, const void *bias,
+                 fk_dtype bias_dt, float *c, int64_t ldc);
+
+/* ---- helpers ---- */
+
+/* n elements of tensor t starting at element `offset`, converted to f32. */
+void fk_cpu_load_f32(float *dst, const fk_tensor *t, int64_t offset, int64_t n);
+/* True for dtypes a weight / scale / bias may have (F64, F32, F16, BF16, F8_*). */
+bool fk_cpu_weight_dtype_ok(fk_dtype t);
+
+/* exp(x) in plain f32 arithmetic and integer selects, no branches (loops
+ * over it vectorize), the same code on every kernel path: softmax weights in
+ * attention (x = score − running max <= 0) and the sigmoid of the
+ * activations. Error <= 2 ulp where the result is a normal float (measured
+ * 1.02 ulp over every f32; test_ops_cpu checks a sample); below −87.33654
+ * (e^x < FLT_MIN) it returns 0, above 88.37626 +Inf (the true value runs to
+ * 88.72); NaN stays NaN.
+ * exp(x) = 2^n·exp(r), n = round(x/ln 2) (by adding 1.5·2^23), r = x − n·ln 2
+ * in two parts (the high part has 16 significant bits, so n·LN2_HI is exact),
+ * exp(r) by its Taylor polynomial of degree 7 (|r| <= 0.347: truncation
+ * below 0.1 ulp). */
+static inline float fk_cpu_exp(float x) {
+    const uint32_t ulo = 0xc2aeac50u; /* -87.33654f: exp() < FLT_MIN below */
+    const uint32_t uhi = 0x42b0c0a5u; /* 88.37626f: exp() > FLT_MAX above */
+    uint32_t ux;
+    memcpy(&ux, &x, sizeof(ux));
+    /* computed for every input (no data-dependent control flow); out-of-range
+     * inputs are replaced by integer selects at the end */
+    float xc = x;
+    float tm = xc * 1.44269504088896341f + 12582912.0f;
+    float nf = tm - 12582912.0f; /* x / ln 2 rounded to an integer */
+    uint32_t utm;
+    memcpy(&utm, &tm, sizeof(utm));
+    uint32_t two_n_bits = (utm - 0x4b400000u + 127u) << 23; /* 2^n, n in [-126, 127] */
+    float r = (xc - nf * 0.693145751953125f) - nf * 1.428606765330187045e-06f;
+    float q = 1.0f / 5040.0f;
+    q = q * r + 1.0f / 720.0f;
+    q = q * r + 1.0f / 120.0f;
+    q = q * r + 1.0f / 24.0f;
+    q = q * r + 1.0f / 6.0f;
+    q = q * r + 0.5f;
+    float er = ((r * r) * q + r) + 1.0f;
+    float two_n;
+    memcpy(&two_n, &two_n_bits, sizeof(two_n));
+    float y = er * two_n;
+    uint32_t uy;
+    memcpy(&uy, &y, sizeof(uy));
+    /* selects as bit masks (negative floats order by magnitude as unsigned) */
+    uint32_t below = 0u - (uint32_t)(ux > ulo);                        /* and -NaN */
+    uint32_t above = 0u - (uint32_t)((ux > uhi) & (ux < 0x80000000u)); /* and +NaN */
+    uint32_t nan = 0u - (uint32_t)((ux & 0x7fffffffu) > 0x7f800000u);
+    uy = uy & ~(below | above);
+    uy = uy | (above & 0x7f800000u);
+    uy = (uy & ~nan) | (ux & nan);
+    memcpy(&y, &uy, sizeof(y));
+    return y;
+}
+
+/* ---- ops (the table entries) ---- */
+
+void fk_cpu_linear(fk_backend *be, fk_tensor *y, const fk_tensor *x, const fk_tensor *w,
+                   const fk_tensor *b);
+void fk_cpu_layernorm(fk_backend *be, fk_tensor *y, const fk_tensor *x, const fk_tensor *w,
+                      const fk_tensor *b, float eps);
+void fk_cpu_rmsnorm(fk_backend *be, fk_tensor *y, const fk_tensor *x, const fk_tensor *scale,
+                    float eps);
+void fk_cpu_silu(fk_backend *be, fk_tensor *y, const fk_tensor *x);
+void fk_cpu_gelu_tanh(fk_backend *be, fk_tensor *y, const fk_tensor *x);
+void fk_cpu_gelu_quick(fk_backend *be, fk_tensor *y, const fk_tensor *x);
+void fk_cpu_softmax(fk_backend *be, fk_tensor *y, const fk_tensor *x);
+void fk_cpu_attention(fk_backend *be, fk_tensor *out, const fk_tensor *q, const fk_tensor *k,
+                      const fk_tensor *v, const fk_tensor *bias, float scale, bool causal);
+void fk_cpu_rope(fk_backend *be, fk_tensor *x, const fk_tensor *pe);
+void fk_cpu_add(fk_backend *be, fk_tensor *y, const fk_tensor *a, const fk_tensor *b);
+void fk_cpu_mul(fk_backend *be, fk_tensor *y, const fk_tensor *a, const fk_tensor *b);
+void fk_cpu_modulate(fk_backend *be, fk_tensor *y, const fk_tensor *x, const fk_tensor *shift,
+                     const fk_tensor *scale);
+void fk_cpu_gated_add(fk_backend *be, fk_tensor *x, const fk_tensor *y, const fk_tensor *gate);
+void fk_cpu_concat_rows(fk_backend *be, fk_tensor *out, const fk_tensor *a, const fk_tensor *b);
+void fk_cpu_split_rows(fk_backend *be, fk_tensor *a, fk_tensor *b, const fk_tensor *in);
+void fk_cpu_copy_cols(fk_backend *be, fk_tensor *dst, int64_t dc0, const fk_tensor *src,
+                      int64_t sc0, int64_t n);
+
+/* Defined in cpu_conv.c (another file). */
+void fk_cpu_conv2d(fk_backend *be, fk_tensor *y, const fk_tensor *x, const fk_tensor *w,
+                   const fk_tensor *b, int stride, const int pad[4]);
+void fk_cpu_group_norm(fk_backend *be, fk_tensor *y, const fk_tensor *x, int groups,
+                       const fk_tensor *w, const fk_tensor *b, float eps);
+void fk_cpu_upsample_nearest2x(fk_backend *be, fk_tensor *y, const fk_tensor *x);
+
+#endif /* FK_CPU_H */
