@@ -1,19 +1,22 @@
 #!/usr/bin/env bash
-# Fuzz the safetensors header parser with libFuzzer.
+# Fuzz the parsers of untrusted input with libFuzzer.
 #
-#   tools/run_fuzz.sh [SECONDS] [TARGET]     default: 60 seconds, fuzz_st_header
+#   tools/run_fuzz.sh [SECONDS] [TARGET]   default: 60 seconds shared by every target
 #
-# Builds TARGET (tests/fuzz/TARGET.c) with clang in build-fuzz (-DFK_FUZZ=ON: the
-# library is instrumented and built with ASan+UBSan), copies the seed corpus
-# tests/fuzz/corpus/ to tests/fuzz/corpus-run/ (git-ignored; new inputs go there), and
-# runs for SECONDS. Exits non-zero when the fuzzer finds a crash, leak, timeout or
+# Targets (tests/fuzz/TARGET.c): fuzz_st_header (safetensors header), fuzz_tokenize
+# (prompts through both tokenizers), fuzz_t5_model (spiece.model), fuzz_clip_vocab
+# (vocab.json + merges.txt). Without TARGET, the first gets half the time and the
+# others share the rest. Each target is built with clang in build-fuzz (-DFK_FUZZ=ON:
+# the library is instrumented and built with ASan+UBSan); its seed corpus
+# tests/fuzz/corpus/TARGET/ is copied to tests/fuzz/corpus-run/TARGET/ (git-ignored;
+# new inputs go there), and it runs for its share of SECONDS. Exits non-zero when the fuzzer finds a crash, leak, timeout or
 # sanitizer report; the input that triggered it is written to build-fuzz/artifacts/.
 # Reproduce one with: build-fuzz/tests/TARGET build-fuzz/artifacts/crash-...
 # Environment: CC_FUZZ (default clang), FUZZ_BUILD_DIR (default build-fuzz).
 set -euo pipefail
 
 SECONDS_TO_RUN="${1:-60}"
-TARGET="${2:-fuzz_st_header}"
+TARGET="${2:-all}"
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 BUILD="${FUZZ_BUILD_DIR:-$ROOT/build-fuzz}"
 CC_BIN="${CC_FUZZ:-clang}"
@@ -27,27 +30,37 @@ mkdir -p "$BUILD"
 CC="$CC_BIN" cmake -S "$ROOT" -B "$BUILD" -DFK_FUZZ=ON -DBUILD_TESTING=ON \
   -DCMAKE_BUILD_TYPE=RelWithDebInfo -DFK_WERROR=OFF > "$BUILD/configure.log" 2>&1 ||
   { cat "$BUILD/configure.log" >&2; exit 2; }
-cmake --build "$BUILD" --target "$TARGET" -j2 > "$BUILD/build.log" 2>&1 ||
+TARGETS=(fuzz_st_header fuzz_tokenize fuzz_t5_model fuzz_clip_vocab)
+[ "$TARGET" = all ] || TARGETS=("$TARGET")
+cmake --build "$BUILD" --target "${TARGETS[@]}" -j2 > "$BUILD/build.log" 2>&1 ||
   { tail -50 "$BUILD/build.log" >&2; exit 2; }
 
-RUN_CORPUS="$ROOT/tests/fuzz/corpus-run"
-mkdir -p "$RUN_CORPUS" "$BUILD/artifacts"
-cp -n "$ROOT"/tests/fuzz/corpus/* "$RUN_CORPUS"/ 2> /dev/null || true
+run_one() {
+  local target=$1 secs=$2
+  local corpus="$ROOT/tests/fuzz/corpus-run/$target"
+  mkdir -p "$corpus" "$BUILD/artifacts"
+  cp -n "$ROOT/tests/fuzz/corpus/$target"/* "$corpus"/ 2> /dev/null || true
+  local dict=()
+  if [ -f "$ROOT/tests/fuzz/$target.dict" ]; then dict=(-dict="$ROOT/tests/fuzz/$target.dict"); fi
+  echo "run_fuzz.sh: $target for $secs s, corpus $corpus"
+  set +e
+  "$BUILD/tests/$target" "$corpus" "${dict[@]}" \
+    -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 -max_len=16384 \
+    -artifact_prefix="$BUILD/artifacts/$target-" -print_final_stats=1
+  local rc=$?
+  set -e
+  if [ $rc -ne 0 ]; then
+    echo "run_fuzz.sh: $target FAILED (exit $rc); see $BUILD/artifacts/" >&2
+    return 1
+  fi
+  echo "run_fuzz.sh: $target ran $secs s without a crash"
+}
 
-DICT=()
-if [ -f "$ROOT/tests/fuzz/$TARGET.dict" ]; then
-  DICT=(-dict="$ROOT/tests/fuzz/$TARGET.dict")
+if [ ${#TARGETS[@]} -eq 1 ]; then
+  run_one "${TARGETS[0]}" "$SECONDS_TO_RUN"
+else
+  half=$(( SECONDS_TO_RUN / 2 )); [ $half -ge 1 ] || half=1
+  rest=$(( (SECONDS_TO_RUN - half) / (${#TARGETS[@]} - 1) )); [ $rest -ge 1 ] || rest=1
+  run_one "${TARGETS[0]}" "$half"
+  for t in "${TARGETS[@]:1}"; do run_one "$t" "$rest"; done
 fi
-
-echo "run_fuzz.sh: $TARGET for $SECONDS_TO_RUN s, corpus $RUN_CORPUS"
-set +e
-"$BUILD/tests/$TARGET" "$RUN_CORPUS" "${DICT[@]}" \
-  -max_total_time="$SECONDS_TO_RUN" -timeout=10 -rss_limit_mb=2048 -max_len=16384 \
-  -artifact_prefix="$BUILD/artifacts/" -print_final_stats=1
-rc=$?
-set -e
-if [ $rc -ne 0 ]; then
-  echo "run_fuzz.sh: $TARGET FAILED (exit $rc); see $BUILD/artifacts/" >&2
-  exit 1
-fi
-echo "run_fuzz.sh: $TARGET ran $SECONDS_TO_RUN s without a crash"
