@@ -25,6 +25,9 @@ typedef struct fk_flux_config {
     float theta;        /* 10000 */
 } fk_flux_config;
 
+/* Largest head_dim accepted (the RoPE table is built per pair). */
+#define FK_FLUX_MAX_HEAD_DIM 8192
+
 /* Presets: "flux-mini", "flux-dev", "flux-schnell", "tiny-flux".
  * Returns false for an unknown name. */
 bool fk_flux_preset(const char *name, fk_flux_config *cfg);
@@ -58,5 +61,185 @@ void fk_flux_enum_params(const fk_flux_config *cfg, fk_param_fn fn, void *user);
  * message naming the missing/odd tensor when it is not a FLUX transformer. */
 fk_status fk_flux_config_infer(fk_context *ctx, const fk_st_model *m, fk_flux_config *cfg,
                                const char **format_out);
+
+/* Default RoPE axes when a checkpoint does not say (see fk_flux_config_infer):
+ * head_dim 128 → [16, 56, 56] (every released FLUX.1 model); otherwise the
+ * same proportions, axes[1] = axes[2] = 2·⌊7·head_dim/32⌋, axes[0] = the rest
+ * (head_dim 16 → [4, 6, 6], head_dim 32 → [4, 14, 14]). */
+void fk_flux_default_axes(int head_dim, int axes_dim[3]);
+
+/* Check a config for internal consistency (positive sizes, hidden =
+ * heads·head_dim, even head_dim, axes even and summing to head_dim).
+ * FK_ERR_ARG with a message naming the field. */
+fk_status fk_flux_config_check(fk_context *ctx, const fk_flux_config *cfg);
+
+/* ---- a loaded transformer ------------------------------------------------
+ * Weights are views (fk_st_view) into the mapped checkpoint, in the file's
+ * dtype (f32, bf16, f16, fp8 e4m3fn / e5m2); the op table reads them in place.
+ * A tensor whose data is NULL is absent (a bias of a layer without one).
+ * The fused BFL tensors are kept as row views of their parts, so BFL files
+ * and diffusers folders (which store q, k, v, mlp as separate tensors) load
+ * with no copy at all:
+ *   qkv (3C, C)        → q, k, v = rows [0,C), [C,2C), [2C,3C)
+ *   linear1 (3C+M, C)  → q, k, v, mlp rows
+ *   final adaLN (2C,C) → shift = rows [0,C), scale = rows [C,2C) (BFL order;
+ *                        diffusers norm_out.linear stores [scale | shift]).
+ * Shapes below: C hidden, D head_dim, M mlp_hidden. */
+
+typedef struct fk_flux_linear {
+    fk_tensor w; /* (out, in) */
+    fk_tensor b; /* (out) or absent */
+} fk_flux_linear;
+
+/* MLPEmbedder: out_layer(SiLU(in_layer(x))). */
+typedef struct fk_flux_embedder {
+    fk_flux_linear in_layer;  /* (C, d_in) */
+    fk_flux_linear out_layer; /* (C, C) */
+} fk_flux_embedder;
+
+/* One stream (img or txt) of a double block. */
+typedef struct fk_flux_stream {
+    fk_flux_linear mod;             /* (6C, C): shift1 scale1 gate1 shift2 scale2 gate2 */
+    fk_flux_linear q, k, v;         /* (C, C) each */
+    fk_tensor q_scale, k_scale;     /* (D) QK RMSNorm scales */
+    fk_flux_linear proj;            /* (C, C) */
+    fk_flux_linear mlp0, mlp2;      /* (M, C), (C, M) */
+} fk_flux_stream;
+
+typedef struct fk_flux_double {
+    fk_flux_stream img, txt;
+} fk_flux_double;
+
+typedef struct fk_flux_single {
+    fk_flux_linear mod;         /* (3C, C): shift scale gate */
+    fk_flux_linear q, k, v;     /* (C, C) each, rows of linear1 */
+    fk_flux_linear mlp;         /* (M, C), rows [3C, 3C+M) of linear1 */
+    fk_tensor q_scale, k_scale; /* (D) */
+    fk_flux_linear linear2;     /* (C, C+M) */
+} fk_flux_single;
+
+typedef struct fk_flux_weights {
+    fk_flux_linear img_in;          /* (C, in_channels) */
+    fk_flux_linear txt_in;          /* (C, context_dim) */
+    fk_flux_embedder time_in;       /* d_in 256 */
+    fk_flux_embedder vector_in;     /* d_in vec_dim */
+    fk_flux_embedder guidance_in;   /* d_in 256; absent without guidance_embed */
+    fk_flux_double *dbl;            /* [depth_double] */
+    fk_flux_single *sgl;            /* [depth_single] */
+    fk_flux_linear final_shift;     /* (C, C) rows of final_layer.adaLN_modulation.1 */
+    fk_flux_linear final_scale;     /* (C, C) */
+    fk_flux_linear final_linear;    /* (out_channels, C) */
+} fk_flux_weights;
+
+typedef struct fk_flux_model {
+    fk_flux_config cfg;
+    const char *format;       /* "bfl", "bfl-prefixed", "diffusers", "memory" */
+    fk_flux_weights w;
+    fk_st_model *st;          /* the checkpoint (NULL for in-memory weights) */
+    bool owns_st;             /* st closed by fk_flux_free */
+    void *owned;              /* in-memory weights (fk_flux_create_random), or NULL */
+    uint64_t mapped_bytes;    /* weight bytes used in place from the mapping */
+    uint64_t copied_bytes;    /* bytes of weights held in memory (copies, random init) */
+    int64_t n_params;
+    fk_dtype dtype;           /* dtype of the linear weights (first one seen) */
+    bool mixed_dtypes;        /* weights of more than one dtype */
+} fk_flux_model;
+
+/* Load a transformer from a checkpoint: a BFL .safetensors file (plain or
+ * with the "model.diffusion_model." prefix of all-in-one files), a diffusers
+ * transformer/ folder (or a pipeline folder holding one), or its
+ * *.safetensors.index.json. The configuration is
+ * inferred (fk_flux_config_infer); every tensor's shape and dtype is checked,
+ * and an error names the tensor and the expected shape. Caller frees with
+ * fk_flux_free. */
+fk_status fk_flux_load(fk_context *ctx, const char *path, fk_flux_model **out);
+/* The same on an open checkpoint, which the caller keeps open for the
+ * model's lifetime (the model borrows it). */
+fk_status fk_flux_load_st(fk_context *ctx, const fk_st_model *m, fk_flux_model **out);
+/* Random weights in memory (no file), dtype F32, BF16, F16 or F8_E4M3:
+ * linear weights N(0, 1/fan_in), biases N(0, 0.02²), norm scales 1 + N(0, 0.1²),
+ * deterministic in seed (Philox, stream per tensor name). For benchmarks. */
+fk_status fk_flux_create_random(fk_context *ctx, const fk_flux_config *cfg, fk_dtype dtype,
+                                uint64_t seed, fk_flux_model **out);
+void fk_flux_free(fk_flux_model *m);
+
+/* ---- forward ---------------------------------------------------------------
+ * One sample (batch 1). Activations are f32; every heavy op goes through the
+ * backend's op table. The joint sequence is kept in one (n_txt + n_img, C)
+ * buffer, text rows first, for the whole forward: double blocks work on its
+ * two row ranges, single blocks on all of it, so no concatenation is needed;
+ * q/k/v are written straight into (L, H, D) row ranges by row views of the
+ * projection weights. */
+
+/* Memory plan for one step at (n_img, n_txt): all activation and scratch
+ * buffers are allocated once by fk_flux_runner_create and reused. */
+typedef struct fk_flux_plan {
+    int64_t n_img, n_txt;
+    uint64_t weight_bytes;  /* mapped + in-memory weights */
+    uint64_t act_bytes;     /* residual stream (L, C), output, conditioning, RoPE table */
+    uint64_t scratch_bytes; /* per-block temporaries: xmod, q, k, v, attn (L, C), mlp (L, M),
+                               [attn | mlp] (L, C+M) */
+} fk_flux_plan;
+
+void fk_flux_plan_compute(const fk_flux_config *cfg, int64_t n_img, int64_t n_txt,
+                          fk_flux_plan *plan);
+
+/* Named intermediate tensors, reported through a hook while the forward runs.
+ * The tensor is valid only during the call (copy what you keep). Names:
+ *   FK_FLUX_HOOK_BLOCKS: "double.{i}.img", "double.{i}.txt", "single.{i}.img",
+ *                        "single.{i}.txt" (each block's output, (n, C));
+ *   FK_FLUX_HOOK_DEBUG:  "dbg.t_emb", "dbg.g_emb", "dbg.time_in", "dbg.guidance_in",
+ *                        "dbg.vector_in", "dbg.vec", "dbg.img_in", "dbg.txt_in",
+ *                        "dbg.pe" (L, D/2, 2, 2), "dbg.double0.{img,txt}_mod",
+ *                        "dbg.double0.{img,txt}_qkv", "dbg.double0.{img,txt}_attn",
+ *                        "dbg.single0.mod", "dbg.single0.linear1",
+ *                        "dbg.single0.linear2_in", "dbg.final_in"
+ *                        (the names of the fixtures, see tests/data/flux).
+ * With no hook (or flags 0) nothing extra is computed or copied. */
+#define FK_FLUX_HOOK_BLOCKS 1u
+#define FK_FLUX_HOOK_DEBUG 2u
+typedef void (*fk_flux_hook_fn)(void *user, const char *name, const fk_tensor *t);
+
+typedef struct fk_flux_inputs {
+    const fk_tensor *img;     /* (n_img, in_channels) f32; leading dims of 1 allowed */
+    const fk_tensor *img_ids; /* (n_img, 3) f32: (0, patch row, patch column) */
+    const fk_tensor *txt;     /* (n_txt, context_dim) f32 */
+    const fk_tensor *txt_ids; /* (n_txt, 3) f32 (zeros for T5 tokens) */
+    const fk_tensor *y;       /* (vec_dim) f32, pooled CLIP */
+    float timestep;           /* t in [0, 1] (the model multiplies by 1000) */
+    float guidance;           /* ignored by models without guidance embedding */
+} fk_flux_inputs;
+
+typedef struct fk_flux_runner fk_flux_runner;
+
+/* Allocate the buffers of the plan for (n_img, n_txt) on backend `be`
+ * (borrowed; so is the model). Checks that the backend supports the weights'
+ * dtypes. Caller frees with fk_flux_runner_free. */
+fk_status fk_flux_runner_create(fk_context *ctx, const fk_flux_model *m, fk_backend *be,
+                                int64_t n_img, int64_t n_txt, fk_flux_runner **out);
+void fk_flux_runner_free(fk_flux_runner *r);
+const fk_flux_plan *fk_flux_runner_plan(const fk_flux_runner *r);
+
+/* Set (or clear, fn = NULL) the hook for the next forward calls. */
+void fk_flux_runner_set_hook(fk_flux_runner *r, fk_flux_hook_fn fn, unsigned flags, void *user);
+
+/* velocity = model(img, txt, ...). out (n_img, out_channels) f32 (leading dims
+ * of 1 allowed); out must not alias the inputs. Shapes are checked against
+ * the runner's (n_img, n_txt) and the config: FK_ERR_SHAPE naming the input. */
+fk_status fk_flux_forward(fk_context *ctx, fk_flux_runner *r, const fk_flux_inputs *in,
+                          fk_tensor *out);
+
+/* FLOPs of one forward at (n_img, n_txt): 2·M·N·K per matmul plus 4·L²·C for
+ * attention (QKᵀ and PV), counted analytically. */
+double fk_flux_flops(const fk_flux_config *cfg, int64_t n_img, int64_t n_txt);
+
+/* 256-d sinusoidal embedding of t (the model's time and guidance input):
+ * args = 1000·t·exp(−ln(10000)·i/128), out = [cos(args) | sin(args)].
+ * Computed in double, rounded once to f32. */
+void fk_flux_timestep_embedding(float t, float out[256]);
+
+/* RoPE table (L, D/2, 2, 2) for ids (L, 3): angle = id[axis]·θ^(−2j/d_axis),
+ * entries [[cos, −sin], [sin, cos]], computed in double, rounded to f32. */
+void fk_flux_rope_table(const fk_flux_config *cfg, const float *ids, int64_t L, float *pe);
 
 #endif /* FK_FLUX_H */

@@ -1,0 +1,506 @@
+/* flux: the FLUX.1 transformer forward pass, written once against the op
+ * table (backend.h). Follows black-forest-labs/flux src/flux/model.py and
+ * modules/layers.py; see flux.h for the API and the fixtures' README for the
+ * reference behaviours reproduced here.
+ *
+ * Layout of one step (C hidden, H heads, D head_dim, M mlp_hidden,
+ * Lt text tokens, Li image tokens, L = Lt + Li):
+ *   x     (L, C)   the joint residual stream, text rows [0, Lt) then image
+ *                  rows [Lt, L), for the whole forward (no concatenation)
+ *   q,k,v (L, H, D) written per stream into their row ranges by row views of
+ *                  the q/k/v projection weights
+ *   attn  (L, C)   attention output; xmod (L, C) modulated input and
+ *                  projection output; mlp (L, M); cat (L, C+M) = [attn | mlp]
+ * Glue that is not an op (timestep embedding, RoPE table) is O(L·D) plain C. */
+#include "model/flux.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define FK_FLUX_EPS 1e-6f /* LayerNorm and QK RMSNorm */
+#define FK_FLUX_MAX_HALF (FK_FLUX_MAX_HEAD_DIM / 2)
+
+struct fk_flux_runner {
+    const fk_flux_model *m;
+    fk_backend *be;
+    fk_flux_plan plan;
+    int64_t Lt, Li, L;
+    void *mem;        /* one allocation for everything below */
+    float *x;         /* (L, C) */
+    float *xmod;      /* (L, C) */
+    float *q, *k, *v; /* (L, H, D) each */
+    float *attn;      /* (L, C) */
+    float *mlp;       /* (L, M) */
+    float *cat;       /* (L, C + M) */
+    float *pe;        /* (L, D/2, 2, 2) */
+    float *ids;       /* (L, 3) the ids pe was computed for */
+    bool pe_valid;
+    float *emb;       /* (256) sinusoidal embedding */
+    float *hid;       /* (C) embedder hidden */
+    float *tin, *gin, *vin; /* (C) time_in, guidance_in, vector_in outputs */
+    float *vec;       /* (C) conditioning vector */
+    float *svec;      /* (C) SiLU(vec), the input of every modulation */
+    float *mod_img, *mod_txt; /* (6C) */
+    fk_flux_hook_fn hook;
+    unsigned hook_flags;
+    void *hook_user;
+};
+
+/* ---- small glue ------------------------------------------------------------------ */
+
+void fk_flux_timestep_embedding(float t, float out[256]) {
+    /* timestep_embedding(t, 256, max_period=10000, time_factor=1000) */
+    const int half = 128;
+    const double tt = 1000.0 * (double)t;
+    for (int i = 0; i < half; i++) {
+        double freq = exp(-log(10000.0) * (double)i / (double)half);
+        double arg = tt * freq;
+        out[i] = (float)cos(arg);
+        out[half + i] = (float)sin(arg);
+    }
+}
+
+void fk_flux_rope_table(const fk_flux_config *cfg, const float *ids, int64_t L, float *pe) {
+    const int half = cfg->head_dim / 2;
+    /* ω of each rotated pair, axes concatenated in id-column order */
+    double omega[FK_FLUX_MAX_HALF];
+    int axis[FK_FLUX_MAX_HALF];
+    int p = 0;
+    for (int a = 0; a < 3; a++) {
+        const int d = cfg->axes_dim[a];
+        for (int j = 0; j < d / 2 && p < FK_FLUX_MAX_HALF; j++, p++) {
+            omega[p] = 1.0 / pow((double)cfg->theta, (double)(2 * j) / (double)d);
+            axis[p] = a;
+        }
+    }
+    FK_ASSERT(p == half);
+    for (int64_t l = 0; l < L; l++) {
+        float *row = pe + l * half * 4; /* (D/2, 2, 2) */
+        for (int j = 0; j < half; j++) {
+            double ang = (double)ids[l * 3 + axis[j]] * omega[j];
+            float c = (float)cos(ang), s = (float)sin(ang);
+            row[j * 4 + 0] = c;
+            row[j * 4 + 1] = -s;
+            row[j * 4 + 2] = s;
+            row[j * 4 + 3] = c;
+        }
+    }
+}
+
+/* ---- plan ---------------------------------------------------------------------------- */
+
+void fk_flux_plan_compute(const fk_flux_config *cfg, int64_t n_img, int64_t n_txt,
+                          fk_flux_plan *plan) {
+    const uint64_t C = (uint64_t)cfg->hidden, M = (uint64_t)cfg->mlp_hidden;
+    const uint64_t L = (uint64_t)(n_img + n_txt), D = (uint64_t)cfg->head_dim;
+    memset(plan, 0, sizeof(*plan));
+    plan->n_img = n_img;
+    plan->n_txt = n_txt;
+    /* x (L, C), pe (L, D/2·4), ids (L, 3), emb 256, 6 vectors of C, 2 mods of 6C */
+    plan->act_bytes = 4 * (L * C + L * D * 2 + L * 3 + 256 + 6 * C + 12 * C);
+    /* xmod, q, k, v, attn (L, C) each, mlp (L, M), cat (L, C + M) */
+    plan->scratch_bytes = 4 * (5 * L * C + L * M + L * (C + M));
+}
+
+double fk_flux_flops(const fk_flux_config *c, int64_t n_img, int64_t n_txt) {
+    const double C = c->hidden, M = c->mlp_hidden, Li = (double)n_img, Lt = (double)n_txt;
+    const double L = Li + Lt;
+    double f = 0;
+    f += 2 * Li * c->in_channels * C + 2 * Lt * c->context_dim * C;  /* img_in, txt_in */
+    f += 2 * (256 * C + C * C) * (c->guidance_embed ? 2 : 1);        /* time/guidance_in */
+    f += 2 * (c->vec_dim * C + C * C);                               /* vector_in */
+    double dbl = 2 * 2 * C * 6 * C                                   /* modulations */
+                 + 2 * L * C * 3 * C + 2 * L * C * C                 /* qkv, proj */
+                 + 2 * 2 * L * C * M                                 /* mlp */
+                 + 4 * L * L * C;                                    /* QKᵀ, PV */
+    double sgl = 2 * C * 3 * C + 2 * L * C * (3 * C + M) + 2 * L * (C + M) * C + 4 * L * L * C;
+    f += c->depth_double * dbl + c->depth_single * sgl;
+    f += 2 * C * 2 * C + 2 * Li * C * c->out_channels;               /* final layer */
+    return f;
+}
+
+/* ---- runner ---------------------------------------------------------------------------- */
+
+static bool fk_flux_be_supports(fk_backend *be, fk_op op, const fk_tensor *const *srcs, int n) {
+    return !be->supports || be->supports(be, op, srcs, n);
+}
+
+/* Every weight dtype must be readable by the backend's linear and rmsnorm. */
+static fk_status fk_flux_check_backend(fk_context *ctx, const fk_flux_model *m, fk_backend *be) {
+    const fk_flux_weights *w = &m->w;
+    float dummy = 0;
+    fk_tensor x = fk_view2(FK_F32, &dummy, 1, 1);
+    const fk_flux_linear *lin[8] = {&w->img_in, &w->txt_in, &w->final_linear, &w->final_shift,
+                                    &w->time_in.in_layer, &w->vector_in.out_layer, NULL, NULL};
+    int nl = 6;
+    if (m->cfg.depth_double) {
+        lin[nl++] = &w->dbl[0].img.q;
+        lin[nl++] = &w->dbl[0].txt.mlp2;
+    } else {
+        lin[nl++] = &w->sgl[0].q;
+        lin[nl++] = &w->sgl[0].linear2;
+    }
+    for (int i = 0; i < nl; i++) {
+        const fk_tensor *srcs[4] = {&x, &x, &lin[i]->w, lin[i]->b.data ? &lin[i]->b : NULL};
+        if (!fk_flux_be_supports(be, FK_OP_LINEAR, srcs, 4)) /* y, x, w, b */
+            return fk_error(ctx, FK_ERR_UNSUPPORTED,
+                            "backend %s: linear with %s weights is not supported", be->name,
+                            fk_dtype_name(lin[i]->w.dtype));
+    }
+    const fk_tensor *scale = m->cfg.depth_double ? &w->dbl[0].img.q_scale : &w->sgl[0].q_scale;
+    const fk_tensor *srcs[3] = {&x, &x, scale};
+    if (!fk_flux_be_supports(be, FK_OP_RMSNORM, srcs, 3)) /* y, x, scale */
+        return fk_error(ctx, FK_ERR_UNSUPPORTED, "backend %s: rmsnorm with %s scales is not supported",
+                        be->name, fk_dtype_name(scale->dtype));
+    return FK_OK;
+}
+
+fk_status fk_flux_runner_create(fk_context *ctx, const fk_flux_model *m, fk_backend *be,
+                                int64_t n_img, int64_t n_txt, fk_flux_runner **out) {
+    if (!m || !be || !out) return fk_error(ctx, FK_ERR_ARG, "fk_flux_runner_create: NULL argument");
+    *out = NULL;
+    if (n_img < 1 || n_txt < 0 || n_img > (1 << 22) || n_txt > (1 << 22))
+        return fk_error(ctx, FK_ERR_ARG,
+                        "flux: %lld image and %lld text tokens, expected 1..%d and 0..%d",
+                        (long long)n_img, (long long)n_txt, 1 << 22, 1 << 22);
+    if (be->device != FK_DEVICE_CPU)
+        return fk_error(ctx, FK_ERR_UNSUPPORTED, "flux: backend %s: only CPU buffers are planned "
+                        "so far", be->name);
+    if (fk_flux_check_backend(ctx, m, be) != FK_OK) return FK_ERR_UNSUPPORTED;
+    const fk_flux_config *c = &m->cfg;
+    fk_flux_runner *r = calloc(1, sizeof(*r));
+    if (!r) return fk_error(ctx, FK_ERR_NOMEM, "out of memory (flux runner)");
+    r->m = m;
+    r->be = be;
+    r->Lt = n_txt;
+    r->Li = n_img;
+    r->L = n_txt + n_img;
+    fk_flux_plan_compute(c, n_img, n_txt, &r->plan);
+    r->plan.weight_bytes = m->mapped_bytes + m->copied_bytes;
+    const size_t C = (size_t)c->hidden, M = (size_t)c->mlp_hidden, D = (size_t)c->head_dim;
+    const size_t L = (size_t)r->L;
+    /* carve the buffers, each 64-byte aligned */
+    size_t sizes[] = {L * C, L * C, L * C, L * C, L * C, L * C, L * M, L * (C + M), L * D * 2,
+                      L * 3, 256, C, C, C, C, C, C, 6 * C, 6 * C};
+    float **ptrs[] = {&r->x, &r->xmod, &r->q, &r->k, &r->v, &r->attn, &r->mlp, &r->cat, &r->pe,
+                      &r->ids, &r->emb, &r->hid, &r->tin, &r->gin, &r->vin, &r->vec, &r->svec,
+                      &r->mod_img, &r->mod_txt};
+    const int nb = (int)(sizeof(sizes) / sizeof(sizes[0]));
+    size_t total = 0;
+    for (int i = 0; i < nb; i++) total += (sizes[i] * sizeof(float) + 63) & ~(size_t)63;
+    r->mem = fk_calloc(total);
+    if (!r->mem) {
+        free(r);
+        return fk_error(ctx, FK_ERR_NOMEM, "out of memory: flux buffers for %lld tokens need %zu bytes",
+                        (long long)L, total);
+    }
+    size_t off = 0;
+    for (int i = 0; i < nb; i++) {
+        *ptrs[i] = (float *)((char *)r->mem + off);
+        off += (sizes[i] * sizeof(float) + 63) & ~(size_t)63;
+    }
+    *out = r;
+    return FK_OK;
+}
+
+void fk_flux_runner_free(fk_flux_runner *r) {
+    if (!r) return;
+    fk_free(r->mem);
+    free(r);
+}
+
+const fk_flux_plan *fk_flux_runner_plan(const fk_flux_runner *r) { return &r->plan; }
+
+void fk_flux_runner_set_hook(fk_flux_runner *r, fk_flux_hook_fn fn, unsigned flags, void *user) {
+    r->hook = fn;
+    r->hook_flags = fn ? flags : 0;
+    r->hook_user = user;
+}
+
+/* ---- hooks ------------------------------------------------------------------------------- */
+
+static bool fk_flux_want(const fk_flux_runner *r, unsigned flag) {
+    return r->hook && (r->hook_flags & flag);
+}
+
+/* Report (1, n) or (1, rows, cols) in the reference's batch-1 shapes. */
+static void fk_flux_emit(fk_flux_runner *r, const char *name, const float *data, int64_t rows,
+                         int64_t cols, bool tokens) {
+    fk_tensor t = tokens ? fk_view3(FK_F32, (void *)data, 1, rows, cols)
+                         : fk_view2(FK_F32, (void *)data, 1, cols);
+    r->hook(r->hook_user, name, &t);
+}
+
+static void fk_flux_emit_block(fk_flux_runner *r, const char *kind, int i) {
+    if (!fk_flux_want(r, FK_FLUX_HOOK_BLOCKS)) return;
+    const int64_t C = r->m->cfg.hidden;
+    char name[64];
+    snprintf(name, sizeof(name), "%s.%d.img", kind, i);
+    fk_flux_emit(r, name, r->x + r->Lt * C, r->Li, C, true);
+    snprintf(name, sizeof(name), "%s.%d.txt", kind, i);
+    fk_flux_emit(r, name, r->x, r->Lt, C, true);
+}
+
+/* Debug only: [q | k | v (| mlp)] rows r0..r0+n before the QK norm, as the
+ * reference's fused projection output. Allocated on demand. */
+static void fk_flux_emit_fused(fk_flux_runner *r, const char *name, int64_t r0, int64_t n,
+                               bool with_mlp) {
+    const int64_t C = r->m->cfg.hidden, M = r->m->cfg.mlp_hidden;
+    const int64_t W = 3 * C + (with_mlp ? M : 0);
+    float *buf = fk_alloc((size_t)(n * W) * sizeof(float));
+    if (!buf) return; /* debug output only */
+    fk_tensor dst = fk_view2(FK_F32, buf, n, W);
+    const float *parts[4] = {r->q, r->k, r->v, r->mlp};
+    for (int p = 0; p < (with_mlp ? 4 : 3); p++) {
+        int64_t w = p < 3 ? C : M;
+        fk_tensor src = fk_view2(FK_F32, (void *)(parts[p] + r0 * w), n, w);
+        r->be->copy_cols(r->be, &dst, p * C, &src, 0, w);
+    }
+    fk_flux_emit(r, name, buf, n, W, true);
+    fk_free(buf);
+}
+
+/* ---- building blocks ---------------------------------------------------------------------- */
+
+static const fk_tensor *fk_flux_bias(const fk_flux_linear *l) { return l->b.data ? &l->b : NULL; }
+
+/* y (rows, out) = x (rows, in) · wᵀ + b */
+static void fk_flux_linear_rows(fk_backend *be, float *y, const float *x, int64_t rows,
+                                const fk_flux_linear *l) {
+    const int64_t out = l->w.shape[0], in = l->w.shape[1];
+    fk_tensor ty = fk_view2(FK_F32, y, rows, out);
+    fk_tensor tx = fk_view2(FK_F32, (void *)x, rows, in);
+    be->linear(be, &ty, &tx, &l->w, fk_flux_bias(l));
+}
+
+/* out (C) = out_layer(SiLU(in_layer(x))) */
+static void fk_flux_embedder_fwd(fk_flux_runner *r, const fk_flux_embedder *e, const float *x,
+                                 float *out) {
+    fk_backend *be = r->be;
+    const int64_t C = r->m->cfg.hidden;
+    fk_flux_linear_rows(be, r->hid, x, 1, &e->in_layer);
+    fk_tensor h = fk_view2(FK_F32, r->hid, 1, C);
+    be->silu(be, &h, &h);
+    fk_flux_linear_rows(be, out, r->hid, 1, &e->out_layer);
+}
+
+/* y (n, C) = (1 + scale)·LayerNorm(x) + shift, shift/scale (C) */
+static void fk_flux_ln_modulate(fk_backend *be, float *y, const float *x, int64_t n, int64_t C,
+                                const float *shift, const float *scale) {
+    fk_tensor ty = fk_view2(FK_F32, y, n, C), tx = fk_view2(FK_F32, (void *)x, n, C);
+    be->layernorm(be, &ty, &tx, NULL, NULL, FK_FLUX_EPS);
+    fk_tensor tsh = fk_view2(FK_F32, (void *)shift, 1, C);
+    fk_tensor tsc = fk_view2(FK_F32, (void *)scale, 1, C);
+    be->modulate(be, &ty, &ty, &tsh, &tsc);
+}
+
+/* x (n, C) += gate (C) · y (n, C) */
+static void fk_flux_gated(fk_backend *be, float *x, const float *y, int64_t n, int64_t C,
+                          const float *gate) {
+    fk_tensor tx = fk_view2(FK_F32, x, n, C), ty = fk_view2(FK_F32, (void *)y, n, C);
+    fk_tensor tg = fk_view2(FK_F32, (void *)gate, 1, C);
+    be->gated_add(be, &tx, &ty, &tg);
+}
+
+/* QK RMSNorm of rows [r0, r0+n) of q and k, each (n·H, D). */
+static void fk_flux_qk_norm(fk_flux_runner *r, int64_t r0, int64_t n, const fk_tensor *q_scale,
+                            const fk_tensor *k_scale) {
+    const fk_flux_config *c = &r->m->cfg;
+    const int64_t C = c->hidden, H = c->num_heads, D = c->head_dim;
+    fk_tensor tq = fk_view2(FK_F32, r->q + r0 * C, n * H, D);
+    fk_tensor tk = fk_view2(FK_F32, r->k + r0 * C, n * H, D);
+    r->be->rmsnorm(r->be, &tq, &tq, q_scale, FK_FLUX_EPS);
+    r->be->rmsnorm(r->be, &tk, &tk, k_scale, FK_FLUX_EPS);
+}
+
+/* RoPE on q and k, then attn (L, C) = softmax(q·kᵀ/√D)·v over the joint sequence. */
+static void fk_flux_attention(fk_flux_runner *r) {
+    const fk_flux_config *c = &r->m->cfg;
+    const int64_t L = r->L, H = c->num_heads, D = c->head_dim, C = c->hidden;
+    fk_backend *be = r->be;
+    fk_tensor tq = fk_view3(FK_F32, r->q, L, H, D), tk = fk_view3(FK_F32, r->k, L, H, D);
+    fk_tensor tv = fk_view3(FK_F32, r->v, L, H, D);
+    fk_tensor pe = fk_view4(FK_F32, r->pe, L, D / 2, 2, 2);
+    be->rope(be, &tq, &pe);
+    be->rope(be, &tk, &pe);
+    fk_tensor ta = fk_view2(FK_F32, r->attn, L, C);
+    be->attention(be, &ta, &tq, &tk, &tv, NULL, (float)(1.0 / sqrt((double)D)), false);
+}
+
+static void fk_flux_double_block(fk_flux_runner *r, int bi) {
+    const fk_flux_config *c = &r->m->cfg;
+    const fk_flux_double *B = &r->m->w.dbl[bi];
+    fk_backend *be = r->be;
+    const int64_t C = c->hidden, M = c->mlp_hidden;
+    const bool dbg = bi == 0 && fk_flux_want(r, FK_FLUX_HOOK_DEBUG);
+    /* stream 0 = txt rows [0, Lt), stream 1 = img rows [Lt, L) */
+    const fk_flux_stream *S[2] = {&B->txt, &B->img};
+    float *mod[2] = {r->mod_txt, r->mod_img};
+    const int64_t r0[2] = {0, r->Lt}, n[2] = {r->Lt, r->Li};
+    static const char *const sname[2] = {"txt", "img"};
+    char name[64];
+
+    for (int s = 1; s >= 0; s--) {
+        fk_flux_linear_rows(be, mod[s], r->svec, 1, &S[s]->mod); /* (6C) */
+        if (dbg) {
+            snprintf(name, sizeof(name), "dbg.double0.%s_mod", sname[s]);
+            fk_flux_emit(r, name, mod[s], 1, 6 * C, false);
+        }
+    }
+    for (int s = 0; s < 2; s++) {
+        if (n[s] == 0) continue;
+        float *xs = r->x + r0[s] * C, *xm = r->xmod + r0[s] * C;
+        fk_flux_ln_modulate(be, xm, xs, n[s], C, mod[s], mod[s] + C); /* shift1, scale1 */
+        fk_flux_linear_rows(be, r->q + r0[s] * C, xm, n[s], &S[s]->q);
+        fk_flux_linear_rows(be, r->k + r0[s] * C, xm, n[s], &S[s]->k);
+        fk_flux_linear_rows(be, r->v + r0[s] * C, xm, n[s], &S[s]->v);
+        if (dbg) {
+            snprintf(name, sizeof(name), "dbg.double0.%s_qkv", sname[s]);
+            fk_flux_emit_fused(r, name, r0[s], n[s], false);
+        }
+        fk_flux_qk_norm(r, r0[s], n[s], &S[s]->q_scale, &S[s]->k_scale);
+    }
+    fk_flux_attention(r);
+    for (int s = 0; s < 2; s++) {
+        if (n[s] == 0) continue;
+        float *xs = r->x + r0[s] * C, *xm = r->xmod + r0[s] * C, *ml = r->mlp + r0[s] * M;
+        const float *as = r->attn + r0[s] * C;
+        if (dbg) {
+            snprintf(name, sizeof(name), "dbg.double0.%s_attn", sname[s]);
+            fk_flux_emit(r, name, as, n[s], C, true);
+        }
+        fk_flux_linear_rows(be, xm, as, n[s], &S[s]->proj);
+        fk_flux_gated(be, xs, xm, n[s], C, mod[s] + 2 * C); /* gate1 */
+        fk_flux_ln_modulate(be, xm, xs, n[s], C, mod[s] + 3 * C, mod[s] + 4 * C);
+        fk_flux_linear_rows(be, ml, xm, n[s], &S[s]->mlp0);
+        fk_tensor tm = fk_view2(FK_F32, ml, n[s], M);
+        be->gelu_tanh(be, &tm, &tm);
+        fk_flux_linear_rows(be, xm, ml, n[s], &S[s]->mlp2);
+        fk_flux_gated(be, xs, xm, n[s], C, mod[s] + 5 * C); /* gate2 */
+    }
+    fk_flux_emit_block(r, "double", bi);
+}
+
+static void fk_flux_single_block(fk_flux_runner *r, int bi) {
+    const fk_flux_config *c = &r->m->cfg;
+    const fk_flux_single *S = &r->m->w.sgl[bi];
+    fk_backend *be = r->be;
+    const int64_t C = c->hidden, M = c->mlp_hidden, L = r->L;
+    const bool dbg = bi == 0 && fk_flux_want(r, FK_FLUX_HOOK_DEBUG);
+    float *mod = r->mod_img; /* (3C): shift, scale, gate */
+    fk_flux_linear_rows(be, mod, r->svec, 1, &S->mod);
+    if (dbg) fk_flux_emit(r, "dbg.single0.mod", mod, 1, 3 * C, false);
+    fk_flux_ln_modulate(be, r->xmod, r->x, L, C, mod, mod + C);
+    fk_flux_linear_rows(be, r->q, r->xmod, L, &S->q);
+    fk_flux_linear_rows(be, r->k, r->xmod, L, &S->k);
+    fk_flux_linear_rows(be, r->v, r->xmod, L, &S->v);
+    fk_flux_linear_rows(be, r->mlp, r->xmod, L, &S->mlp);
+    if (dbg) fk_flux_emit_fused(r, "dbg.single0.linear1", 0, L, true);
+    fk_flux_qk_norm(r, 0, L, &S->q_scale, &S->k_scale);
+    fk_flux_attention(r);
+    fk_tensor tm = fk_view2(FK_F32, r->mlp, L, M);
+    be->gelu_tanh(be, &tm, &tm);
+    fk_tensor tcat = fk_view2(FK_F32, r->cat, L, C + M);
+    fk_tensor ta = fk_view2(FK_F32, r->attn, L, C);
+    be->copy_cols(be, &tcat, 0, &ta, 0, C);
+    be->copy_cols(be, &tcat, C, &tm, 0, M);
+    if (dbg) fk_flux_emit(r, "dbg.single0.linear2_in", r->cat, L, C + M, true);
+    fk_flux_linear_rows(be, r->xmod, r->cat, L, &S->linear2);
+    fk_flux_gated(be, r->x, r->xmod, L, C, mod + 2 * C);
+    fk_flux_emit_block(r, "single", bi);
+}
+
+/* ---- forward ------------------------------------------------------------------------------ */
+
+static fk_status fk_flux_check_input(fk_context *ctx, const char *what, const fk_tensor *t,
+                                     int64_t rows, int64_t cols) {
+    if (!t || !t->data)
+        return fk_error(ctx, FK_ERR_ARG, "flux forward: input %s missing", what);
+    char buf[128];
+    if (t->dtype != FK_F32 || t->device != FK_DEVICE_CPU)
+        return fk_error(ctx, FK_ERR_SHAPE, "flux forward: input %s must be f32 on the CPU, got %s",
+                        what, fk_dtype_name(t->dtype));
+    if (fk_tensor_rows(t) != rows || fk_tensor_cols(t) != cols)
+        return fk_error(ctx, FK_ERR_SHAPE, "flux forward: input %s has shape %s, expected (%lld, %lld)",
+                        what, fk_shape_str(t, buf, sizeof(buf)), (long long)rows, (long long)cols);
+    return FK_OK;
+}
+
+fk_status fk_flux_forward(fk_context *ctx, fk_flux_runner *r, const fk_flux_inputs *in,
+                          fk_tensor *out) {
+    if (!r || !in || !out) return fk_error(ctx, FK_ERR_ARG, "fk_flux_forward: NULL argument");
+    const fk_flux_model *m = r->m;
+    const fk_flux_config *c = &m->cfg;
+    const fk_flux_weights *w = &m->w;
+    fk_backend *be = r->be;
+    const int64_t C = c->hidden, Lt = r->Lt, Li = r->Li, L = r->L, D = c->head_dim;
+    fk_status st;
+    if ((st = fk_flux_check_input(ctx, "img", in->img, Li, c->in_channels)) ||
+        (st = fk_flux_check_input(ctx, "img_ids", in->img_ids, Li, 3)) ||
+        (st = fk_flux_check_input(ctx, "txt", in->txt, Lt, c->context_dim)) ||
+        (st = fk_flux_check_input(ctx, "txt_ids", in->txt_ids, Lt, 3)) ||
+        (st = fk_flux_check_input(ctx, "y", in->y, 1, c->vec_dim)) ||
+        (st = fk_flux_check_input(ctx, "output", out, Li, c->out_channels)))
+        return st;
+    if (!isfinite(in->timestep) || !isfinite(in->guidance))
+        return fk_error(ctx, FK_ERR_ARG, "flux forward: timestep and guidance must be finite");
+
+    /* RoPE table for ids = [txt_ids; img_ids], recomputed only when they change */
+    const size_t tb = (size_t)Lt * 3 * sizeof(float), ib = (size_t)Li * 3 * sizeof(float);
+    if (!r->pe_valid || memcmp(r->ids, in->txt_ids->data, tb) ||
+        memcmp(r->ids + Lt * 3, in->img_ids->data, ib)) {
+        memcpy(r->ids, in->txt_ids->data, tb);
+        memcpy(r->ids + Lt * 3, in->img_ids->data, ib);
+        fk_flux_rope_table(c, r->ids, L, r->pe);
+        r->pe_valid = true;
+    }
+    const bool dbg = fk_flux_want(r, FK_FLUX_HOOK_DEBUG);
+
+    /* conditioning: vec = time_in(emb(t)) [+ guidance_in(emb(g))] + vector_in(y) */
+    fk_flux_timestep_embedding(in->timestep, r->emb);
+    if (dbg) fk_flux_emit(r, "dbg.t_emb", r->emb, 1, 256, false);
+    fk_flux_embedder_fwd(r, &w->time_in, r->emb, r->tin);
+    if (dbg) fk_flux_emit(r, "dbg.time_in", r->tin, 1, C, false);
+    fk_tensor tvec = fk_view2(FK_F32, r->vec, 1, C);
+    memcpy(r->vec, r->tin, (size_t)C * sizeof(float));
+    if (c->guidance_embed) {
+        fk_flux_timestep_embedding(in->guidance, r->emb);
+        if (dbg) fk_flux_emit(r, "dbg.g_emb", r->emb, 1, 256, false);
+        fk_flux_embedder_fwd(r, &w->guidance_in, r->emb, r->gin);
+        if (dbg) fk_flux_emit(r, "dbg.guidance_in", r->gin, 1, C, false);
+        fk_tensor tg = fk_view2(FK_F32, r->gin, 1, C);
+        be->add(be, &tvec, &tvec, &tg);
+    }
+    fk_flux_embedder_fwd(r, &w->vector_in, in->y->data, r->vin);
+    if (dbg) fk_flux_emit(r, "dbg.vector_in", r->vin, 1, C, false);
+    fk_tensor tv = fk_view2(FK_F32, r->vin, 1, C);
+    be->add(be, &tvec, &tvec, &tv);
+    if (dbg) fk_flux_emit(r, "dbg.vec", r->vec, 1, C, false);
+    fk_tensor tsv = fk_view2(FK_F32, r->svec, 1, C);
+    be->silu(be, &tsv, &tvec);
+
+    /* input projections into the joint stream: text rows, then image rows */
+    fk_flux_linear_rows(be, r->x + Lt * C, in->img->data, Li, &w->img_in);
+    if (Lt) fk_flux_linear_rows(be, r->x, in->txt->data, Lt, &w->txt_in);
+    if (dbg) {
+        fk_flux_emit(r, "dbg.img_in", r->x + Lt * C, Li, C, true);
+        fk_flux_emit(r, "dbg.txt_in", r->x, Lt, C, true);
+        fk_tensor tpe = fk_tensor_view(FK_F32, r->pe, 6, (const int64_t[]){1, 1, L, D / 2, 2, 2});
+        r->hook(r->hook_user, "dbg.pe", &tpe);
+    }
+
+    for (int i = 0; i < c->depth_double; i++) fk_flux_double_block(r, i);
+    for (int i = 0; i < c->depth_single; i++) fk_flux_single_block(r, i);
+
+    /* final layer on the image rows: shift, scale = adaLN(vec) */
+    const float *ximg = r->x + Lt * C;
+    if (dbg) fk_flux_emit(r, "dbg.final_in", ximg, Li, C, true);
+    float *shift = r->mod_img, *scale = r->mod_img + C;
+    fk_flux_linear_rows(be, shift, r->svec, 1, &w->final_shift);
+    fk_flux_linear_rows(be, scale, r->svec, 1, &w->final_scale);
+    fk_flux_ln_modulate(be, r->xmod, ximg, Li, C, shift, scale);
+    fk_flux_linear_rows(be, out->data, r->xmod, Li, &w->final_linear);
+    return FK_OK;
+}
