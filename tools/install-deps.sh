@@ -2,7 +2,7 @@
 # Install the Debian packages fluxkit needs to build and test, if missing.
 # Usage: tools/install-deps.sh [--ci]   (--ci adds clang + its fuzzer runtime)
 set -euo pipefail
-pkgs=(gcc make cmake pkg-config libcjson-dev libutf8proc-dev libpng-dev)
+pkgs=(gcc make cmake pkg-config libcjson-dev libutf8proc-dev libpng-dev libjpeg62-turbo-dev)
 if [ "${1:-}" = "--ci" ]; then
   pkgs+=(clang libclang-rt-14-dev)
 fi

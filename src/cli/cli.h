@@ -18,6 +18,7 @@ int fk_cmd_eval(int argc, char **argv);
 int fk_cmd_bench(int argc, char **argv);
 int fk_cmd_tokenize(int argc, char **argv);
 int fk_cmd_compare(int argc, char **argv);
+int fk_cmd_generate(int argc, char **argv);
 
 /* Print "fluxkit: error: <msg>" to stderr. */
 void fk_cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -57,6 +58,8 @@ fk_status fk_eval_clip(fk_context *ctx, const fk_eval_opts *o, const fk_st_file 
 fk_status fk_eval_t5(fk_context *ctx, const fk_eval_opts *o, const fk_st_file *in, fk_eval_out *out);
 /* Autoencoder (eval_ae.c): encode.input / decode.input / decode_random.input. */
 fk_status fk_eval_ae(fk_context *ctx, const fk_eval_opts *o, const fk_st_file *in, fk_eval_out *out);
+/* Reference start noise (eval_noise.c): --seed --height --width → noise (bf16). */
+fk_status fk_eval_noise(fk_context *ctx, const fk_eval_opts *o, const fk_st_file *in, fk_eval_out *out);
 /* bench ae (bench_ae.c): argv[0] is "ae". */
 int fk_bench_ae(int argc, char **argv);
 /* bench clip | t5 (bench_text.c): argv[0] is the component name. */

@@ -26,7 +26,7 @@ static const fk_eval_component fk_eval_components[] = {
     {"ae", "autoencoder: encode.z, decode.output, decode_random.output (+ dbg.*)", fk_eval_ae, true, true},
     {"clip", "CLIP text encoder: last_hidden_state, pooler_output from input_ids", fk_eval_clip, true, true},
     {"t5", "T5 encoder: last_hidden_state from input_ids", fk_eval_t5, true, true},
-    /* {"noise", "reference noise (--seed --height --width)", fk_eval_noise, false, false}, */
+    {"noise", "reference start noise (--seed --height --width): noise (bf16)", fk_eval_noise, false, false},
 };
 #define FK_EVAL_N_COMPONENTS ((int)(sizeof(fk_eval_components) / sizeof(fk_eval_components[0])))
 

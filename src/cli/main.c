@@ -11,6 +11,7 @@ typedef struct fk_command {
 } fk_command;
 
 static const fk_command fk_commands[] = {
+    {"generate", fk_cmd_generate, "text-to-image / image-to-image with a FLUX model (PNG with metadata)"},
     {"info", fk_cmd_info, "describe a checkpoint file or folder (tensors, what model it is)"},
     {"init-random", fk_cmd_init_random, "write a random-weight checkpoint of a preset"},
     {"eval", fk_cmd_eval, "run a component on inputs from a safetensors file"},
