@@ -421,7 +421,7 @@ static bool fk_clip_clean(const char *text, size_t len, fk_cpbuf *out) {
         }
         if (ok) {
             fk_strip_py(&a, &lo, &hi);
-            ok = fk_uc_py_lower(a.v + lo, hi - lo, out); /* 4. lower() */
+            ok = fk_uc_py_lower(a.v ? a.v + lo : a.v, hi - lo, out); /* 4. lower() */
         }
     }
     fk_cpbuf_free(&a);
