@@ -5,7 +5,7 @@
 #
 # Targets (tests/fuzz/TARGET.c): fuzz_st_header (safetensors header), fuzz_tokenize
 # (prompts through both tokenizers), fuzz_t5_model (spiece.model), fuzz_clip_vocab
-# (vocab.json + merges.txt). Without TARGET, the first gets half the time and the
+# (vocab.json + merges.txt), fuzz_image (PNG/JPEG decoders). Without TARGET, the first gets half the time and the
 # others share the rest. Each target is built with clang in build-fuzz (-DFK_FUZZ=ON:
 # the library is instrumented and built with ASan+UBSan); its seed corpus
 # tests/fuzz/corpus/TARGET/ is copied to tests/fuzz/corpus-run/TARGET/ (git-ignored;
@@ -30,7 +30,7 @@ mkdir -p "$BUILD"
 CC="$CC_BIN" cmake -S "$ROOT" -B "$BUILD" -DFK_FUZZ=ON -DBUILD_TESTING=ON \
   -DCMAKE_BUILD_TYPE=RelWithDebInfo -DFK_WERROR=OFF > "$BUILD/configure.log" 2>&1 ||
   { cat "$BUILD/configure.log" >&2; exit 2; }
-TARGETS=(fuzz_st_header fuzz_tokenize fuzz_t5_model fuzz_clip_vocab)
+TARGETS=(fuzz_st_header fuzz_tokenize fuzz_t5_model fuzz_clip_vocab fuzz_image)
 [ "$TARGET" = all ] || TARGETS=("$TARGET")
 cmake --build "$BUILD" --target "${TARGETS[@]}" -j2 > "$BUILD/build.log" 2>&1 ||
   { tail -50 "$BUILD/build.log" >&2; exit 2; }
