@@ -7,6 +7,8 @@
  *   cpu_linear.c      GEMM driver (packing, blocking, threading), portable
  *                     kernel, linear
  *   cpu_kernels_x86.c AVX2+FMA and AVX-512 micro-kernels (selected at run time)
+ *   cpu_amx.c         bf16 linear and attention (precision mode FK_PREC_BF16)
+ *                     on AMX tiles, chosen at run time
  *   cpu_attention.c   multi-head attention (blocked online softmax)
  *   cpu_norm.c        layernorm, rmsnorm, softmax
  *   cpu_elementwise.c activations, add/mul, modulate, gated_add, rope, row/column copies
@@ -64,10 +66,29 @@ const char *fk_cpu_isa_name(fk_cpu_isa isa);
 /* Per-thread scratch (floats), allocated once at create time. */
 #define FK_CPU_SCRATCH_FLOATS ((size_t)1 << 18) /* 1 MiB per thread */
 
+/* Precision mode of the backend (fk_backend_cpu_set_precision). */
+typedef enum fk_precision {
+    FK_PREC_F32 = 0, /* the fp32 reference (default) */
+    FK_PREC_BF16,    /* linear, attention: bf16-rounded operands, f32 accumulation (cpu_amx.c) */
+} fk_precision;
+
+/* Kernel of the bf16 linear, chosen at run time. */
+typedef enum fk_cpu_bf16_kernel {
+    FK_CPU_BF16_NONE = 0, /* no bf16 hardware: the linear stays on the f32 path */
+    FK_CPU_BF16_AVX512,   /* AVX512-BF16 vdpbf16ps */
+    FK_CPU_BF16_AMX,      /* AMX-BF16 tiles (tdpbf16ps) */
+    FK_CPU_BF16_COUNT
+} fk_cpu_bf16_kernel;
+
 typedef struct fk_cpu_impl {
     fk_cpu_isa isa;
     int n_threads;
     float *scratch; /* (n_threads, FK_CPU_SCRATCH_FLOATS), 64-byte aligned */
+    fk_precision precision;          /* FK_PREC_F32 unless set */
+    fk_cpu_bf16_kernel bf16_kernel;  /* used when precision is FK_PREC_BF16 */
+    bool bf16_attention;             /* bf16 mode: attention on AMX too */
+    void *bf16_ws;                   /* bf16 workspace (cpu_amx.c), grown on demand */
+    size_t bf16_ws_bytes;
 } fk_cpu_impl;
 
 static inline fk_cpu_impl *fk_cpu_impl_of(const fk_backend *be) { return (fk_cpu_impl *)be->impl; }
@@ -95,6 +116,57 @@ fk_backend *fk_backend_cpu_create_isa(int n_threads, fk_cpu_isa isa);
 void fk_cpu_gemm(const fk_backend *be, int64_t M, int64_t N, int64_t K, const float *a,
                  int64_t lda, const void *b, fk_dtype bdt, int64_t ldb, const void *bias,
                  fk_dtype bias_dt, float *c, int64_t ldc);
+
+/* ---- bf16 fast path (cpu_amx.c) ---- */
+
+/* Set the precision mode of a CPU backend. FK_PREC_BF16: linear with at least
+ * FK_CPU_BF16_MIN_M rows rounds x and w to bf16 (nearest-even) and
+ * accumulates in f32 on AMX when the machine has it (else it stays on the
+ * f32 path), and attention runs on AMX too (fk_cpu_attention_bf16; see
+ * fk_backend_cpu_set_bf16_attention); smaller linears, conv and every other
+ * op keep the f32 reference. Returns the kernel the linear will use
+ * (FK_CPU_BF16_NONE for FK_PREC_F32 or without AMX). Results stay bitwise
+ * identical for any thread count. Call between ops, outside parallel
+ * regions. Default: FK_PREC_F32. */
+fk_cpu_bf16_kernel fk_backend_cpu_set_precision(fk_backend *be, fk_precision prec);
+/* Force a bf16 kernel (tests, benchmarks): sets FK_PREC_BF16 with kernel k.
+ * False (nothing changed) when k cannot run on this machine. */
+bool fk_backend_cpu_set_bf16_kernel(fk_backend *be, fk_cpu_bf16_kernel k);
+/* In bf16 mode, attention too runs on AMX (q, k, v, p rounded to bf16;
+ * fk_cpu_attention_bf16) when the kernel is AMX: on by default with
+ * FK_PREC_BF16; off keeps the f32 reference attention. Sets be->attention. */
+void fk_backend_cpu_set_bf16_attention(fk_backend *be, bool on);
+/* Bytes of the backend's bf16 workspace, grown by the largest bf16 op so far:
+ * linear: packed activations round32(M)·round32(K)·2 plus, per thread, two
+ * weight panels 2·256·round32(K)·2 and two f32 output panels 2·256·256·4;
+ * attention: packed K and V, H·round128(Lk)·D·4 (cpu_amx.c). */
+size_t fk_backend_cpu_workspace_bytes(const fk_backend *be);
+
+/* Linears with fewer rows stay on the f32 path in bf16 mode (weight-bound:
+ * packing the weights costs more than the bf16 product saves; measured
+ * crossover at M ≈ 8 for K = N = 3072). */
+#define FK_CPU_BF16_MIN_M 16
+
+/* "f32", "avx512bf16", "amx". */
+const char *fk_cpu_bf16_kernel_name(fk_cpu_bf16_kernel k);
+/* True when k can run here (AMX: also asks Linux for the tile permission). */
+bool fk_cpu_bf16_kernel_available(fk_cpu_bf16_kernel k);
+/* The default kernel: AMX when available (and permitted), else NONE. */
+fk_cpu_bf16_kernel fk_cpu_bf16_kernel_detect(void);
+
+/* fk_cpu_gemm with bf16 operands on the backend's bf16 kernel. False (c
+ * untouched) when there is no bf16 kernel, K == 0, or the workspace could
+ * not grow: the caller then uses fk_cpu_gemm. */
+bool fk_cpu_gemm_bf16(fk_backend *be, int64_t M, int64_t N, int64_t K, const float *a,
+                      int64_t lda, const void *b, fk_dtype bdt, int64_t ldb, const void *bias,
+                      fk_dtype bias_dt, float *c, int64_t ldc);
+/* be->attention in bf16 mode with AMX: flash attention on tiles for
+ * bias == NULL, non-causal, D a multiple of 32 up to 256; every other case
+ * (and machines without AMX) runs fk_cpu_attention. */
+void fk_cpu_attention_bf16(fk_backend *be, fk_tensor *out, const fk_tensor *q, const fk_tensor *k,
+                           const fk_tensor *v, const fk_tensor *bias, float scale, bool causal);
+/* Free the bf16 workspace (destroy). */
+void fk_cpu_bf16_release(fk_cpu_impl *impl);
 
 /* ---- helpers ---- */
 

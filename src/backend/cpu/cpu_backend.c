@@ -143,7 +143,10 @@ static void fk_cpu_synchronize(fk_backend *be) { (void)be; }
 static void fk_cpu_destroy(fk_backend *be) {
     if (!be) return;
     fk_cpu_impl *impl = be->impl;
-    if (impl) fk_free(impl->scratch);
+    if (impl) {
+        fk_free(impl->scratch);
+        fk_cpu_bf16_release(impl); /* bf16 workspace (cpu_amx.c) */
+    }
     free(impl);
     free(be);
 }

@@ -226,6 +226,11 @@ void fk_cpu_linear(fk_backend *be, fk_tensor *y, const fk_tensor *x, const fk_te
     FK_ASSERT(fk_tensor_rows(y) == M && fk_tensor_cols(y) == N); /* y (M, N) */
     FK_ASSERT(y->data != x->data);
     if (b) FK_ASSERT(fk_tensor_numel(b) == N && fk_cpu_weight_dtype_ok(b->dtype)); /* b (N) */
+    /* bf16 mode (cpu_amx.c): large enough products on bf16 hardware */
+    if (fk_cpu_impl_of(be)->precision == FK_PREC_BF16 && M >= FK_CPU_BF16_MIN_M &&
+        fk_cpu_gemm_bf16(be, M, N, K, x->data, K, w->data, w->dtype, K, b ? b->data : NULL,
+                         b ? b->dtype : FK_F32, y->data, N))
+        return;
     fk_cpu_gemm(be, M, N, K, x->data, K, w->data, w->dtype, K, b ? b->data : NULL,
                 b ? b->dtype : FK_F32, y->data, N);
 }

@@ -1,0 +1,921 @@
+/* cpu_amx: the bf16 fast paths of the CPU backend (precision mode
+ * FK_PREC_BF16): the linear here, and attention further down ("attention
+ * (AMX)"). Linear: c (M, N) f32 = bf16(a) (M, K) · bf16(b) (N, K)ᵀ (+ bias),
+ * products of bf16 operands accumulated in f32, on AMX tiles (tdpbf16ps);
+ * an AVX512-BF16 (vdpbf16ps) micro-kernel on the same packed operands is
+ * kept for machines without AMX (forced only, see fk_cpu_bf16_kernel_detect).
+ * Chosen at run time; the build needs no -march (target attributes).
+ *
+ * Numerics
+ * - a (f32 activations) is rounded to bf16, nearest-even, by vcvtne2ps2bf16;
+ *   b (any float dtype) is decoded to f32 (exact) and rounded the same way
+ *   (bf16 weights pass unchanged, fp8 weights are exact in bf16, f16 and f32
+ *   weights are rounded). The conversion and the dot products treat denormal
+ *   inputs as zero (|x| < 2^-126, far below anything a network produces).
+ * - Each c element accumulates in f32 over k in blocks of FK_BF16_KC, each
+ *   block one fixed chain of tile / vector dot products (the running sum
+ *   goes through the f32 C panel between blocks, exactly); the bias is added
+ *   last, in f32. The chain is the same whatever the thread count or the
+ *   position of the element in the output, so results are bitwise identical
+ *   for any thread count. AMX and AVX512-BF16 round their internal sums
+ *   differently: the two kernels agree to f32 accumulation error, not in bits.
+ * - Relative error against the exact product of the unrounded operands:
+ *   2^-7/sqrt(28) = 0.0015 per rounded operand in relative L2 for operands
+ *   uniform in a symmetric interval (derived and checked in
+ *   tests/unit/test_ops_cpu_amx.c).
+ *
+ * Layouts (bf16 = uint16_t, zero padded to multiples of 32 in M, N and K)
+ * - Packed A (the activations), packed once per call into the backend's
+ *   workspace, shared by all threads: K in blocks of kcp = min(KC, Kp − pc)
+ *   columns; block pc at element offset pc·Mp; inside it, strips of 16 rows
+ *   (strip s at s·16·kcp), each a run of kcp/32 tiles of 16 rows × 32 k
+ *   (row-major, 64 bytes a row, tile t at t·512): exactly an AMX A tile.
+ * - Packed B panel (the weights, NC output columns × all of K), per thread:
+ *   the same block/strip/tile arrangement over 16 output columns, each tile
+ *   in the VNNI layout of an AMX B tile: row r (k pair 2r, 2r+1), 16 columns
+ *   × 2 bf16: tile[r][n][e] = b[n][32t + 2r + e]. Producing it from the
+ *   (N, K) row-major weight is a 16×16 transpose of 32-bit pairs.
+ * - C panel (MC × NC f32), per thread: blocks of 32 × 32 contiguous (4 KB),
+ *   so the micro-kernel's C tiles never alias in L1 whatever ldc is.
+ * - The micro-kernel computes a 32 × 32 block (2 × 2 tiles of 16 × 16 f32)
+ *   from two A strips and two B strips: 4 tdpbf16ps per 4 tile loads.
+ *
+ * Blocking and threading: threads split the output columns (rows when there
+ * are few columns) in units of 32. Per thread, for each NC-column panel: for
+ * each MC-row block: for each K block: the 32-row strips (the A micro-panel,
+ * 32 × KC, stays in L1) × the 32-column strips of B (the B block, NC × KC,
+ * in L2), accumulating into the C panel (in L2); then the C panel goes to c
+ * (+ bias). The next step's A and B blocks are prefetched into L2 during the
+ * micro-kernel calls; B panels and C panels are double-buffered, and the
+ * packing of the next B panel (weights from DRAM) and the store of the
+ * previous C panel run in small pieces between the micro-kernel calls, so
+ * their memory traffic overlaps the tile arithmetic. On the development
+ * machine (2 cores, ~12 GB/s DRAM) that overlap and the contiguous C panel
+ * are what lift the product from ~0.7 to ~1.1+ TFLOP/s per core; the
+ * 2 × 2 micro-kernel itself is bound by the L2 → L1 tile traffic (B tiles
+ * and C reloads), ~1.9 TFLOP/s per core with everything in L2 (docs/PERF.md).
+ *
+ * Memory: the workspace (fk_backend_cpu_workspace_bytes) holds packed A,
+ * Mp·Kp·2 bytes, plus per thread two B panels (2·NC·Kp·2 bytes) and two C
+ * panels (2·MC·NC·4 bytes): for Flux-mini at 512² (M = 1536, K ≤ 15360,
+ * 2 threads) 47 + 31 + 1 MB at most; attention needs H·round128(Lk)·D·4
+ * bytes for packed K and V (Flux-mini at 1024², L = 4608: 57 MB; the same
+ * workspace, they never run at once). It is grown on demand, kept, and
+ * allocated in 2 MB pages where Linux allows (madvise). Weights are packed
+ * on the fly from the mmapped file on every call: no packed copy of the
+ * model is kept (it would double the weight memory, 6.4 GB for Flux-mini in
+ * bf16, and read as many bytes from DRAM per call as the unpacked weights). */
+#include "backend/cpu/cpu_gemm.h"
+#include "core/cpu_features.h"
+
+#include <stdint.h>
+#include <string.h>
+
+/* Blocking (elements; measured best of 128..512 on the DiT shapes). KC:
+ * reduction block; NC: columns of a B panel and of a C panel; MC: rows of a
+ * C panel. */
+#define FK_BF16_KC 256
+#define FK_BF16_NC 256
+#define FK_BF16_MC 256
+_Static_assert(FK_BF16_KC % 32 == 0 && FK_BF16_NC % 32 == 0 && FK_BF16_MC % 32 == 0,
+               "bf16 GEMM blocks must be multiples of 32");
+
+static inline int64_t fk_bf16_round32(int64_t v) { return (v + 31) & ~(int64_t)31; }
+static inline int64_t fk_bf16_min(int64_t a, int64_t b) { return a < b ? a : b; }
+
+const char *fk_cpu_bf16_kernel_name(fk_cpu_bf16_kernel k) {
+    switch (k) {
+    case FK_CPU_BF16_NONE: return "f32";
+    case FK_CPU_BF16_AVX512: return "avx512bf16";
+    case FK_CPU_BF16_AMX: return "amx";
+    case FK_CPU_BF16_COUNT: break;
+    }
+    return "?";
+}
+
+/* The workspace: on Linux in 2 MB pages where the kernel allows it (the
+ * micro-kernels sweep megabytes of packed operands: 4 KB pages would keep
+ * the TLB missing). */
+#if defined(__linux__)
+#include <sys/mman.h>
+#define FK_BF16_HUGE ((size_t)2 << 20)
+static void *fk_bf16_ws_alloc(size_t bytes) {
+    size_t len = (bytes + FK_BF16_HUGE - 1) & ~(FK_BF16_HUGE - 1);
+    void *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED) return NULL;
+#ifdef MADV_HUGEPAGE
+    madvise(p, len, MADV_HUGEPAGE); /* a hint: failure is harmless */
+#endif
+    return p;
+}
+static void fk_bf16_ws_free(void *p, size_t bytes) {
+    munmap(p, (bytes + FK_BF16_HUGE - 1) & ~(FK_BF16_HUGE - 1));
+}
+#else
+static void *fk_bf16_ws_alloc(size_t bytes) { return fk_alloc(bytes); }
+static void fk_bf16_ws_free(void *p, size_t bytes) {
+    (void)bytes;
+    fk_free(p);
+}
+#endif
+
+/* Grow the workspace to `need` bytes (contents not kept). */
+static inline bool fk_bf16_ws_reserve(fk_cpu_impl *impl, uint64_t need) {
+    if (need <= impl->bf16_ws_bytes) return true;
+    if (need > SIZE_MAX) return false;
+    fk_cpu_bf16_release(impl);
+    impl->bf16_ws = fk_bf16_ws_alloc((size_t)need);
+    if (!impl->bf16_ws) return false;
+    impl->bf16_ws_bytes = (size_t)need;
+    return true;
+}
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+
+#define FK_BF16_TARGET "avx512f,avx512bw,avx512vl,avx512bf16"
+#define FK_AMX_TARGET "avx512f,avx512bw,avx512vl,avx512bf16,amx-tile,amx-bf16"
+
+bool fk_cpu_bf16_kernel_available(fk_cpu_bf16_kernel k) {
+    static int amx_ok = -1; /* the permission request is per process: ask once */
+    fk_cpu_features f;
+    switch (k) {
+    case FK_CPU_BF16_NONE: return true;
+    case FK_CPU_BF16_AVX512:
+        f = fk_cpu_features_detect();
+        return f.avx512f && f.avx512bw && f.avx512vl && f.avx512_bf16;
+    case FK_CPU_BF16_AMX:
+        f = fk_cpu_features_detect();
+        if (!(f.avx512f && f.avx512bw && f.avx512vl && f.avx512_bf16 && f.amx_tile && f.amx_bf16))
+            return false;
+        if (amx_ok < 0) amx_ok = fk_cpu_request_amx() ? 1 : 0;
+        return amx_ok == 1;
+    case FK_CPU_BF16_COUNT: break;
+    }
+    return false;
+}
+
+/* ---- packing ---- */
+
+/* 32 f32 (n of them valid, the rest read as 0) → 32 bf16, nearest-even. */
+__attribute__((target(FK_BF16_TARGET))) static inline __m512i fk_bf16_cvt32(const float *src,
+                                                                            int64_t n) {
+    __m512 lo, hi;
+    if (n >= 32) {
+        lo = _mm512_loadu_ps(src);
+        hi = _mm512_loadu_ps(src + 16);
+    } else {
+        int64_t nl = n < 0 ? 0 : n > 16 ? 16 : n, nh = n > 16 ? n - 16 : 0;
+        lo = _mm512_maskz_loadu_ps((__mmask16)((1u << nl) - 1u), src);
+        hi = _mm512_maskz_loadu_ps((__mmask16)((1u << nh) - 1u), src + 16);
+    }
+    return (__m512i)_mm512_cvtne2ps_pbh(hi, lo); /* hi → upper 16 bf16 */
+}
+
+/* Rows [s·16, s·16 + 16) of a (f32 (M, K), row stride lda) into packed A
+ * strip s of every K block (see the header). */
+__attribute__((target(FK_BF16_TARGET))) static void
+fk_bf16_pack_a_strip(uint16_t *ap, const float *a, int64_t lda, int64_t M, int64_t K, int64_t Mp,
+                     int64_t Kp, int64_t s) {
+    for (int64_t pc = 0; pc < Kp; pc += FK_BF16_KC) {
+        int64_t kcp = fk_bf16_min(FK_BF16_KC, Kp - pc);
+        uint16_t *strip = ap + pc * Mp + s * 16 * kcp; /* (kcp / 32, 16, 32) */
+        for (int64_t i = 0; i < 16; i++) {
+            int64_t m = s * 16 + i;
+            for (int64_t t = 0; t < kcp / 32; t++) {
+                int64_t k0 = pc + 32 * t;
+                __m512i v =
+                    m < M ? fk_bf16_cvt32(a + m * lda + k0, K - k0) : _mm512_setzero_si512();
+                _mm512_storeu_si512(strip + t * 512 + i * 32, v);
+            }
+        }
+    }
+}
+
+/* In-register transpose of a 16 × 16 matrix of 32-bit elements. */
+__attribute__((target(FK_BF16_TARGET))) static inline void fk_bf16_tr16(__m512i r[16]) {
+    __m512i t[16], u[16];
+    for (int i = 0; i < 8; i++) {
+        t[2 * i] = _mm512_unpacklo_epi32(r[2 * i], r[2 * i + 1]);
+        t[2 * i + 1] = _mm512_unpackhi_epi32(r[2 * i], r[2 * i + 1]);
+    }
+    for (int i = 0; i < 4; i++) {
+        u[4 * i + 0] = _mm512_unpacklo_epi64(t[4 * i], t[4 * i + 2]);
+        u[4 * i + 1] = _mm512_unpackhi_epi64(t[4 * i], t[4 * i + 2]);
+        u[4 * i + 2] = _mm512_unpacklo_epi64(t[4 * i + 1], t[4 * i + 3]);
+        u[4 * i + 3] = _mm512_unpackhi_epi64(t[4 * i + 1], t[4 * i + 3]);
+    }
+    /* u[4i + j], 128-bit lane l: column 4l + j of rows 4i .. 4i+3 */
+    for (int j = 0; j < 4; j++) {
+        __m512i v0 = _mm512_shuffle_i32x4(u[j], u[4 + j], 0x88);
+        __m512i v1 = _mm512_shuffle_i32x4(u[j], u[4 + j], 0xdd);
+        __m512i w0 = _mm512_shuffle_i32x4(u[8 + j], u[12 + j], 0x88);
+        __m512i w1 = _mm512_shuffle_i32x4(u[8 + j], u[12 + j], 0xdd);
+        r[j] = _mm512_shuffle_i32x4(v0, w0, 0x88);
+        r[8 + j] = _mm512_shuffle_i32x4(v0, w0, 0xdd);
+        r[4 + j] = _mm512_shuffle_i32x4(v1, w1, 0x88);
+        r[12 + j] = _mm512_shuffle_i32x4(v1, w1, 0xdd);
+    }
+}
+
+/* Packing a B panel, one VNNI tile (a "unit") at a time, so the work can be
+ * spread between micro-kernel calls (see fk_bf16_task). The panel: rows
+ * [0, nc) of b (dtype bdt, row stride ldb elements, b already offset to the
+ * panel's first row), all K columns; K block pc (kcp = min(KC, Kp − pc)
+ * columns) at pc·ncp, in it strip j (16 rows of b) at j·16·kcp, VNNI tile t
+ * at t·512; zero past nc and K. Units go strip by strip, front to back along
+ * the rows of b, which are ldb apart and usually come from DRAM: the rows
+ * are prefetched a few tiles ahead. */
+typedef struct fk_bf16_bpack {
+    uint16_t *bp;  /* the panel */
+    const char *b; /* (nc, K) dtype bdt, row stride ldb */
+    fk_dtype bdt;
+    int64_t ldb, nc, K, Kp, ncp;
+    int64_t unit, units; /* next unit, total (ncp / 16 strips × Kp / 32 tiles) */
+} fk_bf16_bpack;
+
+#define FK_BF16_PF_TILES 6
+
+static void fk_bf16_bpack_init(fk_bf16_bpack *st, uint16_t *bp, const void *b, fk_dtype bdt,
+                               int64_t ldb, int64_t nc, int64_t K, int64_t Kp) {
+    st->bp = bp;
+    st->b = b;
+    st->bdt = bdt;
+    st->ldb = ldb;
+    st->nc = nc;
+    st->K = K;
+    st->Kp = Kp;
+    st->ncp = fk_bf16_round32(nc);
+    st->unit = 0;
+    st->units = (st->ncp / 16) * (Kp / 32);
+}
+
+/* Pack the next `count` units (fewer at the end). rows: 16 × 32 floats. */
+__attribute__((target(FK_BF16_TARGET))) static void fk_bf16_bpack_run(fk_bf16_bpack *st,
+                                                                      int64_t count, float *rows) {
+    size_t esz = fk_dtype_size(st->bdt);
+    int64_t kts = st->Kp / 32; /* k tiles per strip */
+    for (; count > 0 && st->unit < st->units; count--, st->unit++) {
+        int64_t j = st->unit / kts, kt = st->unit % kts;
+        int64_t pc = (kt * 32) / FK_BF16_KC * FK_BF16_KC,
+                kcp = fk_bf16_min(FK_BF16_KC, st->Kp - pc);
+        uint16_t *dst =
+            st->bp + pc * st->ncp + j * 16 * kcp + (kt * 32 - pc) * 16; /* (16, 16, 2) */
+        int64_t cols = fk_bf16_min(16, st->nc - j * 16); /* valid rows of b in this strip */
+        int64_t k0 = kt * 32, kn = st->K - k0;           /* valid k in this tile */
+        __mmask32 km = kn >= 32 ? 0xffffffffu : kn <= 0 ? 0u : (__mmask32)((1u << kn) - 1u);
+        const char *b0 = st->b + (size_t)(j * 16 * st->ldb + k0) * esz; /* (16, 32) */
+        /* near the end of a strip, prefetch the start of the next one */
+        if (kt + FK_BF16_PF_TILES >= kts && (j + 1) * 16 < st->nc) {
+            const char *nx =
+                st->b +
+                (size_t)(((j + 1) * 16) * st->ldb + (kt + FK_BF16_PF_TILES - kts) * 32) * esz;
+            for (int64_t i = 0; i < 16 && (j + 1) * 16 + i < st->nc; i++)
+                _mm_prefetch(nx + (size_t)(i * st->ldb) * esz, _MM_HINT_T0);
+        }
+        if (st->bdt != FK_BF16 && st->bdt != FK_F32)
+            for (int64_t i = 0; i < cols && kn > 0; i++)
+                fk_convert_to_f32(rows + i * 32, b0 + (size_t)(i * st->ldb) * esz, st->bdt,
+                                  (size_t)fk_bf16_min(32, kn));
+        __m512i r[16];
+        for (int64_t i = 0; i < 16; i++) {
+            const char *src = b0 + (size_t)(i * st->ldb) * esz;
+            if (i >= cols || kn <= 0) {
+                r[i] = _mm512_setzero_si512();
+            } else if (st->bdt == FK_BF16) {
+                _mm_prefetch(src + FK_BF16_PF_TILES * 64, _MM_HINT_T0);
+                r[i] = _mm512_maskz_loadu_epi16(km, src);
+            } else if (st->bdt == FK_F32) {
+                _mm_prefetch(src + FK_BF16_PF_TILES * 128, _MM_HINT_T0);
+                _mm_prefetch(src + FK_BF16_PF_TILES * 128 + 64, _MM_HINT_T0);
+                r[i] = fk_bf16_cvt32((const float *)src, kn);
+            } else {
+                r[i] = fk_bf16_cvt32(rows + i * 32, kn);
+            }
+        }
+        fk_bf16_tr16(r); /* r[p] = k pair p of the 16 columns */
+        for (int p = 0; p < 16; p++) _mm512_storeu_si512(dst + p * 32, r[p]);
+    }
+}
+
+/* Storing a C panel into c, a few rows at a time: c[0 .. mc, 0 .. nc] =
+ * panel (+ bias bb (nc), f32). The panel holds (mcp / 32) × (ncp / 32)
+ * blocks of 32 × 32 f32, row-major, block (i, j) at (i·ncp/32 + j)·1024.
+ * Streaming (non-temporal) stores where c is 64-byte aligned: the product is
+ * usually larger than the caches and read once by the next op. */
+typedef struct fk_bf16_cstore {
+    const float *cp; /* the panel */
+    float *c;        /* (mc, nc), row stride ldc */
+    int64_t ldc, mc, nc, ncp;
+    const float *bb; /* (nc) or NULL */
+    int64_t row;     /* next row; == mc when done */
+} fk_bf16_cstore;
+
+__attribute__((target(FK_BF16_TARGET))) static void fk_bf16_cstore_run(fk_bf16_cstore *st,
+                                                                       int64_t count) {
+    for (; count > 0 && st->row < st->mc; count--, st->row++) {
+        int64_t i = st->row;
+        float *cr = st->c + i * st->ldc; /* (nc) */
+        const float *pr = st->cp + (i / 32) * (st->ncp / 32) * 1024 + (i % 32) * 32;
+        for (int64_t j0 = 0; j0 < st->nc; j0 += 16) {
+            const float *src = pr + (j0 / 32) * 1024 + (j0 % 32);
+            int64_t w = fk_bf16_min(16, st->nc - j0);
+            __mmask16 mk = (__mmask16)((1u << w) - 1u);
+            __m512 v = _mm512_loadu_ps(src);
+            if (st->bb) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(mk, st->bb + j0));
+            if (w == 16 && ((uintptr_t)(cr + j0) & 63) == 0)
+                _mm512_stream_ps(cr + j0, v);
+            else
+                _mm512_mask_storeu_ps(cr + j0, mk, v);
+        }
+    }
+}
+
+/* ---- micro-kernels: c (32, 32) (+)= A strips a, a + astr · B strips b, b + bstr ---- */
+
+typedef void (*fk_bf16_micro_fn)(int64_t nt, const uint16_t *a, int64_t astr, const uint16_t *b,
+                                 int64_t bstr, float *c, int64_t ldc, bool acc, const char *pf,
+                                 int64_t pfn);
+
+/* AMX: tiles 0..3 = c (0,0) (0,1) (1,0) (1,1); 4, 5 = A strips; 6, 7 = B strips.
+ * gcc's _tile_loadd/_tile_stored are asm statements without memory operands:
+ * this function must stay out of line (it is called through a pointer), so
+ * the call orders its memory accesses with the caller's. */
+__attribute__((target(FK_AMX_TARGET))) static void
+fk_bf16_micro_amx(int64_t nt, const uint16_t *a, int64_t astr, const uint16_t *b, int64_t bstr,
+                  float *c, int64_t ldc, bool acc, const char *pf, int64_t pfn) {
+    const size_t cs = (size_t)ldc * 4;
+    if (acc) {
+        _tile_loadd(0, c, cs);
+        _tile_loadd(1, c + 16, cs);
+        _tile_loadd(2, c + 16 * ldc, cs);
+        _tile_loadd(3, c + 16 * ldc + 16, cs);
+    } else {
+        _tile_zero(0);
+        _tile_zero(1);
+        _tile_zero(2);
+        _tile_zero(3);
+    }
+    const uint16_t *a1 = a + astr, *b1 = b + bstr;
+    for (int64_t t = 0; t < nt; t++) {
+        _tile_loadd(4, a + t * 512, 64);
+        _tile_loadd(6, b + t * 512, 64);
+        _tile_dpbf16ps(0, 4, 6);
+        _tile_loadd(7, b1 + t * 512, 64);
+        _tile_dpbf16ps(1, 4, 7);
+        _tile_loadd(5, a1 + t * 512, 64);
+        _tile_dpbf16ps(2, 5, 6);
+        _tile_dpbf16ps(3, 5, 7);
+        for (int64_t q = 0; q < pfn; q++) _mm_prefetch(pf + (t * pfn + q) * 64, _MM_HINT_T1);
+    }
+    _tile_stored(0, c, cs);
+    _tile_stored(1, c + 16, cs);
+    _tile_stored(2, c + 16 * ldc, cs);
+    _tile_stored(3, c + 16 * ldc + 16, cs);
+}
+
+typedef struct fk_amx_tilecfg {
+    uint8_t palette_id;
+    uint8_t start_row;
+    uint8_t reserved[14];
+    uint16_t colsb[16];
+    uint8_t rows[16];
+} fk_amx_tilecfg;
+
+/* Eight 16 × 64-byte tiles for this thread. */
+__attribute__((target(FK_AMX_TARGET))) static void fk_bf16_amx_begin(void) {
+    fk_amx_tilecfg cfg;
+    memset(&cfg, 0, sizeof(cfg));
+    cfg.palette_id = 1;
+    for (int i = 0; i < 8; i++) {
+        cfg.colsb[i] = 64;
+        cfg.rows[i] = 16;
+    }
+    /* not _tile_loadconfig: gcc 12 does not see that it reads cfg and drops
+     * the stores that fill it (then the first tile instruction faults) */
+    __asm__ volatile("ldtilecfg %0" : : "m"(cfg) : "memory");
+}
+
+__attribute__((target(FK_AMX_TARGET))) static void fk_bf16_amx_end(void) { _tile_release(); }
+
+/* AVX512-BF16: the same packed operands, 8 rows × 32 columns at a time
+ * (16 zmm accumulators), each a vdpbf16ps chain over k pairs. */
+__attribute__((target(FK_BF16_TARGET))) static void
+fk_bf16_micro_avx512(int64_t nt, const uint16_t *a, int64_t astr, const uint16_t *b, int64_t bstr,
+                     float *c, int64_t ldc, bool acc, const char *pf, int64_t pfn) {
+    (void)pf, (void)pfn; /* slower kernel: the hardware prefetchers keep up */
+    for (int h = 0; h < 4; h++) {
+        const uint16_t *as = a + (h >> 1) * astr + (h & 1) * 8 * 32; /* rows 8h .. 8h+7 */
+        float *cr = c + (int64_t)h * 8 * ldc;
+        __m512 c0[8], c1[8];
+        for (int i = 0; i < 8; i++) {
+            c0[i] = acc ? _mm512_loadu_ps(cr + i * ldc) : _mm512_setzero_ps();
+            c1[i] = acc ? _mm512_loadu_ps(cr + i * ldc + 16) : _mm512_setzero_ps();
+        }
+        for (int64_t t = 0; t < nt; t++) {
+            const uint16_t *at = as + t * 512, *b0 = b + t * 512, *b1 = b + bstr + t * 512;
+            for (int r = 0; r < 16; r++) {
+                __m512bh w0 = (__m512bh)_mm512_loadu_si512(b0 + r * 32);
+                __m512bh w1 = (__m512bh)_mm512_loadu_si512(b1 + r * 32);
+                for (int i = 0; i < 8; i++) {
+                    uint32_t pair;
+                    memcpy(&pair, at + i * 32 + 2 * r, 4);
+                    __m512bh x = (__m512bh)_mm512_set1_epi32((int)pair);
+                    c0[i] = _mm512_dpbf16_ps(c0[i], x, w0);
+                    c1[i] = _mm512_dpbf16_ps(c1[i], x, w1);
+                }
+            }
+        }
+        for (int i = 0; i < 8; i++) {
+            _mm512_storeu_ps(cr + i * ldc, c0[i]);
+            _mm512_storeu_ps(cr + i * ldc + 16, c1[i]);
+        }
+    }
+}
+
+/* ---- driver ---- */
+
+typedef struct fk_bf16_args {
+    int64_t M, N, K, Mp, Kp;
+    const uint16_t *ap; /* packed A (see the header) */
+    const void *b;      /* (N, K) dtype bdt, row stride ldb */
+    fk_dtype bdt;
+    int64_t ldb;
+    const void *bias; /* (N) dtype bias_dt, or NULL */
+    fk_dtype bias_dt;
+    float *c; /* (M, N), row stride ldc */
+    int64_t ldc;
+    fk_bf16_micro_fn micro;
+} fk_bf16_args;
+
+/* Rows [m0, m1) × columns [n0, n1) of c (m0, n0 multiples of 32), in panels
+ * of NC columns × MC rows. wp[2]: B panels (NC × Kp), cp[2]: C panels
+ * (MC × NC), both double-buffered: while the micro-kernels compute C panel
+ * (ic, jc), the previous C panel is stored into c and the B panel of the
+ * next jc is packed, in small pieces between the micro-kernel calls, so the
+ * memory traffic of both overlaps the tile arithmetic instead of following
+ * it. rows: 16 × 32 floats of scratch. */
+static void fk_bf16_task(const fk_bf16_args *g, float *rows, uint16_t *const wp[2],
+                         float *const cp[2], float *bb, int64_t m0, int64_t m1, int64_t n0,
+                         int64_t n1) {
+    size_t esz = fk_dtype_size(g->bdt);
+    int64_t m1p = fk_bf16_round32(m1);
+    int64_t nkb = (g->Kp + FK_BF16_KC - 1) / FK_BF16_KC; /* K blocks */
+    fk_bf16_bpack pk;
+    fk_bf16_cstore cs = {0};
+    int pw = 0, pcb = 0; /* current B panel, current C panel */
+    fk_bf16_bpack_init(&pk, wp[0], (const char *)g->b + (size_t)(n0 * g->ldb) * esz, g->bdt, g->ldb,
+                       fk_bf16_min(FK_BF16_NC, n1 - n0), g->K, g->Kp);
+    fk_bf16_bpack_run(&pk, pk.units, rows); /* the first panel up front */
+    for (int64_t jc = n0; jc < n1; jc += FK_BF16_NC) {
+        int64_t nc = fk_bf16_min(FK_BF16_NC, n1 - jc), ncp = fk_bf16_round32(nc);
+        const uint16_t *wcur = wp[pw];
+        float *bias = g->bias ? bb + (jc - n0) : NULL; /* bb holds the bias of [n0, n1) */
+        /* the next panel, packed in the background */
+        if (jc + nc < n1)
+            fk_bf16_bpack_init(&pk, wp[pw ^ 1],
+                               (const char *)g->b + (size_t)((jc + nc) * g->ldb) * esz, g->bdt,
+                               g->ldb, fk_bf16_min(FK_BF16_NC, n1 - jc - nc), g->K, g->Kp);
+        else
+            pk.units = pk.unit = 0;
+        int64_t calls_total = ((m1p - m0) / 32) * (ncp / 32) * nkb, calls = 0;
+        for (int64_t ic = m0; ic < m1p; ic += FK_BF16_MC) {
+            int64_t mcp = fk_bf16_min(FK_BF16_MC, m1p - ic);
+            float *ccur = cp[pcb];
+            int64_t calls_blk = (mcp / 32) * (ncp / 32) * nkb, calls_b = 0;
+            int64_t store_rows0 = cs.mc - cs.row; /* rows of the previous panel left */
+            for (int64_t pc = 0; pc < g->Kp; pc += FK_BF16_KC) {
+                int64_t kcp = fk_bf16_min(FK_BF16_KC, g->Kp - pc), str = 16 * kcp;
+                const uint16_t *ablk = g->ap + pc * g->Mp + (ic / 16) * str; /* (mcp × kcp) */
+                const uint16_t *bblk = wcur + pc * ncp;                      /* (ncp × kcp) */
+                /* prefetch (to L2) the blocks of the next step, spread over this
+                 * step's micro-kernel calls: first packed A, then packed B */
+                const char *pxa = NULL, *pxb = NULL;
+                int64_t xa = 0, xb = 0; /* bytes */
+                if (pc + FK_BF16_KC < g->Kp) {
+                    int64_t k2 = fk_bf16_min(FK_BF16_KC, g->Kp - pc - FK_BF16_KC);
+                    pxa = (const char *)(g->ap + (pc + FK_BF16_KC) * g->Mp + (ic / 16) * 16 * k2);
+                    xa = mcp * k2 * 2;
+                    pxb = (const char *)(wcur + (pc + FK_BF16_KC) * ncp);
+                    xb = ncp * k2 * 2;
+                } else if (ic + FK_BF16_MC < m1p) {
+                    int64_t k2 = fk_bf16_min(FK_BF16_KC, g->Kp);
+                    pxa = (const char *)(g->ap + ((ic + FK_BF16_MC) / 16) * 16 * k2);
+                    xa = fk_bf16_min(FK_BF16_MC, m1p - ic - FK_BF16_MC) * k2 * 2;
+                    pxb = (const char *)wcur;
+                    xb = ncp * k2 * 2;
+                }
+                int64_t ncall = (mcp / 32) * (ncp / 32), steps = kcp / 32;
+                int64_t ca = xa + xb > 0 ? (ncall * xa + (xa + xb) / 2) / (xa + xb) : 0;
+                if (ca < 1 && xa > 0) ca = 1;
+                if (ca > ncall - 1 && xb > 0) ca = ncall - 1;
+                int64_t la = ca > 0 ? (xa / 64 + ca - 1) / ca : 0; /* lines per call */
+                int64_t lb = ncall > ca ? (xb / 64 + ncall - ca - 1) / (ncall - ca) : 0;
+                int64_t pfa = (la + steps - 1) / steps, pfb = (lb + steps - 1) / steps;
+                int64_t q = 0;
+                for (int64_t ir = 0; ir < mcp; ir += 32)
+                    for (int64_t jr = 0; jr < ncp; jr += 32, q++) {
+                        int64_t pfn = q < ca ? pfa : pfb;
+                        const char *pf = pfn == 0 ? NULL
+                                         : q < ca ? pxa + q * pfa * steps * 64
+                                                  : pxb + (q - ca) * pfb * steps * 64;
+                        g->micro(steps, ablk + (ir / 16) * str, str, bblk + (jr / 16) * str, str,
+                                 ccur + ((ir / 32) * (ncp / 32) + jr / 32) * 1024, 32, pc > 0, pf,
+                                 pfn);
+                        /* background work, in proportion to the calls done */
+                        calls++;
+                        calls_b++;
+                        fk_bf16_bpack_run(&pk, pk.units * calls / calls_total - pk.unit, rows);
+                        fk_bf16_cstore_run(&cs, store_rows0 * calls_b / calls_blk -
+                                                    (store_rows0 - (cs.mc - cs.row)));
+                    }
+            }
+            fk_bf16_cstore_run(&cs, cs.mc - cs.row); /* the rest of the previous panel */
+            fk_bf16_cstore c2 = {
+                ccur, g->c + ic * g->ldc + jc, g->ldc, fk_bf16_min(mcp, g->M - ic), nc, ncp, bias,
+                0};
+            cs = c2; /* stored during the next block */
+            pcb ^= 1;
+        }
+        fk_bf16_bpack_run(&pk, pk.units - pk.unit, rows); /* the rest of the next panel */
+        pw ^= 1;
+    }
+    fk_bf16_cstore_run(&cs, cs.mc - cs.row);
+}
+
+static void fk_bf16_pack_a_all(const fk_backend *be, const float *a, int64_t lda, int64_t M,
+                               int64_t K, int64_t Mp, int64_t Kp, uint16_t *ap) {
+    int nt = fk_cpu_impl_of(be)->n_threads;
+    int64_t ns = Mp / 16;
+    if ((double)Mp * (double)Kp < 65536.0) nt = 1;
+    (void)nt;
+    FK_CPU_PARALLEL_FOR(nt)
+    for (int64_t s = 0; s < ns; s++) fk_bf16_pack_a_strip(ap, a, lda, M, K, Mp, Kp, s);
+}
+
+bool fk_cpu_gemm_bf16(fk_backend *be, int64_t M, int64_t N, int64_t K, const float *a, int64_t lda,
+                      const void *b, fk_dtype bdt, int64_t ldb, const void *bias, fk_dtype bias_dt,
+                      float *c, int64_t ldc) {
+    fk_cpu_impl *impl = fk_cpu_impl_of(be);
+    fk_cpu_bf16_kernel kern = impl->bf16_kernel;
+    if (kern == FK_CPU_BF16_NONE || M <= 0 || N <= 0 || K <= 0) return false;
+    fk_cpu_not_nested();
+    int nt = impl->n_threads;
+    /* workspace: packed A (Mp × Kp), then one B panel (NC × Kp) per thread */
+    int64_t Mp = fk_bf16_round32(M), Kp = fk_bf16_round32(K);
+    /* workspace (bf16 elements): packed A (Mp × Kp); per thread two B panels
+     * (NC × Kp each), two C panels (MC × NC f32 each) and the bias (N f32) */
+    uint64_t a_el = 0, b_el = 0, need = 0;
+    uint64_t t_el =
+        (2 * (uint64_t)FK_BF16_MC * FK_BF16_NC * 2 + 2 * ((uint64_t)N + 32) + 31) & ~(uint64_t)31;
+    if (!fk_mul_ok((uint64_t)Mp, (uint64_t)Kp, &a_el) ||
+        !fk_mul_ok((uint64_t)FK_BF16_NC * 2u, (uint64_t)Kp, &b_el) ||
+        !fk_mul_ok(a_el + (b_el + t_el) * (uint64_t)nt, 2u, &need) || need > SIZE_MAX)
+        return false;
+    if (!fk_bf16_ws_reserve(impl, need)) return false; /* caller falls back to the f32 path */
+    uint16_t *ap = impl->bf16_ws, *wpanels = ap + a_el;
+    fk_bf16_pack_a_all(be, a, lda, M, K, Mp, Kp, ap);
+
+    fk_bf16_args g = {M,       N,
+                      K,       Mp,
+                      Kp,      ap,
+                      b,       bdt,
+                      ldb,     bias,
+                      bias_dt, c,
+                      ldc,     kern == FK_CPU_BF16_AMX ? fk_bf16_micro_amx : fk_bf16_micro_avx512};
+    /* Split the output in units of 32: columns first (each thread then packs
+     * a disjoint part of B), rows when there are too few column units. */
+    int64_t np = fk_bf16_round32(N) / 32, mp = Mp / 32;
+    int64_t gn = (np + 1) / 2 < nt ? (np + 1) / 2 : nt;
+    int64_t gm = (nt + gn - 1) / gn < mp ? (nt + gn - 1) / gn : mp;
+    if ((double)M * (double)N * (double)K < 1048576.0) gn = gm = 1; /* not worth a fork */
+    int64_t ntasks = gn * gm;
+    int threads = ntasks < nt ? (int)ntasks : nt;
+    (void)threads;
+    bool amx = kern == FK_CPU_BF16_AMX;
+    FK_CPU_PARALLEL_FOR(threads)
+    for (int64_t t = 0; t < ntasks; t++) {
+        int64_t tn = t % gn, tm = t / gn;
+        int64_t n0 = np * tn / gn * 32, n1 = fk_bf16_min(np * (tn + 1) / gn * 32, N);
+        int64_t m0 = mp * tm / gm * 32, m1 = fk_bf16_min(mp * (tm + 1) / gm * 32, M);
+        if (n0 >= n1 || m0 >= m1) continue;
+        int tid = fk_cpu_thread_id();
+        uint16_t *ws = wpanels + (int64_t)tid * (int64_t)(b_el + t_el); /* this thread's part */
+        uint16_t *wp[2] = {ws, ws + FK_BF16_NC * Kp};
+        float *cpn = (float *)(ws + 2 * FK_BF16_NC * Kp);
+        float *cp[2] = {cpn, cpn + FK_BF16_MC * FK_BF16_NC};
+        float *bb = cpn + 2 * FK_BF16_MC * FK_BF16_NC; /* (n1 - n0) */
+        if (bias)
+            fk_convert_to_f32(bb, (const char *)bias + (size_t)n0 * fk_dtype_size(bias_dt), bias_dt,
+                              (size_t)(n1 - n0));
+        if (amx) fk_bf16_amx_begin();
+        fk_bf16_task(&g, fk_cpu_scratch(be, tid), wp, cp, bb, m0, m1, n0, n1);
+        if (amx) fk_bf16_amx_end();
+        _mm_sfence(); /* order the streaming stores of c before the join */
+    }
+    return true;
+}
+
+/* ---- attention (AMX) ----
+ * Multi-head attention as in fk_cpu_attention (same layout and semantics),
+ * flash style with both products on tiles, computed TRANSPOSED so that every
+ * softmax step is a vertical SIMD operation on 16 queries at once (no
+ * horizontal max / sum, one exp per 16 scores, α for 16 rows in one go).
+ * One task = head h × FK_ATT16_BQ query rows; keys in blocks of FK_ATT16_BK:
+ *   Sᵀ (bk, bq) = bf16(K_h) · bf16(Q_h)ᵀ    tdpbf16ps, f32 accumulation over d
+ *   per query: m' = max(m, scale·max_j s);  α = exp(m − m');
+ *              p = exp(s·scale − m') (one fma);  l = l·α + Σ_j p (f32 per
+ *              block, then double);  Oᵀ ← Oᵀ·α
+ *   Oᵀ (D, bq) += bf16(V_h)ᵀ · bf16(P)ᵀ     tdpbf16ps, f32 accumulation over j
+ *   out = (Oᵀ)ᵀ / l
+ * Packed once per call per head (workspace): K as A tiles (16 keys × 32 d),
+ * Vᵀ as A tiles (16 d × 32 keys); per task Qᵀ as VNNI B tiles (over d
+ * pairs, 16 queries); per block Pᵀ as VNNI B tiles (over key pairs).
+ * Each task is independent and computed in a fixed order: bitwise identical
+ * for any thread count. Handles bias == NULL, non-causal, scale > 0, D a
+ * multiple of 32 up to 256 (FLUX: D = 128); anything else goes to the f32
+ * reference.
+ * Error (tests/unit/test_ops_cpu_amx.c): q, k, v and p rounded to bf16,
+ * about 0.25 % relative L2 on the output for random inputs. */
+
+#define FK_ATT16_BQ 64  /* query rows per task (multiple of 32) */
+#define FK_ATT16_BK 128 /* keys per softmax block (multiple of 32) */
+#define FK_ATT16_DMAX 256
+
+typedef struct fk_att16_args {
+    int64_t Lq, Lk, Lkp, H, D;
+    const float *q;          /* (Lq, H, D) */
+    const uint16_t *kp, *vp; /* packed K, Vᵀ: (H, Lkp·D) each */
+    float *out;              /* (Lq, H·D) */
+    float scale;
+} fk_att16_args;
+
+/* exp(x) for x <= 0 on 16 lanes (softmax weights): 2^n·p(r) with
+ * n = round(x / ln 2), r = x − n·ln 2 (two parts), p the degree-7 Taylor
+ * polynomial (as fk_cpu_exp; here with fused multiply-adds); 0 below
+ * -87.33654 (and for -Inf), NaN stays NaN. */
+__attribute__((target(FK_BF16_TARGET))) static inline __m512 fk_bf16_exp16(__m512 x) {
+    __m512 nf = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
+                                     _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m512 r = _mm512_fnmadd_ps(nf, _mm512_set1_ps(0.693145751953125f), x);
+    r = _mm512_fnmadd_ps(nf, _mm512_set1_ps(1.428606765330187045e-06f), r);
+    __m512 q = _mm512_set1_ps(1.0f / 5040.0f);
+    q = _mm512_fmadd_ps(q, r, _mm512_set1_ps(1.0f / 720.0f));
+    q = _mm512_fmadd_ps(q, r, _mm512_set1_ps(1.0f / 120.0f));
+    q = _mm512_fmadd_ps(q, r, _mm512_set1_ps(1.0f / 24.0f));
+    q = _mm512_fmadd_ps(q, r, _mm512_set1_ps(1.0f / 6.0f));
+    q = _mm512_fmadd_ps(q, r, _mm512_set1_ps(0.5f));
+    q = _mm512_fmadd_ps(q, r, _mm512_set1_ps(1.0f));
+    q = _mm512_fmadd_ps(q, r, _mm512_set1_ps(1.0f));
+    __m512 y = _mm512_scalef_ps(q, nf);
+    __mmask16 below = _mm512_cmp_ps_mask(x, _mm512_set1_ps(-87.33654f), _CMP_LT_OQ);
+    return _mm512_maskz_mov_ps((__mmask16)~below, y); /* NaN: compare false, y is NaN */
+}
+
+/* K and V of head h into the packed layouts: K as A tiles (strip of 16
+ * keys at s·16·D, tile t over d 32t .. 32t+31 at t·512), Vᵀ as A tiles
+ * (strip of 16 d's at s·16·Lkp, tile t over keys 32t .. 32t+31 at t·512);
+ * keys past Lk are zero. */
+__attribute__((target(FK_BF16_TARGET))) static void fk_att16_pack_kv(const fk_att16_args *g,
+                                                                     const float *k, const float *v,
+                                                                     uint16_t *kp, uint16_t *vp,
+                                                                     int64_t h) {
+    const int64_t HD = g->H * g->D, D = g->D, Lk = g->Lk, Lkp = g->Lkp;
+    uint16_t *kh = kp + h * Lkp * D, *vh = vp + h * Lkp * D;
+    for (int64_t j = 0; j < Lkp; j++) {
+        uint16_t *dst = kh + (j / 16) * 16 * D + (j % 16) * 32;
+        for (int64_t t = 0; t < D / 32; t++)
+            _mm512_storeu_si512(dst + t * 512, j < Lk
+                                                   ? fk_bf16_cvt32(k + j * HD + h * D + 32 * t, 32)
+                                                   : _mm512_setzero_si512());
+    }
+    for (int64_t t = 0; t < Lkp / 32; t++)     /* 32 keys */
+        for (int64_t s = 0; s < D / 16; s++) { /* 16 d's */
+            __m512i lo[16], hi[16]; /* rows: keys 32t + i and 32t + 16 + i, 16 d's as f32 bits */
+            for (int64_t i = 0; i < 16; i++) {
+                int64_t j0 = 32 * t + i, j1 = j0 + 16;
+                lo[i] = j0 < Lk ? _mm512_loadu_si512(v + j0 * HD + h * D + 16 * s)
+                                : _mm512_setzero_si512();
+                hi[i] = j1 < Lk ? _mm512_loadu_si512(v + j1 * HD + h * D + 16 * s)
+                                : _mm512_setzero_si512();
+            }
+            fk_bf16_tr16(lo); /* lo[d] = keys 32t .. 32t+15 of d */
+            fk_bf16_tr16(hi);
+            uint16_t *dst = vh + s * 16 * Lkp + t * 512; /* (16 d, 32 keys) */
+            for (int64_t d = 0; d < 16; d++)
+                _mm512_storeu_si512(dst + d * 32,
+                                    (__m512i)_mm512_cvtne2ps_pbh(_mm512_castsi512_ps(hi[d]),
+                                                                 _mm512_castsi512_ps(lo[d])));
+        }
+}
+
+/* One task: head h, query rows [l0, l0 + bq). Scratch (floats): Sᵀ (BK × BQ),
+ * Oᵀ (DMAX × BQ), m, l (BQ), packed Qᵀ and Pᵀ, 16 × 32 floats for packing. */
+__attribute__((target(FK_BF16_TARGET))) static void
+fk_att16_task(const fk_att16_args *g, float *scratch, int64_t h, int64_t l0) {
+    enum { BQ = FK_ATT16_BQ, BK = FK_ATT16_BK, NG = FK_ATT16_BQ / 16 };
+    const int64_t HD = g->H * g->D, D = g->D, Lk = g->Lk, Lkp = g->Lkp;
+    const int64_t bq = fk_bf16_min(BQ, g->Lq - l0), bqp = fk_bf16_round32(bq);
+    float *St = scratch;                         /* (BK, BQ) */
+    float *Ot = St + BK * BQ;                    /* (D, BQ) */
+    float *mrow = Ot + FK_ATT16_DMAX * BQ;       /* (BQ) */
+    double *lrow = (double *)(mrow + BQ);        /* (BQ) */
+    float *rows = (float *)(lrow + BQ);          /* (16, 32) */
+    uint16_t *Qb = (uint16_t *)(rows + 16 * 32); /* (BQ / 16, D / 32, 512) */
+    uint16_t *Pb = Qb + BQ * FK_ATT16_DMAX;      /* (BQ / 16, BK / 32, 512) */
+    const uint16_t *kh = g->kp + h * Lkp * D, *vh = g->vp + h * Lkp * D;
+
+    /* Qᵀ as VNNI B tiles: strip of 16 queries, tile over d pairs (zero past bq) */
+    fk_bf16_bpack pk;
+    fk_bf16_bpack_init(&pk, Qb, g->q + l0 * HD + h * D, FK_F32, HD, bq, D, D);
+    fk_bf16_bpack_run(&pk, pk.units, rows);
+    memset(Ot, 0, (size_t)(D * BQ) * 4);
+    for (int64_t i = 0; i < BQ; i++) mrow[i] = -INFINITY, lrow[i] = 0.0;
+    const __m512 scale = _mm512_set1_ps(g->scale);
+    const __m512i inter =
+        _mm512_set_epi16(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8, 23, 7, 22, 6,
+                         21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
+    for (int64_t j0 = 0; j0 < Lk; j0 += BK) {
+        const int64_t bk = fk_bf16_min(BK, Lk - j0), bkp = fk_bf16_round32(bk);
+        /* Sᵀ = K · Qᵀ */
+        for (int64_t jr = 0; jr < bkp; jr += 32)
+            for (int64_t ir = 0; ir < bqp; ir += 32)
+                fk_bf16_micro_amx(D / 32, kh + ((j0 + jr) / 16) * 16 * D, 16 * D,
+                                  Qb + (ir / 16) * 16 * D, 16 * D, St + jr * BQ + ir, BQ, false,
+                                  NULL, 0);
+        /* online softmax on 16 queries at a time; Pᵀ as VNNI B tiles */
+        for (int64_t g16 = 0; g16 < bqp / 16; g16++) {
+            __m512 mx = _mm512_set1_ps(-INFINITY); /* max of s; scale > 0: max(s)·scale */
+            for (int64_t j = 0; j < bk; j++)
+                mx = _mm512_max_ps(mx, _mm512_loadu_ps(St + j * BQ + 16 * g16));
+            __m512 mold = _mm512_loadu_ps(mrow + 16 * g16);
+            __m512 mnew = _mm512_max_ps(mold, _mm512_mul_ps(mx, scale));
+            __m512 nm = _mm512_sub_ps(_mm512_setzero_ps(), mnew);
+            __m512 alpha = fk_bf16_exp16(_mm512_sub_ps(mold, mnew)); /* 0 on the first block */
+            __m512 sum = _mm512_setzero_ps();
+            uint16_t *pb = Pb + g16 * 16 * BK; /* (bkp / 32, 16, 16, 2) */
+            for (int64_t j = 0; j < bkp; j += 2) {
+                /* p = exp(s·scale − m'), one rounding for the argument (fma) */
+                __m512 p0 = j < bk ? fk_bf16_exp16(_mm512_fmadd_ps(
+                                         _mm512_loadu_ps(St + j * BQ + 16 * g16), scale, nm))
+                                   : _mm512_setzero_ps();
+                __m512 p1 = j + 1 < bk
+                                ? fk_bf16_exp16(_mm512_fmadd_ps(
+                                      _mm512_loadu_ps(St + (j + 1) * BQ + 16 * g16), scale, nm))
+                                : _mm512_setzero_ps();
+                sum = _mm512_add_ps(sum, _mm512_add_ps(p0, p1));
+                __m512i pp = (__m512i)_mm512_cvtne2ps_pbh(p1, p0);
+                _mm512_storeu_si512(pb + (j / 32) * 512 + ((j % 32) / 2) * 32,
+                                    _mm512_permutexvar_epi16(inter, pp));
+            }
+            _mm512_storeu_ps(mrow + 16 * g16, mnew);
+            float a16[16], s16[16];
+            _mm512_storeu_ps(a16, alpha);
+            _mm512_storeu_ps(s16, sum);
+            for (int i = 0; i < 16; i++)
+                lrow[16 * g16 + i] = lrow[16 * g16 + i] * (double)a16[i] + (double)s16[i];
+            if (_mm512_cmp_ps_mask(alpha, _mm512_set1_ps(1.0f), _CMP_NEQ_UQ)) /* rescale Oᵀ */
+                for (int64_t d = 0; d < D; d++)
+                    _mm512_storeu_ps(Ot + d * BQ + 16 * g16,
+                                     _mm512_mul_ps(_mm512_loadu_ps(Ot + d * BQ + 16 * g16), alpha));
+        }
+        /* Oᵀ += Vᵀ · Pᵀ */
+        for (int64_t dr = 0; dr < D; dr += 32)
+            for (int64_t ir = 0; ir < bqp; ir += 32)
+                fk_bf16_micro_amx(bkp / 32, vh + (dr / 16) * 16 * Lkp + (j0 / 32) * 512, 16 * Lkp,
+                                  Pb + (ir / 16) * 16 * BK, 16 * BK, Ot + dr * BQ + ir, BQ, true,
+                                  NULL, 0);
+    }
+    /* out = (Oᵀ)ᵀ / l, 16 × 16 blocks */
+    for (int64_t g16 = 0; g16 < bqp / 16; g16++) {
+        float inv[16];
+        for (int i = 0; i < 16; i++) {
+            double l = lrow[16 * g16 + i];
+            inv[i] = l > 0.0 ? (float)(1.0 / l) : 0.0f;
+        }
+        for (int64_t d0 = 0; d0 < D; d0 += 16) {
+            __m512i r[16];
+            for (int i = 0; i < 16; i++) r[i] = _mm512_loadu_si512(Ot + (d0 + i) * BQ + 16 * g16);
+            fk_bf16_tr16(r); /* r[i] = d0 .. d0+15 of query 16·g16 + i */
+            for (int i = 0; i < 16 && 16 * g16 + i < bq; i++)
+                _mm512_storeu_ps(g->out + (l0 + 16 * g16 + i) * HD + h * D + d0,
+                                 _mm512_mul_ps(_mm512_castsi512_ps(r[i]), _mm512_set1_ps(inv[i])));
+        }
+    }
+}
+
+_Static_assert(FK_ATT16_BK *FK_ATT16_BQ + FK_ATT16_DMAX * FK_ATT16_BQ + 3 * FK_ATT16_BQ + 16 * 32 +
+                       (FK_ATT16_BQ * FK_ATT16_DMAX + FK_ATT16_BQ * FK_ATT16_BK) / 2 <=
+                   FK_CPU_SCRATCH_FLOATS,
+               "bf16 attention scratch exceeds the per-thread scratch");
+
+void fk_cpu_attention_bf16(fk_backend *be, fk_tensor *out, const fk_tensor *q, const fk_tensor *k,
+                           const fk_tensor *v, const fk_tensor *bias, float scale, bool causal) {
+    fk_cpu_impl *impl = fk_cpu_impl_of(be);
+    const int64_t Lq = q->ndim == 3 ? q->shape[0] : 0, H = q->ndim == 3 ? q->shape[1] : 0;
+    const int64_t D = q->ndim == 3 ? q->shape[2] : 0, Lk = k->ndim == 3 ? k->shape[0] : 0;
+    const int64_t Lkp = (Lk + FK_ATT16_BK - 1) / FK_ATT16_BK * FK_ATT16_BK;
+    uint64_t need = (uint64_t)H * (uint64_t)Lkp * (uint64_t)D * 4u; /* packed K and V, bf16 */
+    bool ok = impl->bf16_kernel == FK_CPU_BF16_AMX && impl->bf16_attention && !bias && !causal &&
+              scale > 0.0f && scale < INFINITY && q->dtype == FK_F32 && k->dtype == FK_F32 &&
+              v->dtype == FK_F32 && out->dtype == FK_F32 && q->ndim == 3 && k->ndim == 3 &&
+              fk_tensor_same_shape(k, v) && k->shape[1] == H && k->shape[2] == D && D % 32 == 0 &&
+              D <= FK_ATT16_DMAX && Lq > 0 && Lk > 0 && H > 0 && fk_tensor_rows(out) == Lq &&
+              fk_tensor_cols(out) == H * D && out->data != q->data && out->data != k->data &&
+              out->data != v->data && (double)Lq * (double)Lk * (double)(H * D) >= 65536.0 &&
+              fk_bf16_ws_reserve(impl, need);
+    if (!ok) { /* the f32 reference (which also asserts the preconditions) */
+        fk_cpu_attention(be, out, q, k, v, bias, scale, causal);
+        return;
+    }
+    fk_cpu_not_nested();
+    uint16_t *kp = impl->bf16_ws, *vp = kp + H * Lkp * D;
+    fk_att16_args g = {Lq, Lk, Lkp, H, D, q->data, kp, vp, out->data, scale};
+    const float *kd = k->data, *vd = v->data;
+    int nt = impl->n_threads;
+    (void)nt;
+    FK_CPU_PARALLEL_FOR(nt)
+    for (int64_t h = 0; h < H; h++) fk_att16_pack_kv(&g, kd, vd, kp, vp, h);
+    /* tasks head-major: a thread's consecutive tasks reuse one head's K, V from L2 */
+    const int64_t nqb = (Lq + FK_ATT16_BQ - 1) / FK_ATT16_BQ, ntasks = H * nqb;
+    FK_CPU_PARALLEL_FOR(nt)
+    for (int64_t t = 0; t < ntasks; t++) {
+        fk_bf16_amx_begin();
+        fk_att16_task(&g, fk_cpu_scratch(be, fk_cpu_thread_id()), t / nqb, (t % nqb) * FK_ATT16_BQ);
+        fk_bf16_amx_end();
+    }
+}
+
+#else /* not x86-64: no bf16 kernels, the linear stays on the f32 path */
+
+bool fk_cpu_bf16_kernel_available(fk_cpu_bf16_kernel k) { return k == FK_CPU_BF16_NONE; }
+
+bool fk_cpu_gemm_bf16(fk_backend *be, int64_t M, int64_t N, int64_t K, const float *a, int64_t lda,
+                      const void *b, fk_dtype bdt, int64_t ldb, const void *bias, fk_dtype bias_dt,
+                      float *c, int64_t ldc) {
+    (void)be, (void)M, (void)N, (void)K, (void)a, (void)lda, (void)b, (void)bdt, (void)ldb;
+    (void)bias, (void)bias_dt, (void)c, (void)ldc;
+    return false;
+}
+
+void fk_cpu_attention_bf16(fk_backend *be, fk_tensor *out, const fk_tensor *q, const fk_tensor *k,
+                           const fk_tensor *v, const fk_tensor *bias, float scale, bool causal) {
+    fk_cpu_attention(be, out, q, k, v, bias, scale, causal);
+}
+
+#endif
+
+/* ---- precision mode ---- */
+
+/* AMX, else the f32 path. Not AVX512-BF16: on Sapphire Rapids vdpbf16ps
+ * (zmm) issues once per cycle against two FMAs, so it multiplies no faster
+ * than the f32 kernel (measured 102 vs 120 GFLOP/s per core) while it
+ * rounds the operands; machines where it is faster (AMD Zen 4?) can force it
+ * with fk_backend_cpu_set_bf16_kernel once measured. */
+fk_cpu_bf16_kernel fk_cpu_bf16_kernel_detect(void) {
+    if (fk_cpu_bf16_kernel_available(FK_CPU_BF16_AMX)) return FK_CPU_BF16_AMX;
+    return FK_CPU_BF16_NONE;
+}
+
+/* The attention entry of the op table follows the mode: the AMX attention
+ * when the kernel is AMX and bf16 attention is on. */
+static void fk_bf16_update_table(fk_backend *be) {
+    fk_cpu_impl *impl = fk_cpu_impl_of(be);
+    bool amx_att = impl->precision == FK_PREC_BF16 && impl->bf16_kernel == FK_CPU_BF16_AMX &&
+                   impl->bf16_attention;
+    be->attention = amx_att ? fk_cpu_attention_bf16 : fk_cpu_attention;
+}
+
+fk_cpu_bf16_kernel fk_backend_cpu_set_precision(fk_backend *be, fk_precision prec) {
+    fk_cpu_impl *impl = fk_cpu_impl_of(be);
+    impl->precision = prec;
+    impl->bf16_kernel = prec == FK_PREC_BF16 ? fk_cpu_bf16_kernel_detect() : FK_CPU_BF16_NONE;
+    impl->bf16_attention = prec == FK_PREC_BF16;
+    fk_bf16_update_table(be);
+    return impl->bf16_kernel;
+}
+
+bool fk_backend_cpu_set_bf16_kernel(fk_backend *be, fk_cpu_bf16_kernel k) {
+    if (!fk_cpu_bf16_kernel_available(k)) return false;
+    fk_cpu_impl *impl = fk_cpu_impl_of(be);
+    impl->precision = FK_PREC_BF16;
+    impl->bf16_kernel = k;
+    impl->bf16_attention = true;
+    fk_bf16_update_table(be);
+    return true;
+}
+
+void fk_backend_cpu_set_bf16_attention(fk_backend *be, bool on) {
+    fk_cpu_impl_of(be)->bf16_attention = on;
+    fk_bf16_update_table(be);
+}
+
+size_t fk_backend_cpu_workspace_bytes(const fk_backend *be) {
+    return fk_cpu_impl_of(be)->bf16_ws_bytes;
+}
+
+void fk_cpu_bf16_release(fk_cpu_impl *impl) {
+    if (impl->bf16_ws) fk_bf16_ws_free(impl->bf16_ws, impl->bf16_ws_bytes);
+    impl->bf16_ws = NULL;
+    impl->bf16_ws_bytes = 0;
+}
