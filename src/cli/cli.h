@@ -38,7 +38,21 @@ typedef struct fk_eval_opts {
     bool denoise;           /* --denoise (flux) */
     bool verbose;           /* --verbose */
     long seed, height, width; /* --seed/--height/--width (noise) */
+    int precision;          /* --precision: FK_PREC_F32 (default for eval) or FK_PREC_BF16 */
 } fk_eval_opts;
+
+/* --precision f32|bf16 → FK_PREC_F32 / FK_PREC_BF16 (backend/cpu/cpu.h); on
+ * failure prints a usage error naming the option and returns false. */
+bool fk_cli_parse_precision(const char *opt, const char *s, int *out);
+/* "f32" / "bf16". */
+const char *fk_cli_precision_name(int precision);
+/* The CPU backend with n_threads (<= 0: all) in the given precision mode;
+ * bf16 falls back to the f32 kernels on machines without AMX. Caller frees
+ * with be->destroy(be). NULL when out of memory. */
+struct fk_backend;
+struct fk_backend *fk_cli_backend_create(int n_threads, int precision);
+/* Which kernels a CPU backend runs its matmuls with ("amx", "avx512", ...). */
+const char *fk_cli_kernel_desc(const struct fk_backend *be);
 
 /* Named output tensors collected by a component, written by cmd_eval.c.
  * fk_eval_out_add copies the data (f32 unless dtype says otherwise). */

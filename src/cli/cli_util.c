@@ -1,5 +1,6 @@
 /* cli_util: shared helpers of the fluxkit subcommands. */
 #include "cli/cli_util.h"
+#include "backend/cpu/cpu.h"
 #include "model/flux.h"
 
 #include <cJSON.h>
@@ -216,4 +217,32 @@ struct cJSON *fk_cli_flux_config_json(const fk_flux_config *c) {
     cJSON_AddNumberToObject(o, "theta", c->theta);
     cJSON_AddNumberToObject(o, "vec_in_dim", c->vec_dim);
     return o;
+}
+
+bool fk_cli_parse_precision(const char *opt, const char *s, int *out) {
+    if (!strcmp(s, "f32") || !strcmp(s, "fp32")) {
+        *out = FK_PREC_F32;
+        return true;
+    }
+    if (!strcmp(s, "bf16")) {
+        *out = FK_PREC_BF16;
+        return true;
+    }
+    fk_cli_error("option %s: expected f32 or bf16, got '%s'", opt, s);
+    return false;
+}
+
+const char *fk_cli_precision_name(int precision) { return precision == FK_PREC_BF16 ? "bf16" : "f32"; }
+
+fk_backend *fk_cli_backend_create(int n_threads, int precision) {
+    fk_backend *be = fk_backend_cpu_create(n_threads);
+    if (be && precision == FK_PREC_BF16) fk_backend_cpu_set_precision(be, FK_PREC_BF16);
+    return be;
+}
+
+const char *fk_cli_kernel_desc(const struct fk_backend *be) {
+    const fk_cpu_impl *impl = be->impl;
+    if (impl->precision == FK_PREC_BF16 && impl->bf16_kernel != FK_CPU_BF16_NONE)
+        return fk_cpu_bf16_kernel_name(impl->bf16_kernel);
+    return fk_cpu_isa_name(impl->isa);
 }

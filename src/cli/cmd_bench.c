@@ -22,6 +22,9 @@
 
 #include <getopt.h>
 #include <math.h>
+#include "backend/cpu/cpu.h"
+
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -37,6 +40,10 @@ static void fk_bench_usage(FILE *f) {
             "  --steps N        denoising steps per resolution (default 2)\n"
             "  --txt-len N      text tokens (default 512)\n"
             "  --threads N      CPU threads (default: all)\n"
+            "  --precision P    bf16 (default: AMX tiles, bf16-rounded operands, f32\n"
+            "                   accumulation; f32 kernels where AMX is missing) or f32\n"
+            "  --check          also run the first step with the f32 reference and print\n"
+            "                   the relative L2 error of the velocity (rel_l2_vs_f32)\n"
             "  --seed S         seed of the random inputs / weights (default 1)\n"
             "  --json           one JSON object per resolution instead of the table\n"
             "  -v, --verbose    the memory plan on stderr\n"
@@ -65,6 +72,7 @@ typedef struct fk_bench_result {
     double s_per_step, s_first, gflops;
     uint64_t peak_rss;
     bool finite;
+    double rel_l2; /* first-step velocity vs the f32 reference (--check), else -1 */
 } fk_bench_result;
 
 /* Reset the kernel's peak-RSS counter to the current RSS (Linux; ignored
@@ -77,12 +85,13 @@ static void fk_bench_reset_peak_rss(void) {
 }
 
 /* One resolution: allocate, run `steps` Euler steps, time them. */
-static fk_status fk_bench_flux_res(fk_context *ctx, const fk_flux_model *m, fk_backend *be, int res,
-                                   int steps, int64_t n_txt, uint64_t seed, bool verbose,
-                                   fk_bench_result *out) {
+static fk_status fk_bench_flux_res(fk_context *ctx, const fk_flux_model *m, fk_backend *be,
+                                   fk_backend *ref_be, int res, int steps, int64_t n_txt,
+                                   uint64_t seed, bool verbose, fk_bench_result *out) {
     const fk_flux_config *c = &m->cfg;
     const int64_t hp = res / 16, wp = res / 16, n_img = hp * wp;
     fk_tensor img = {0}, img_ids = {0}, txt = {0}, txt_ids = {0}, y = {0}, vel = {0};
+    fk_tensor img0 = {0}, vel0 = {0}; /* --check: start latent and first velocity */
     fk_flux_runner *r = NULL;
     float *ts = NULL;
     fk_status st;
@@ -93,6 +102,10 @@ static fk_status fk_bench_flux_res(fk_context *ctx, const fk_flux_model *m, fk_b
         (st = fk_tensor_new(ctx, &txt_ids, FK_F32, 2, (const int64_t[]){n_txt, 3}, "txt_ids")) ||
         (st = fk_tensor_new(ctx, &y, FK_F32, 2, (const int64_t[]){1, c->vec_dim}, "y")) ||
         (st = fk_tensor_new(ctx, &vel, FK_F32, 2, (const int64_t[]){n_img, c->out_channels}, "velocity")))
+        goto done;
+    if (ref_be &&
+        ((st = fk_tensor_new(ctx, &img0, FK_F32, 2, (const int64_t[]){n_img, c->in_channels}, "img0")) ||
+         (st = fk_tensor_new(ctx, &vel0, FK_F32, 2, (const int64_t[]){n_img, c->out_channels}, "vel0"))))
         goto done;
     fk_rng_fill_normal(seed, 1, 0, img.data, (size_t)fk_tensor_numel(&img), 0.0f, 1.0f);
     fk_rng_fill_normal(seed, 2, 0, txt.data, (size_t)fk_tensor_numel(&txt), 0.0f, 0.5f);
@@ -122,10 +135,12 @@ static fk_status fk_bench_flux_res(fk_context *ctx, const fk_flux_model *m, fk_b
     fk_flux_inputs in = {.img = &img, .img_ids = &img_ids, .txt = &txt, .txt_ids = &txt_ids,
                          .y = &y, .guidance = 3.5f};
     double total = 0, first = 0;
+    if (ref_be) memcpy(img0.data, img.data, fk_tensor_nbytes(&img));
     for (int k = 0; k < steps; k++) {
         in.timestep = ts[k];
         double t0 = fk_time();
         if ((st = fk_flux_forward(ctx, r, &in, &vel))) goto done;
+        if (ref_be && k == 0) memcpy(vel0.data, vel.data, fk_tensor_nbytes(&vel));
         fk_sampling_euler_step(img.data, vel.data, (size_t)fk_tensor_numel(&img), ts[k], ts[k + 1]);
         double dt = fk_time() - t0;
         if (k == 0)
@@ -144,6 +159,23 @@ static fk_status fk_bench_flux_res(fk_context *ctx, const fk_flux_model *m, fk_b
     out->gflops = fk_flux_flops(c, n_img, n_txt) / out->s_per_step * 1e-9;
     out->peak_rss = fk_peak_rss();
     out->finite = finite;
+    out->rel_l2 = -1;
+    if (ref_be) { /* the same first step through the f32 reference backend */
+        fk_flux_runner_free(r);
+        r = NULL;
+        if ((st = fk_flux_runner_create(ctx, m, ref_be, n_img, n_txt, &r))) goto done;
+        in.img = &img0;
+        in.timestep = ts[0];
+        if ((st = fk_flux_forward(ctx, r, &in, &vel))) goto done;
+        double num = 0, den = 0;
+        const float *a = vel0.data, *b = vel.data;
+        for (int64_t i = 0; i < fk_tensor_numel(&vel); i++) {
+            double d = (double)a[i] - (double)b[i];
+            num += d * d;
+            den += (double)b[i] * (double)b[i];
+        }
+        out->rel_l2 = den > 0 ? sqrt(num / den) : sqrt(num);
+    }
 done:
     free(ts);
     fk_flux_runner_free(r);
@@ -153,6 +185,8 @@ done:
     fk_tensor_free(&txt_ids);
     fk_tensor_free(&y);
     fk_tensor_free(&vel);
+    fk_tensor_free(&img0);
+    fk_tensor_free(&vel0);
     return st;
 }
 
@@ -163,8 +197,11 @@ static int fk_bench_flux(int argc, char **argv) {
         {"steps", required_argument, NULL, 's'},   {"txt-len", required_argument, NULL, 'l'},
         {"threads", required_argument, NULL, 't'}, {"seed", required_argument, NULL, 'S'},
         {"json", no_argument, NULL, 'j'},          {"verbose", no_argument, NULL, 'v'},
+        {"precision", required_argument, NULL, 'P'}, {"check", no_argument, NULL, 'C'},
         {"help", no_argument, NULL, 'h'},          {NULL, 0, NULL, 0}};
     const char *weights = NULL, *preset = NULL, *res_list = "256";
+    int precision = FK_PREC_BF16;
+    bool check = false;
     fk_dtype dtype = FK_BF16;
     long steps = 2, txt_len = 512, threads = 0;
     uint64_t seed = 1;
@@ -196,6 +233,10 @@ static int fk_bench_flux(int argc, char **argv) {
             break;
         case 'j': json = true; break;
         case 'v': verbose = true; break;
+        case 'P':
+            if (!fk_cli_parse_precision("--precision", optarg, &precision)) return FK_EXIT_USAGE;
+            break;
+        case 'C': check = true; break;
         case 'h': fk_bench_usage(stdout); return FK_EXIT_OK;
         default: return fk_cli_getopt_failure("bench", argv, c);
         }
@@ -224,7 +265,7 @@ static int fk_bench_flux(int argc, char **argv) {
     fk_context *ctx = fk_context_create((int)threads);
     if (!ctx) return FK_EXIT_ERROR;
     fk_flux_model *m = NULL;
-    fk_backend *be = NULL;
+    fk_backend *be = NULL, *ref_be = NULL;
     int rc = FK_EXIT_OK;
     double t0 = fk_time();
     fk_status st = preset ? fk_flux_create_random(ctx, &pcfg, dtype, seed, &m)
@@ -234,8 +275,9 @@ static int fk_bench_flux(int argc, char **argv) {
         goto done;
     }
     double t_load = fk_time() - t0;
-    be = fk_backend_cpu_create(fk_context_threads(ctx));
-    if (!be) {
+    be = fk_cli_backend_create(fk_context_threads(ctx), precision);
+    if (check) ref_be = fk_cli_backend_create(fk_context_threads(ctx), FK_PREC_F32);
+    if (!be || (check && !ref_be)) {
         fk_cli_error("out of memory creating the CPU backend");
         rc = FK_EXIT_ERROR;
         goto done;
@@ -247,15 +289,16 @@ static int fk_bench_flux(int argc, char **argv) {
         printf("bench flux: %s (%s, %s weights, %s parameters, %s), loaded in %.2f s\n", model_name,
                m->format, dt_name, fk_cli_fmt_count(m->n_params, b1, sizeof(b1)),
                fk_cli_fmt_bytes(m->mapped_bytes + m->copied_bytes, b2, sizeof(b2)), t_load);
-        printf("backend %s, threads %d, %ld steps per resolution, %ld text tokens\n", be->name,
-               be->n_threads, steps, txt_len);
-        printf("%6s %7s %7s %10s %10s %10s %12s\n", "res", "n_img", "n_txt", "s/step", "s(first)",
-               "GFLOP/s", "peak RSS");
+        printf("backend %s (%s, %s), threads %d, %ld steps per resolution, %ld text tokens\n",
+               be->name, fk_cli_precision_name(precision), fk_cli_kernel_desc(be), be->n_threads,
+               steps, txt_len);
+        printf("%6s %7s %7s %10s %10s %10s %12s%s\n", "res", "n_img", "n_txt", "s/step", "s(first)",
+               "GFLOP/s", "peak RSS", check ? "  rel_l2_vs_f32" : "");
         fflush(stdout);
     }
     for (int i = 0; i < n_res; i++) {
         fk_bench_result br = {0};
-        st = fk_bench_flux_res(ctx, m, be, res[i], (int)steps, txt_len, seed, verbose, &br);
+        st = fk_bench_flux_res(ctx, m, be, ref_be, res[i], (int)steps, txt_len, seed, verbose, &br);
         if (st != FK_OK) {
             rc = fk_cli_fail(ctx);
             goto done;
@@ -263,16 +306,21 @@ static int fk_bench_flux(int argc, char **argv) {
         if (json) {
             printf("{\"component\": \"flux\", \"model\": \"%s\", \"res\": %d, \"n_img\": %lld, "
                    "\"n_txt\": %lld, \"steps\": %ld, \"threads\": %d, \"dtype\": \"%s\", "
+                   "\"precision\": \"%s\", \"kernels\": \"%s\", "
                    "\"s_per_step\": %.6f, \"s_first_step\": %.6f, \"gflops\": %.3f, "
-                   "\"peak_rss_bytes\": %llu, \"finite\": %s}\n",
+                   "\"peak_rss_bytes\": %llu, \"finite\": %s",
                    model_name, br.res, (long long)br.n_img, (long long)br.n_txt, steps, be->n_threads,
-                   dt_name, br.s_per_step, br.s_first, br.gflops, (unsigned long long)br.peak_rss,
-                   br.finite ? "true" : "false");
+                   dt_name, fk_cli_precision_name(precision), fk_cli_kernel_desc(be), br.s_per_step,
+                   br.s_first, br.gflops, (unsigned long long)br.peak_rss, br.finite ? "true" : "false");
+            if (check) printf(", \"rel_l2_vs_f32\": %.6e", br.rel_l2);
+            printf("}\n");
         } else {
             char b1[32];
-            printf("%6d %7lld %7lld %10.3f %10.3f %10.2f %12s%s\n", br.res, (long long)br.n_img,
+            printf("%6d %7lld %7lld %10.3f %10.3f %10.2f %12s", br.res, (long long)br.n_img,
                    (long long)br.n_txt, br.s_per_step, br.s_first, br.gflops,
-                   fk_cli_fmt_bytes(br.peak_rss, b1, sizeof(b1)), br.finite ? "" : "  NOT FINITE");
+                   fk_cli_fmt_bytes(br.peak_rss, b1, sizeof(b1)));
+            if (check) printf("  %13.3e", br.rel_l2);
+            printf("%s\n", br.finite ? "" : "  NOT FINITE");
         }
         fflush(stdout);
         if (!br.finite) {
@@ -282,6 +330,7 @@ static int fk_bench_flux(int argc, char **argv) {
     }
 done:
     if (be) be->destroy(be);
+    if (ref_be) ref_be->destroy(ref_be);
     fk_flux_free(m);
     fk_context_free(ctx);
     return rc;

@@ -116,7 +116,7 @@ fk_status fk_eval_input_f32(fk_context *ctx, const fk_st_file *in, const char *n
 static void fk_eval_usage(FILE *f) {
     fprintf(f,
             "usage: fluxkit eval COMPONENT --weights W --inputs IN.safetensors --out OUT.safetensors\n"
-            "                    [--denoise] [--threads N] [--verbose]\n"
+            "                    [--denoise] [--threads N] [--precision f32|bf16] [--verbose]\n"
             "\n"
             "Run a component on the inputs stored in IN (shared fixture naming: e.g. img, txt,\n"
             "y, timesteps for flux) and write its outputs, in f32, under the names of the\n"
@@ -134,6 +134,8 @@ static void fk_eval_usage(FILE *f) {
             "  --out OUT        safetensors file to write\n"
             "  --denoise        flux: also run the denoising loop (denoise.* tensors)\n"
             "  --threads N      CPU threads (default: all)\n"
+            "  --precision P    f32 (default: the fp32 reference) or bf16 (AMX tiles:\n"
+            "                   bf16-rounded operands, f32 accumulation)\n"
             "  --seed N, --height H, --width W   noise: seed and image size\n"
             "  -v, --verbose    timings and the list of outputs on stderr\n"
             "  -h, --help       this message\n");
@@ -148,6 +150,7 @@ int fk_cmd_eval(int argc, char **argv) {
         {"threads", required_argument, NULL, 't'}, {"verbose", no_argument, NULL, 'v'},
         {"seed", required_argument, NULL, 'S'},    {"height", required_argument, NULL, 'H'},
         {"width", required_argument, NULL, 'W'},   {"help", no_argument, NULL, 'h'},
+        {"precision", required_argument, NULL, 'P'},
         {NULL, 0, NULL, 0},
     };
     fk_eval_opts o;
@@ -173,6 +176,9 @@ int fk_cmd_eval(int argc, char **argv) {
             break;
         case 'W':
             if (!fk_cli_parse_int("--width", optarg, 1, 1 << 16, &o.width)) return FK_EXIT_USAGE;
+            break;
+        case 'P':
+            if (!fk_cli_parse_precision("--precision", optarg, &o.precision)) return FK_EXIT_USAGE;
             break;
         case 'h': fk_eval_usage(stdout); return FK_EXIT_OK;
         default: return fk_cli_getopt_failure("eval", argv, c);
@@ -227,7 +233,7 @@ int fk_cmd_eval(int argc, char **argv) {
         "component", comp->name,
         "weights", o.weights ? o.weights : "",
         "inputs", o.inputs ? o.inputs : "",
-        "threads", threads_s,
+        "threads", threads_s, "precision", fk_cli_precision_name(o.precision),
         "generator", gen_s,
     };
     if (fk_st_write_tensors(ctx, o.out, (const char *const *)out.names, out.tensors, out.n, meta,

@@ -3,6 +3,7 @@
  * chunks. The output appears only when the run succeeded (temporary file,
  * fsync, rename), and an existing file is kept unless --force. */
 #include "cli/cli_util.h"
+#include "backend/cpu/cpu.h"
 #include "io/image.h"
 #include "pipeline/pipeline.h"
 
@@ -64,6 +65,8 @@ static void fk_gen_usage(FILE *f) {
             "  --json                print a JSON summary on stdout\n"
             "  --vae-tile N          decode in latent tiles of N (0 = never; default: above 512x512)\n"
             "  -t, --threads N       CPU threads (default: all)\n"
+            "  --precision P         bf16 (default: AMX tiles where the CPU has them, f32\n"
+            "                        accumulation) or f32 (the reference kernels, slower)\n"
             "  -v, --verbose         memory plan, per-phase timings and peak RSS on stderr\n"
             "  -h, --help            this message\n");
 }
@@ -264,12 +267,13 @@ typedef struct fk_gen_opts {
     double strength;
     bool have_seed, force, json, verbose;
     int shift;
+    int precision;
     uint64_t seed;
 } fk_gen_opts;
 
 static int fk_gen_parse(int argc, char **argv, fk_gen_opts *o) {
     enum { O_PROMPT_FILE = 256, O_MODELS, O_MODEL, O_AE, O_CLIP, O_T5, O_T5LEN, O_SHIFT, O_STRENGTH, O_FORMAT,
-           O_JSON, O_CFG, O_TILE };
+           O_JSON, O_CFG, O_TILE, O_PREC };
     static const struct option longopts[] = {
         {"prompt", required_argument, NULL, 'p'},      {"prompt-file", required_argument, NULL, O_PROMPT_FILE},
         {"negative-prompt", required_argument, NULL, 'n'}, {"cfg-scale", required_argument, NULL, O_CFG},
@@ -284,6 +288,7 @@ static int fk_gen_parse(int argc, char **argv, fk_gen_opts *o) {
         {"force", no_argument, NULL, 'f'},             {"json", no_argument, NULL, O_JSON},
         {"vae-tile", required_argument, NULL, O_TILE}, {"threads", required_argument, NULL, 't'},
         {"verbose", no_argument, NULL, 'v'},           {"help", no_argument, NULL, 'h'},
+        {"precision", required_argument, NULL, O_PREC},
         {NULL, 0, NULL, 0},
     };
     memset(o, 0, sizeof(*o));
@@ -292,6 +297,7 @@ static int fk_gen_parse(int argc, char **argv, fk_gen_opts *o) {
     o->strength = 0.75f;
     o->shift = -1;
     o->vae_tile = -1;
+    o->precision = FK_PREC_BF16;
     fk_cli_getopt_reset();
     int c;
     while ((c = getopt_long(argc, argv, ":p:n:o:W:H:s:g:S:i:t:fvh", longopts, NULL)) != -1) {
@@ -362,6 +368,9 @@ static int fk_gen_parse(int argc, char **argv, fk_gen_opts *o) {
             if (!fk_cli_parse_int("--threads", optarg, 0, 4096, &o->threads)) return FK_EXIT_USAGE;
             break;
         case 'v': o->verbose = true; break;
+        case O_PREC:
+            if (!fk_cli_parse_precision("--precision", optarg, &o->precision)) return FK_EXIT_USAGE;
+            break;
         case 'h': fk_gen_usage(stdout); return -1;
         default: return fk_cli_getopt_failure("generate", argv, c);
         }
@@ -425,6 +434,7 @@ static fk_status fk_gen_metadata(fk_context *ctx, const fk_gen_opts *o, const ch
     FK_META("sampler", "%s", "euler");
     FK_META("shift", "%s", r->shift ? "on" : "off");
     FK_META("t5_length", "%d", r->t5_len);
+    FK_META("precision", "%s", fk_cli_precision_name(o->precision));
     if (st == FK_OK) st = fk_image_meta_add(ctx, m, "model", r->model.name);
     if (st == FK_OK) st = fk_image_meta_add(ctx, m, "model_file", fk_gen_basename(files->model));
     if (st == FK_OK) st = fk_image_meta_add(ctx, m, "model_hash", hash);
@@ -466,6 +476,7 @@ static void fk_gen_print_json(const fk_gen_opts *o, const char *prompt, const fk
         cJSON_AddNumberToObject(j, "t_start", r->t_start);
     }
     cJSON_AddStringToObject(j, "model", r->model.name);
+    cJSON_AddStringToObject(j, "precision", fk_cli_precision_name(o->precision));
     cJSON_AddStringToObject(j, "model_hash", hash);
     cJSON *t = cJSON_AddObjectToObject(j, "seconds");
     if (t) {
@@ -547,6 +558,7 @@ int fk_cmd_generate(int argc, char **argv) {
     p.init_image = o.init ? &init : NULL;
     p.strength = o.strength;
     p.vae_tile = (int)o.vae_tile;
+    p.precision = o.precision;
     p.progress = fk_gen_on_progress;
     p.progress_user = &pr;
     fk_status st = fk_pipeline_generate(ctx, &files, &p, &img, &rep);

@@ -70,7 +70,7 @@ fk_status fk_eval_ae(fk_context *ctx, const fk_eval_opts *o, const fk_st_file *i
     fk_vae *v = NULL;
     fk_status st = fk_vae_open(ctx, o->weights, &v);
     if (st) return st;
-    fk_backend *be = fk_backend_cpu_create(o->threads);
+    fk_backend *be = fk_cli_backend_create(o->threads, o->precision);
     if (!be) {
         fk_vae_free(v);
         return fk_error(ctx, FK_ERR_NOMEM, "out of memory creating the CPU backend");

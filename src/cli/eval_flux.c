@@ -81,7 +81,7 @@ fk_status fk_eval_flux(fk_context *ctx, const fk_eval_opts *o, const fk_st_file 
         goto done;
     }
     const int64_t n_img = fk_tensor_rows(&t[0]), n_txt = fk_tensor_rows(&t[2]);
-    be = fk_backend_cpu_create(o->threads);
+    be = fk_cli_backend_create(o->threads, o->precision);
     if (!be) {
         st = fk_error(ctx, FK_ERR_NOMEM, "out of memory creating the CPU backend");
         goto done;

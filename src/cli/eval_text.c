@@ -54,7 +54,7 @@ fk_status fk_eval_clip(fk_context *ctx, const fk_eval_opts *o, const fk_st_file 
     bool batched = false;
     fk_status st = fk_eval_text_ids(ctx, in, &ids, &B, &L, &batched);
     if (st != FK_OK) return st;
-    fk_backend *be = fk_backend_cpu_create(fk_context_threads(ctx));
+    fk_backend *be = fk_cli_backend_create(fk_context_threads(ctx), o->precision);
     fk_clip *c = NULL;
     fk_tensor hidden = {0}, pooled = {0};
     if (!be) st = fk_error(ctx, FK_ERR_NOMEM, "eval clip: out of memory creating the CPU backend");
@@ -92,7 +92,7 @@ fk_status fk_eval_t5(fk_context *ctx, const fk_eval_opts *o, const fk_st_file *i
     bool batched = false;
     fk_status st = fk_eval_text_ids(ctx, in, &ids, &B, &L, &batched);
     if (st != FK_OK) return st;
-    fk_backend *be = fk_backend_cpu_create(fk_context_threads(ctx));
+    fk_backend *be = fk_cli_backend_create(fk_context_threads(ctx), o->precision);
     fk_t5 *t = NULL;
     fk_tensor hidden = {0};
     if (!be) st = fk_error(ctx, FK_ERR_NOMEM, "eval t5: out of memory creating the CPU backend");

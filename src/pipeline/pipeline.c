@@ -1,6 +1,7 @@
 /* pipeline: text-to-image / image-to-image orchestration with memory staging.
  * See pipeline.h for the data flow and the reference behaviours kept. */
 #include "pipeline/pipeline.h"
+#include "backend/cpu/cpu.h"
 
 #include "core/torch_rng.h"
 #include "model/clip.h"
@@ -388,6 +389,7 @@ void fk_pipeline_params_init(fk_pipeline_params *p) {
     p->strength = 0.75;
     p->vae_tile = -1;
     p->bf16_text = true;
+    p->precision = FK_PREC_F32;
 }
 
 /* ---- one run ------------------------------------------------------------------------ */
@@ -797,6 +799,7 @@ fk_status fk_pipeline_generate(fk_context *ctx, const fk_pipeline_files *files, 
     rep->true_cfg = r.true_cfg;
     r.be = fk_backend_cpu_create(fk_context_threads(ctx));
     if (!r.be) return fk_error(ctx, FK_ERR_NOMEM, "out of memory creating the CPU backend");
+    if (p->precision == FK_PREC_BF16) fk_backend_cpu_set_precision(r.be, FK_PREC_BF16);
     fk_vae *v = NULL;
 
     /* img2img: the autoencoder first (small), which also fixes the default size */

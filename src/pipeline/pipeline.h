@@ -107,6 +107,8 @@ typedef struct fk_pipeline_params {
     int vae_tile;                /* latent tile side for decoding; −1 = auto (tile above
                                     64×64 latents, i.e. 512×512 pixels), 0 = never */
     bool bf16_text;              /* round text embeddings to bf16 like the reference (default on) */
+    int precision;               /* CPU matmuls: FK_PREC_F32 (default, the reference) or
+                                    FK_PREC_BF16 (AMX tiles; see backend/cpu/cpu.h) */
     fk_pipeline_progress_fn progress;
     void *progress_user;
     fk_pipeline_dbg_fn dbg;
