@@ -111,61 +111,65 @@ static const char *fk_info_shape(const fk_st_tensor *t, char *buf, size_t n) {
 
 /* ---- model description ---------------------------------------------------- */
 
+/* A module's config JSON text (fk_t5_config_json, ...) as an object; NULL
+ * when out of memory. Takes ownership of text. */
+static cJSON *fk_info_parse_owned(char *text) {
+    if (!text) return NULL;
+    cJSON *o = cJSON_Parse(text);
+    free(text);
+    if (o && !cJSON_IsObject(o)) {
+        cJSON_Delete(o);
+        o = NULL;
+    }
+    return o;
+}
+
+static int64_t fk_info_component_params(const fk_model_component *c) {
+    switch (c->kind) {
+    case FK_MODEL_FLUX: return fk_flux_param_count(&c->flux);
+    case FK_MODEL_T5: return fk_t5_param_count(&c->t5);
+    case FK_MODEL_CLIP: return fk_clip_param_count(&c->clip);
+    case FK_MODEL_AE: return fk_vae_param_count(&c->ae);
+    case FK_MODEL_UNKNOWN: break;
+    }
+    return 0;
+}
+
+/* "config": the module's own config JSON (HF T5Config / CLIPTextConfig, BFL
+ * AutoEncoderParams; FLUX as `fluxkit` writes it), plus facts of the file. */
 static cJSON *fk_info_component_json(const fk_model_component *c) {
     cJSON *o = cJSON_CreateObject();
     cJSON_AddStringToObject(o, "kind", fk_model_kind_name(c->kind));
     cJSON_AddStringToObject(o, "name", c->name ? c->name : "custom");
     cJSON_AddStringToObject(o, "format", c->format ? c->format : "");
     cJSON_AddStringToObject(o, "prefix", c->prefix);
+    cJSON_AddNumberToObject(o, "parameters", (double)fk_info_component_params(c));
     cJSON *cfg = NULL;
     switch (c->kind) {
-    case FK_MODEL_FLUX: {
-        const fk_flux_config *f = &c->flux;
-        cfg = fk_cli_flux_config_json(f);
-        cJSON_AddNumberToObject(cfg, "head_dim", f->head_dim);
-        cJSON_AddNumberToObject(cfg, "mlp_hidden", f->mlp_hidden);
-        cJSON_AddNumberToObject(o, "parameters", (double)fk_flux_param_count(f));
+    case FK_MODEL_FLUX:
+        cfg = fk_cli_flux_config_json(&c->flux);
+        if (cfg) {
+            cJSON_AddNumberToObject(cfg, "head_dim", c->flux.head_dim);
+            cJSON_AddNumberToObject(cfg, "mlp_hidden", c->flux.mlp_hidden);
+        }
         break;
-    }
-    case FK_MODEL_T5: {
-        const fk_t5_shape *s = &c->t5;
-        cfg = cJSON_CreateObject();
-        cJSON_AddNumberToObject(cfg, "d_model", s->d_model);
-        cJSON_AddNumberToObject(cfg, "d_kv", s->d_kv);
-        cJSON_AddNumberToObject(cfg, "d_ff", s->d_ff);
-        cJSON_AddNumberToObject(cfg, "num_layers", s->num_layers);
-        cJSON_AddNumberToObject(cfg, "num_heads", s->num_heads);
-        cJSON_AddNumberToObject(cfg, "relative_attention_num_buckets", s->rel_buckets);
-        cJSON_AddNumberToObject(cfg, "vocab_size", s->vocab);
-        cJSON_AddStringToObject(cfg, "feed_forward_proj", s->gated ? "gated-gelu" : "relu");
-        cJSON_AddBoolToObject(cfg, "has_decoder", s->has_decoder);
+    case FK_MODEL_T5:
+        cfg = fk_info_parse_owned(fk_t5_config_json(&c->t5));
+        if (cfg) cJSON_AddBoolToObject(cfg, "has_decoder", c->t5_has_decoder);
         break;
-    }
-    case FK_MODEL_CLIP: {
-        const fk_clip_shape *s = &c->clip;
-        cfg = cJSON_CreateObject();
-        cJSON_AddNumberToObject(cfg, "hidden_size", s->width);
-        cJSON_AddNumberToObject(cfg, "num_hidden_layers", s->layers);
-        cJSON_AddNumberToObject(cfg, "num_attention_heads", s->heads);
-        cJSON_AddNumberToObject(cfg, "intermediate_size", s->mlp);
-        cJSON_AddNumberToObject(cfg, "vocab_size", s->vocab);
-        cJSON_AddNumberToObject(cfg, "max_position_embeddings", s->max_pos);
-        cJSON_AddNumberToObject(cfg, "projection_dim", s->proj_dim);
+    case FK_MODEL_CLIP:
+        cfg = fk_info_parse_owned(fk_clip_config_json(&c->clip));
+        if (cfg && c->clip_projection) cJSON_AddNumberToObject(cfg, "projection_dim", c->clip_projection);
         break;
-    }
-    case FK_MODEL_AE: {
-        const fk_ae_shape *s = &c->ae;
-        cfg = cJSON_CreateObject();
-        cJSON_AddNumberToObject(cfg, "ch", s->ch);
-        cJSON_AddItemToObject(cfg, "ch_mult", cJSON_CreateIntArray(s->ch_mult, s->n_levels));
-        cJSON_AddNumberToObject(cfg, "num_res_blocks", s->num_res_blocks);
-        cJSON_AddNumberToObject(cfg, "z_channels", s->z_channels);
-        cJSON_AddNumberToObject(cfg, "in_channels", s->in_channels);
-        cJSON_AddNumberToObject(cfg, "out_ch", s->out_ch);
-        cJSON_AddBoolToObject(cfg, "has_encoder", s->has_encoder);
-        cJSON_AddBoolToObject(cfg, "has_decoder", s->has_decoder);
+    case FK_MODEL_AE:
+        cfg = fk_info_parse_owned(fk_vae_config_json(&c->ae));
+        if (cfg) {
+            cJSON_AddBoolToObject(cfg, "has_encoder", c->ae.has_encoder);
+            cJSON_AddBoolToObject(cfg, "has_decoder", c->ae.has_decoder);
+            cJSON_AddBoolToObject(cfg, "quant_conv", c->ae.quant_conv);
+            cJSON_AddBoolToObject(cfg, "post_quant_conv", c->ae.post_quant_conv);
+        }
         break;
-    }
     case FK_MODEL_UNKNOWN: break;
     }
     if (cfg) cJSON_AddItemToObject(o, "config", cfg);
@@ -173,14 +177,14 @@ static cJSON *fk_info_component_json(const fk_model_component *c) {
 }
 
 static void fk_info_component_text(const fk_model_component *c) {
-    char pre[160] = "";
+    char pre[160] = "", pc[32];
     if (c->prefix[0]) snprintf(pre, sizeof(pre), ", key prefix '%s'", c->prefix);
+    const char *params = fk_cli_fmt_count(fk_info_component_params(c), pc, sizeof(pc));
     switch (c->kind) {
     case FK_MODEL_FLUX: {
         const fk_flux_config *f = &c->flux;
-        char pc[32];
         printf("model:     FLUX transformer: %s (format %s%s), %s parameters\n", c->name, c->format,
-               pre, fk_cli_fmt_count(fk_flux_param_count(f), pc, sizeof(pc)));
+               pre, params);
         printf("           hidden %d, %d heads x head dim %d, depth %d double + %d single, mlp %d\n",
                f->hidden, f->num_heads, f->head_dim, f->depth_double, f->depth_single, f->mlp_hidden);
         printf("           in %d, out %d, context %d, vec %d, guidance embedding %s, qkv bias %s,\n",
@@ -191,33 +195,40 @@ static void fk_info_component_text(const fk_model_component *c) {
         break;
     }
     case FK_MODEL_T5: {
-        const fk_t5_shape *s = &c->t5;
-        printf("model:     T5 encoder: %s (format %s%s)\n", c->name, c->format, pre);
-        printf("           d_model %d, %d layers, %d heads x d_kv %d, d_ff %d (%s), vocab %d, "
-               "%d relative buckets%s\n",
-               s->d_model, s->num_layers, s->num_heads, s->d_kv, s->d_ff,
-               s->gated ? "gated-gelu" : "relu", s->vocab, s->rel_buckets,
-               s->has_decoder ? ", has a decoder (unused)" : "");
+        const fk_t5_config *t = &c->t5;
+        printf("model:     T5 encoder: %s (format %s%s), %s parameters\n", c->name, c->format, pre, params);
+        printf("           d_model %d, %d layers, %d heads x d_kv %d, d_ff %d (gated-gelu), vocab %d,\n",
+               t->d_model, t->layers, t->heads, t->d_kv, t->d_ff, t->vocab_size);
+        printf("           %d relative buckets, max distance %d, eps %g%s\n", t->num_buckets, t->max_distance,
+               (double)t->eps, c->t5_has_decoder ? ", has a decoder (unused)" : "");
         break;
     }
     case FK_MODEL_CLIP: {
-        const fk_clip_shape *s = &c->clip;
-        printf("model:     CLIP text encoder: %s (format %s%s)\n", c->name, c->format, pre);
-        printf("           width %d, %d layers, %d heads (width/64), mlp %d, vocab %d, "
-               "%d positions, projection %d\n",
-               s->width, s->layers, s->heads, s->mlp, s->vocab, s->max_pos, s->proj_dim);
+        const fk_clip_config *k = &c->clip;
+        char proj[48] = "";
+        if (c->clip_projection) snprintf(proj, sizeof(proj), ", projection %d", c->clip_projection);
+        printf("model:     CLIP text encoder: %s (format %s%s), %s parameters\n", c->name, c->format, pre,
+               params);
+        printf("           width %d, %d layers, %d heads x head dim %d, mlp %d (quick_gelu), vocab %d,\n",
+               k->width, k->layers, k->heads, k->heads > 0 ? k->width / k->heads : 0, k->mlp_hidden,
+               k->vocab_size);
+        printf("           %d positions, eps %g, eos_token_id %d%s\n", k->max_positions, (double)k->eps,
+               k->eos_token_id, proj);
         break;
     }
     case FK_MODEL_AE: {
-        const fk_ae_shape *s = &c->ae;
-        char mult[96];
+        const fk_vae_config *a = &c->ae;
+        char mult[96] = "";
         size_t o = 0;
-        for (int l = 0; l < s->n_levels && o < sizeof(mult); l++)
-            o += (size_t)snprintf(mult + o, sizeof(mult) - o, "%s%d", l ? ", " : "", s->ch_mult[l]);
-        printf("model:     autoencoder: %s (format %s%s)\n", c->name, c->format, pre);
-        printf("           ch %d, ch_mult [%s], num_res_blocks %d, z_channels %d, in %d, out %d,%s%s\n",
-               s->ch, s->n_levels ? mult : "", s->num_res_blocks, s->z_channels, s->in_channels,
-               s->out_ch, s->has_encoder ? " encoder" : "", s->has_decoder ? " decoder" : "");
+        for (int l = 0; l < a->n_levels && o < sizeof(mult); l++)
+            o += (size_t)snprintf(mult + o, sizeof(mult) - o, "%s%d", l ? ", " : "", a->ch_mult[l]);
+        printf("model:     autoencoder: %s (format %s%s), %s parameters\n", c->name, c->format, pre, params);
+        printf("           ch %d, ch_mult [%s], num_res_blocks %d, z_channels %d, in %d, out %d,%s%s\n", a->ch,
+               mult, a->num_res_blocks, a->z_channels, a->in_channels, a->out_ch,
+               a->has_encoder ? " encoder" : "", a->has_decoder ? " decoder" : "");
+        printf("           scale_factor %g, shift_factor %g%s%s\n", (double)a->scale_factor,
+               (double)a->shift_factor, a->quant_conv ? ", quant_conv" : "",
+               a->post_quant_conv ? ", post_quant_conv" : "");
         break;
     }
     case FK_MODEL_UNKNOWN: break;

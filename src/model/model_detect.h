@@ -1,16 +1,24 @@
 /* model_detect: what a checkpoint is, from tensor names and shapes only (the
- * data is never read). Recognizes, in BFL / ComfyUI single files (also with a
- * key prefix, e.g. all-in-one "model.diffusion_model." / "vae." files) and in
- * diffusers / Hugging Face folders:
- *   - FLUX transformers (via fk_flux_config_infer),
- *   - T5 encoders (HF T5EncoderModel keys: shared, encoder.block.N.layer...),
- *   - CLIP text encoders (HF CLIPTextModel keys: text_model....),
- *   - autoencoders (BFL ae.safetensors keys or diffusers AutoencoderKL keys).
- * A file may hold several components; each is reported. */
+ * data is never read). Each component is recognized by its own module's
+ * configuration inference, so `fluxkit info` reports exactly what the loaders
+ * would use (sizes from the shapes, the rest from the __metadata__ "config" /
+ * a config.json beside the weights, presets by the modules' names):
+ *   - FLUX transformers    fk_flux_config_infer / fk_flux_config_name,
+ *   - T5 encoders          fk_t5_config_infer   / fk_t5_config_name,
+ *   - CLIP text encoders   fk_clip_config_infer / fk_clip_config_name,
+ *   - autoencoders         fk_vae_config_infer  / fk_vae_config_name,
+ * in BFL / ComfyUI single files (also all-in-one files holding several
+ * components under prefixes such as "model.diffusion_model.", "vae.",
+ * "text_encoders.clip_l.transformer.") and diffusers / Hugging Face folders.
+ * At most one component of each kind is described (the one its infer
+ * function picks); further ones of the same kind are named in the note. */
 #ifndef FK_MODEL_DETECT_H
 #define FK_MODEL_DETECT_H
 
+#include "model/clip.h"
 #include "model/flux.h"
+#include "model/t5.h"
+#include "model/vae.h"
 
 typedef enum fk_model_kind {
     FK_MODEL_UNKNOWN = 0,
@@ -23,60 +31,39 @@ typedef enum fk_model_kind {
 /* "unknown", "flux", "t5", "clip", "ae". Static string. */
 const char *fk_model_kind_name(fk_model_kind k);
 
-typedef struct fk_t5_shape {
-    int d_model;      /* 4096 (XXL) */
-    int d_kv;         /* per-head dim, 64 */
-    int d_ff;         /* 10240 */
-    int num_layers;   /* 24 */
-    int num_heads;    /* 64, from relative_attention_bias (buckets, heads) */
-    int rel_buckets;  /* 32 */
-    int vocab;        /* 32128 */
-    bool gated;       /* T5 v1.1: wi_0 / wi_1 (gated-GELU) instead of wi */
-    bool has_decoder; /* a full encoder–decoder checkpoint */
-} fk_t5_shape;
-
-typedef struct fk_clip_shape {
-    int width;        /* 768 (CLIP-L) */
-    int layers;       /* 12 */
-    int heads;        /* not stored in the weights: width / 64 (CLIP's head dim) */
-    int mlp;          /* 3072 */
-    int vocab;        /* 49408 */
-    int max_pos;      /* 77 */
-    int proj_dim;     /* text_projection out dim, 0 when absent */
-} fk_clip_shape;
-
-#define FK_AE_MAX_LEVELS 8
-typedef struct fk_ae_shape {
-    int ch;           /* 128 (FLUX ae) */
-    int n_levels;     /* len(ch_mult) */
-    int ch_mult[FK_AE_MAX_LEVELS]; /* 1, 2, 4, 4 */
-    int num_res_blocks;            /* 2 */
-    int z_channels;   /* 16 */
-    int in_channels;  /* 3 (0 when the encoder is absent) */
-    int out_ch;       /* 3 (0 when the decoder is absent) */
-    bool has_encoder, has_decoder;
-} fk_ae_shape;
-
 typedef struct fk_model_component {
     fk_model_kind kind;
-    char prefix[128];   /* key prefix ("" for plain files) */
+    /* Key prefix of the component in the file, before its standard layout
+     * ("" for plain files; "model.diffusion_model.", "vae.",
+     * "text_encoders.clip_l.transformer." in all-in-one files). For CLIP and
+     * T5 this is the infer function's prefix without its trailing
+     * "text_model." / "encoder.". */
+    char prefix[128];
     const char *format; /* "bfl", "bfl-prefixed", "diffusers", "hf", "hf-prefixed" */
-    const char *name;   /* "flux-dev", "t5-xxl", "clip-l", "flux-ae", ..., or "custom" */
+    const char *name;   /* the module's preset name ("flux-dev", "t5-xxl", "clip-l", "ae",
+                           "tiny-ae", ...) or "custom" */
+    /* the inferred configuration of `kind` (the others are zero) */
     fk_flux_config flux;
-    fk_t5_shape t5;
-    fk_clip_shape clip;
-    fk_ae_shape ae;
+    fk_t5_config t5;
+    fk_clip_config clip;
+    fk_vae_config ae;
+    /* facts of the file that the configurations do not carry */
+    int clip_projection; /* rows of <prefix>text_projection.weight, 0 when absent */
+    bool t5_has_decoder; /* a full encoder–decoder T5 (the decoder is unused) */
 } fk_model_component;
 
-#define FK_MODEL_MAX_COMPONENTS 6
+#define FK_MODEL_MAX_COMPONENTS 4
 typedef struct fk_model_info {
     int n;                                      /* components found (0: unknown) */
     fk_model_component comp[FK_MODEL_MAX_COMPONENTS];
-    char note[512]; /* why something that looked like a known model was rejected */
+    /* why something that looked like a known model was rejected (the infer
+     * function's message), and components not described; "" when none */
+    char note[1024];
 } fk_model_info;
 
 /* Classify the checkpoint. Returns FK_OK also when nothing is recognized
- * (info->n == 0, info->note may say why); errors only on invalid arguments. */
+ * (info->n == 0, info->note may say why); errors only on invalid arguments.
+ * The context's error message is left as the last infer function set it. */
 fk_status fk_model_detect(fk_context *ctx, const fk_st_model *m, fk_model_info *info);
 
 #endif /* FK_MODEL_DETECT_H */

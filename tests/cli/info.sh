@@ -1,8 +1,13 @@
 #!/bin/bash
 # info.sh FLUXKIT: `fluxkit info` names what a checkpoint is. References: the
-# fixtures' __metadata__ "config" (tests/data/flux/tiny-dev: hidden 96, 3 heads,
-# 2 + 2 blocks, guidance; tests/data/ae/ae-tiny: ch 32, ch_mult [1, 2], z 16,
-# 1 res block) and the tiny-flux preset written by init-random.
+# fixtures' __metadata__ "config" / config.json (tests/data/flux/tiny-dev:
+# hidden 96, 3 heads, 2 + 2 blocks, guidance; tests/data/ae/ae-tiny: ch 32,
+# ch_mult [1, 2], z 16, 1 res block = the tiny-ae preset of src/model/vae.h;
+# tests/data/clip/tiny-clip: width 64, 3 layers, 4 heads, mlp 256 = tiny-clip;
+# tests/data/t5/tiny-t5: d_model 64, 3 layers, 4 heads x 16, d_ff 160 =
+# tiny-t5; tests/data/pipeline/tiny-clip-l: width 24, 2 layers, 2 heads, mlp 48;
+# tests/data/pipeline/tiny-t5xxl: d_model 32, 2 layers, 4 heads x 8, d_ff 48)
+# and the tiny-flux preset written by init-random.
 FK="$1"
 pass=0
 fail=0
@@ -76,6 +81,47 @@ js=$("$FK" info --json --no-tensors "$AE")
 has "ae json kind" "$js" '"kind":[[:space:]]*"ae"'
 has "ae json z" "$js" '"z_channels":[[:space:]]*16'
 has "ae json ch" "$js" '"ch":[[:space:]]*32'
+# the name is fk_vae_config_name's: the fixture's config is the tiny-ae preset
+has "ae name" "$out" "autoencoder: tiny-ae \(format bfl\)"
+has "ae json name" "$js" '"name":[[:space:]]*"tiny-ae"'
+has "ae scale" "$out" "scale_factor 0.3611, shift_factor 0.1159"
+
+# --- CLIP text encoders: heads from the config, not width/64
+CLIP=tests/data/clip/tiny-clip.weights.f32.safetensors
+out=$("$FK" info --no-tensors "$CLIP"); rc=$?
+[ $rc = 0 ] && ok || bad "info $CLIP exit $rc"
+has "clip kind" "$out" "CLIP text encoder: tiny-clip \(format hf\)"
+has "clip heads" "$out" "width 64, 3 layers, 4 heads x head dim 16, mlp 256"
+js=$("$FK" info --json --no-tensors "$CLIP")
+has "clip json kind" "$js" '"kind":[[:space:]]*"clip"'
+has "clip json heads" "$js" '"num_attention_heads":[[:space:]]*4,'
+has "clip json width" "$js" '"hidden_size":[[:space:]]*64,'
+out=$("$FK" info --no-tensors tests/data/clip/tiny-clip-hf)
+has "clip folder" "$out" "CLIP text encoder: tiny-clip \(format hf\)"
+has "clip folder heads" "$out" "4 heads x head dim 16"
+# width 24 (not a multiple of 64), bare keys (embeddings..., no text_model.)
+out=$("$FK" info --no-tensors tests/data/pipeline/tiny-clip-l.safetensors); rc=$?
+[ $rc = 0 ] && ok || bad "info tiny-clip-l exit $rc"
+has "clip-l kind" "$out" "CLIP text encoder: custom \(format hf\)"
+has "clip-l sizes" "$out" "width 24, 2 layers, 2 heads x head dim 12, mlp 48"
+if printf '%s\n' "$out" | grep -q "^model: *unknown"; then bad "tiny-clip-l is unknown"; else ok; fi
+
+# --- T5 encoders: every weights fixture of tests/data/t5 (the *.io.* files
+# hold test inputs/outputs, not weights), the HF folder, the pipeline's
+for f in tests/data/t5/*.weights.*.safetensors tests/data/t5/tiny-t5-hf; do
+    out=$("$FK" info --no-tensors "$f"); rc=$?
+    [ $rc = 0 ] && ok || bad "info $f exit $rc"
+    has "t5 $f" "$out" "T5 encoder: tiny-t5 \(format hf\)"
+    has "t5 $f sizes" "$out" "d_model 64, 3 layers, 4 heads x d_kv 16, d_ff 160 \(gated-gelu\), vocab 320"
+done
+out=$("$FK" info --no-tensors tests/data/pipeline/tiny-t5xxl.safetensors); rc=$?
+[ $rc = 0 ] && ok || bad "info tiny-t5xxl exit $rc"
+has "t5xxl kind" "$out" "T5 encoder: custom \(format hf\)"
+has "t5xxl sizes" "$out" "d_model 32, 2 layers, 4 heads x d_kv 8, d_ff 48"
+js=$("$FK" info --json --no-tensors tests/data/pipeline/tiny-t5xxl.safetensors)
+has "t5xxl json kind" "$js" '"kind":[[:space:]]*"t5"'
+has "t5xxl json d_kv" "$js" '"d_kv":[[:space:]]*8,'
+has "t5xxl json layers" "$js" '"num_layers":[[:space:]]*2,'
 
 # --- errors: nonexistent file, not a safetensors file, empty file
 "$FK" info "$TMP/nope.safetensors" >/dev/null 2>"$TMP/err"; rc=$?
@@ -100,16 +146,26 @@ out=$("$FK" info --no-tensors "$TMP/folder")
 has "folder" "$out" "FLUX transformer: tiny-flux"
 
 # --- a diffusers-style pipeline folder (model_index.json + weight sub-folders)
+# (text encoders: HF folders with config.json, read by the infer functions)
 mkdir -p "$TMP/pipe/transformer" "$TMP/pipe/vae" "$TMP/pipe/scheduler"
 echo '{"_class_name": "FluxPipeline"}' > "$TMP/pipe/model_index.json"
 cp "$TMP/folder/model.safetensors" "$TMP/pipe/transformer/"
 cp "$AE" "$TMP/pipe/vae/diffusion_pytorch_model.safetensors"
+cp -r tests/data/clip/tiny-clip-hf "$TMP/pipe/text_encoder"
+cp -r tests/data/t5/tiny-t5-hf "$TMP/pipe/text_encoder_2"
 out=$("$FK" info --no-tensors "$TMP/pipe"); rc=$?
 [ $rc = 0 ] && ok || bad "pipeline folder: exit $rc"
 has "pipeline transformer" "$out" "FLUX transformer: tiny-flux"
-has "pipeline vae" "$out" "autoencoder: .*format bfl"
+has "pipeline vae" "$out" "autoencoder: tiny-ae .*format bfl"
+has "pipeline clip" "$out" "CLIP text encoder: tiny-clip"
+has "pipeline t5" "$out" "T5 encoder: tiny-t5"
+# the first model: line after a part's header
+part_model() { printf '%s\n' "$1" | awk -v h="== $2 ==" '$0 == h {f = 1} f && /^model:/ {print; exit}'; }
+has "pipeline text_encoder/" "$(part_model "$out" text_encoder)" "CLIP text encoder: tiny-clip"
+has "pipeline text_encoder_2/" "$(part_model "$out" text_encoder_2)" "T5 encoder: tiny-t5"
 js=$("$FK" info --json --no-tensors "$TMP/pipe")
 has "pipeline json" "$js" '"vae":'
+has "pipeline json t5" "$js" '"text_encoder_2":'
 
 # --- --system
 out=$("$FK" info --system)
