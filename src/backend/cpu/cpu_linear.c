@@ -186,6 +186,10 @@ void fk_cpu_gemm(const fk_backend *be, int64_t M, int64_t N, int64_t K, const fl
                            FK_GEMM_NC <= FK_CPU_SCRATCH_FLOATS,
                    "GEMM scratch exceeds the per-thread scratch");
     if (M <= 0 || N <= 0) return;
+    /* few rows: weights read in place, same bits (cpu_gemv.c) */
+    if (M <= FK_CPU_GEMV_MAX_M &&
+        fk_cpu_gemv(be, M, N, K, a, lda, b, bdt, ldb, bias, bias_dt, c, ldc))
+        return;
     fk_cpu_not_nested();
     const fk_cpu_impl *impl = fk_cpu_impl_of(be);
     const fk_gemm_kernel *kern = fk_gemm_kernel_for(impl->isa);
