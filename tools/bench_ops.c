@@ -7,13 +7,27 @@
  *   build/bench_ops linear M K N WDTYPE THREADS [KERNEL] [REPS]
  *   build/bench_ops attention L H D THREADS [KERNEL] [REPS]
  *   build/bench_ops dit [THREADS] [REPS]
+ *   build/bench_ops gemv [WDTYPE] [THREADS] [REPS]
+ *   build/bench_ops conv B CI H W CO KSIZE STRIDE THREADS [KERNEL] [REPS]
+ *   build/bench_ops vaeconv [RES] [THREADS] [REPS]
  * WDTYPE: F32, BF16, F16, F8_E4M3, F8_E5M2; ISA: portable, avx2, avx512
  * (default: the best one); KERNEL: an ISA (f32 reference) or a bf16 kernel,
  * amx or avx512bf16 (precision mode FK_PREC_BF16). `dit`: the Flux-mini
  * linears at 512² (bf16 weights) and the joint attention, f32 reference vs
  * the best bf16 kernel, with THREADS threads (default: 1 and 2). Prints the
  * best of REPS runs (default 3; the f32 reference: at most 2): other
- * processes on the machine only slow runs down. */
+ * processes on the machine only slow runs down.
+ * `gemv`: the small-M path (cpu_gemv.c) against the blocked GEMM it replaces
+ * (fk_backend_cpu_set_gemv off) on the FLUX modulation / embedder shapes, M =
+ * 1, 2 (and 4, 8, 16 on the largest), WDTYPE weights (default BF16), THREADS
+ * threads (default 1 and 2), best of REPS (default 5). Each timed call reads
+ * a different copy of the weights (>= 1 GB in all), so they come from DRAM as
+ * in a denoising step, not from the last-level cache. GB/s counts weight
+ * bytes.
+ * `conv`: one conv2d, BF16 weights, pad KSIZE/2 (stride 2: the downsampler's
+ * right/bottom pad). `vaeconv`: every conv shape of the FLUX autoencoder's
+ * decoder at RES² (default 512), f32 reference vs AMX bf16, GFLOP/s and the
+ * decoder's total conv time (each shape's best time × its count). */
 #include "backend/cpu/cpu.h"
 
 #include <math.h>
@@ -221,14 +235,209 @@ static int bench_dit(int argc, char **argv) {
     return 0;
 }
 
+/* Seconds of one conv2d (best of reps; bf16 weights); < 0 when the backend
+ * or the buffers cannot be made. */
+static double run_conv(int64_t B, int64_t Ci, int64_t H, int64_t W, int64_t Co, int64_t k,
+                       int stride, int threads, fk_cpu_isa isa, fk_cpu_bf16_kernel bk, int reps) {
+    fk_backend *be = fk_backend_cpu_create_isa(threads, isa);
+    if (!be || (bk != FK_CPU_BF16_NONE && !fk_backend_cpu_set_bf16_kernel(be, bk))) {
+        if (be) be->destroy(be);
+        return -1;
+    }
+    int pad[4] = {(int)k / 2, (int)k / 2, (int)k / 2, (int)k / 2};
+    if (stride == 2) pad[0] = pad[1] = 0, pad[2] = pad[3] = 1;
+    const int64_t Ho = (H + pad[0] + pad[2] - k) / stride + 1;
+    const int64_t Wo = (W + pad[1] + pad[3] - k) / stride + 1;
+    const int64_t nx = B * Ci * H * W, nw = Co * Ci * k * k, ny = B * Co * Ho * Wo;
+    float *x = fk_alloc((size_t)nx * 4), *y = fk_alloc((size_t)ny * 4);
+    float *wf = fk_alloc((size_t)nw * 4);
+    uint16_t *w = fk_alloc((size_t)nw * 2);
+    float *bias = fk_alloc((size_t)Co * 4);
+    double best = -1;
+    if (x && y && wf && w && bias) {
+        uint64_t s = 5;
+        for (int64_t i = 0; i < nx; i++) x[i] = frand(&s);
+        for (int64_t i = 0; i < nw; i++) wf[i] = frand(&s) * 0.05f;
+        for (int64_t i = 0; i < Co; i++) bias[i] = frand(&s) * 0.1f;
+        fk_convert_from_f32(w, FK_BF16, wf, (size_t)nw);
+        fk_tensor tx = fk_view4(FK_F32, x, B, Ci, H, W), ty = fk_view4(FK_F32, y, B, Co, Ho, Wo);
+        fk_tensor tw = fk_view4(FK_BF16, w, Co, Ci, k, k), tb = fk_view1(FK_F32, bias, Co);
+        be->conv2d(be, &ty, &tx, &tw, &tb, stride, pad); /* warm-up (first-touch) */
+        best = 1e30;
+        for (int r = 0; r < reps; r++) {
+            double t0 = fk_time();
+            be->conv2d(be, &ty, &tx, &tw, &tb, stride, pad);
+            double dt = fk_time() - t0;
+            if (dt < best) best = dt;
+        }
+    }
+    fk_free(x), fk_free(y), fk_free(wf), fk_free(w), fk_free(bias);
+    be->destroy(be);
+    return best;
+}
+
+static int bench_conv(int argc, char **argv) {
+    if (argc < 10) return 2;
+    int64_t B = atoll(argv[2]), Ci = atoll(argv[3]), H = atoll(argv[4]), W = atoll(argv[5]);
+    int64_t Co = atoll(argv[6]), k = atoll(argv[7]);
+    int stride = atoi(argv[8]), threads = atoi(argv[9]);
+    fk_cpu_isa isa = fk_cpu_isa_detect();
+    fk_cpu_bf16_kernel bk = FK_CPU_BF16_NONE;
+    if (argc > 10) parse_kernel(argv[10], &isa, &bk);
+    int reps = argc > 11 ? atoi(argv[11]) : 3;
+    double t = run_conv(B, Ci, H, W, Co, k, stride, threads, isa, bk, reps);
+    if (t < 0) return 1;
+    const int64_t Ho = stride == 2 ? H / 2 : H, Wo = stride == 2 ? W / 2 : W;
+    double gf = 2.0 * (double)(B * Co * Ho * Wo) * (double)(Ci * k * k) * 1e-9;
+    printf("conv B=%lld %lld->%lld %lldx%lld k%lld s%d threads=%d kernel=%s: %.4f s, %.1f GFLOP/s\n",
+           (long long)B, (long long)Ci, (long long)Co, (long long)H, (long long)W, (long long)k,
+           stride, threads,
+           bk != FK_CPU_BF16_NONE ? fk_cpu_bf16_kernel_name(bk) : fk_cpu_isa_name(isa), t, gf / t);
+    return 0;
+}
+
+/* The FLUX autoencoder decoder's convolutions at res² (latent res/8). */
+static int bench_vaeconv(int argc, char **argv) {
+    const int64_t res = argc > 2 ? atoll(argv[2]) : 512, h = res / 8;
+    const int threads = argc > 3 ? atoi(argv[3]) : 2, reps = argc > 4 ? atoi(argv[4]) : 2;
+    const struct {
+        int64_t ci, co, k, side, count;
+    } sh[] = {
+        {16, 512, 3, h, 1},       {512, 512, 3, h, 10},      {512, 512, 3, 2 * h, 7},
+        {512, 512, 3, 4 * h, 1},  {512, 256, 3, 4 * h, 1},   {256, 256, 3, 4 * h, 5},
+        {512, 256, 1, 4 * h, 1},  {256, 256, 3, 8 * h, 1},   {256, 128, 3, 8 * h, 1},
+        {128, 128, 3, 8 * h, 5},  {256, 128, 1, 8 * h, 1},   {128, 3, 3, 8 * h, 1},
+    };
+    fk_cpu_isa isa = fk_cpu_isa_detect();
+    printf("decoder convs at %lld², %d threads, best of %d (f32: 1); GFLOP/s\n", (long long)res,
+           threads, reps);
+    printf("%5s %5s %2s %5s %3s | %9s %9s | %8s %8s | %s\n", "Ci", "Co", "k", "side", "n", "f32",
+           "amx", "f32 s", "amx s", "x");
+    double tf = 0, tb = 0, gft = 0;
+    for (size_t i = 0; i < sizeof(sh) / sizeof(sh[0]); i++) {
+        double f = run_conv(1, sh[i].ci, sh[i].side, sh[i].side, sh[i].co, sh[i].k, 1, threads, isa,
+                            FK_CPU_BF16_NONE, 1);
+        double b = run_conv(1, sh[i].ci, sh[i].side, sh[i].side, sh[i].co, sh[i].k, 1, threads, isa,
+                            FK_CPU_BF16_AMX, reps);
+        if (f < 0 || b < 0) return 1;
+        double gf = 2.0 * (double)(sh[i].co * sh[i].side * sh[i].side) *
+                    (double)(sh[i].ci * sh[i].k * sh[i].k) * 1e-9;
+        printf("%5lld %5lld %2lld %5lld %3lld | %9.1f %9.1f | %8.4f %8.4f | x%.1f\n",
+               (long long)sh[i].ci, (long long)sh[i].co, (long long)sh[i].k, (long long)sh[i].side,
+               (long long)sh[i].count, gf / f, gf / b, f, b, f / b);
+        fflush(stdout);
+        tf += f * (double)sh[i].count;
+        tb += b * (double)sh[i].count;
+        gft += gf * (double)sh[i].count;
+    }
+    printf("all decoder convs (%.0f GFLOP): f32 %.2f s (%.1f GFLOP/s), amx %.2f s (%.1f GFLOP/s), "
+           "x%.1f\n",
+           gft, tf, gft / tf, tb, gft / tb, tf / tb);
+    return 0;
+}
+
+/* Seconds per call of y (M, N) = x (M, K) · w (N, K)ᵀ through fk_cpu_gemm,
+ * small-M path on or off: mean over one pass through the ncopy weight
+ * copies, best of reps passes. */
+static double time_gemv(fk_backend *be, bool gemv, int64_t M, int64_t K, int64_t N, fk_dtype wdt,
+                        void *const *w, int ncopy, const float *x, float *y, int reps) {
+    fk_backend_cpu_set_gemv(be, gemv);
+    fk_cpu_gemm(be, M, N, K, x, K, w[0], wdt, K, NULL, FK_F32, y, N); /* warm-up */
+    double best = 1e30;
+    for (int r = 0; r < reps; r++) {
+        double t0 = fk_time();
+        for (int i = 0; i < ncopy; i++)
+            fk_cpu_gemm(be, M, N, K, x, K, w[i], wdt, K, NULL, FK_F32, y, N);
+        double dt = (fk_time() - t0) / ncopy;
+        if (dt < best) best = dt;
+    }
+    return best;
+}
+
+static int bench_gemv(int argc, char **argv) {
+    static const struct {
+        const char *what;
+        int64_t K, N;
+    } shapes[] = {
+        {"double mod (img/txt)", 3072, 18432}, {"single mod", 3072, 9216},
+        {"final adaLN", 3072, 6144},            {"embedder 3072", 3072, 3072},
+        {"embedder in 256", 256, 3072},
+    };
+    fk_dtype wdt = FK_BF16;
+    if (argc > 2 && (!fk_dtype_parse(argv[2], &wdt) || !fk_dtype_is_float(wdt) || wdt == FK_F64)) {
+        fprintf(stderr, "bad dtype %s\n", argv[2]);
+        return 2;
+    }
+    int t_lo = 1, t_hi = 2;
+    if (argc > 3) t_lo = t_hi = atoi(argv[3]);
+    int reps = argc > 4 ? atoi(argv[4]) : 5;
+    fk_cpu_isa isa = fk_cpu_isa_detect();
+    size_t esz = fk_dtype_size(wdt);
+    printf("gemv: isa %s, weights %s, GB/s of weight bytes, mean of a pass over >= 1 GB of "
+           "weight copies, best of %d\n",
+           fk_cpu_isa_name(isa), fk_dtype_name(wdt), reps);
+    printf("%-20s %3s %6s %6s %3s | %9s %9s | %9s %9s | %7s %7s | %s\n", "linear", "M", "K", "N",
+           "thr", "old ms", "new ms", "old GB/s", "new GB/s", "old GF/s", "new GF/s", "speed-up");
+    for (size_t si = 0; si < sizeof(shapes) / sizeof(shapes[0]); si++) {
+        int64_t K = shapes[si].K, N = shapes[si].N;
+        size_t bytes = (size_t)(N * K) * esz;
+        int ncopy = (int)((((size_t)1 << 30) + bytes - 1) / bytes);
+        if (ncopy > 64) ncopy = 64;
+        void *w[64];
+        float *wf = fk_alloc((size_t)(N * K) * 4);
+        uint64_t s = 3;
+        for (int64_t i = 0; i < N * K; i++) wf[i] = frand(&s) * 0.05f;
+        for (int i = 0; i < ncopy; i++) {
+            w[i] = fk_alloc(bytes);
+            if (!w[i]) {
+                fprintf(stderr, "out of memory\n");
+                return 1;
+            }
+            if (i == 0) fk_convert_from_f32(w[0], wdt, wf, (size_t)(N * K));
+            else memcpy(w[i], w[0], bytes);
+        }
+        fk_free(wf);
+        static const int64_t ms_all[] = {1, 2, 4, 8, 16};
+        int nm = si == 0 ? 5 : 2;
+        float *x = fk_alloc((size_t)(16 * K) * 4), *y = fk_alloc((size_t)(16 * N) * 4);
+        for (int64_t i = 0; i < 16 * K; i++) x[i] = frand(&s);
+        for (int mi = 0; mi < nm; mi++)
+            for (int t = t_lo; t <= t_hi; t++) {
+                int64_t M = ms_all[mi];
+                fk_backend *be = fk_backend_cpu_create_isa(t, isa);
+                if (!be) return 1;
+                double old =
+                    time_gemv(be, false, M, K, N, wdt, w, ncopy, x, y, reps < 2 ? reps : 2);
+                double neu = time_gemv(be, true, M, K, N, wdt, w, ncopy, x, y, reps);
+                double gb = (double)bytes * 1e-9, gf = 2.0 * (double)(M * N * K) * 1e-9;
+                printf("%-20s %3lld %6lld %6lld %3d | %9.3f %9.3f | %9.2f %9.2f | %7.1f %7.1f "
+                       "| x%.1f\n",
+                       shapes[si].what, (long long)M, (long long)K, (long long)N, be->n_threads,
+                       old * 1e3, neu * 1e3, gb / old, gb / neu, gf / old, gf / neu, old / neu);
+                fflush(stdout);
+                be->destroy(be);
+            }
+        for (int i = 0; i < ncopy; i++) fk_free(w[i]);
+        fk_free(x);
+        fk_free(y);
+    }
+    return 0;
+}
+
 int main(int argc, char **argv) {
     int rc = 2;
     if (argc > 1 && strcmp(argv[1], "linear") == 0) rc = bench_linear(argc, argv);
     else if (argc > 1 && strcmp(argv[1], "attention") == 0) rc = bench_attention(argc, argv);
     else if (argc > 1 && strcmp(argv[1], "dit") == 0) rc = bench_dit(argc, argv);
+    else if (argc > 1 && strcmp(argv[1], "conv") == 0) rc = bench_conv(argc, argv);
+    else if (argc > 1 && strcmp(argv[1], "vaeconv") == 0) rc = bench_vaeconv(argc, argv);
+    else if (argc > 1 && strcmp(argv[1], "gemv") == 0) rc = bench_gemv(argc, argv);
     if (rc == 2)
         fprintf(stderr, "usage: bench_ops linear M K N WDTYPE THREADS [KERNEL] [REPS]\n"
                         "       bench_ops attention L H D THREADS [KERNEL] [REPS]\n"
-                        "       bench_ops dit [THREADS] [REPS]\n");
+                        "       bench_ops dit [THREADS] [REPS]\n"
+                        "       bench_ops gemv [WDTYPE] [THREADS] [REPS]\n"
+                        "       bench_ops conv B CI H W CO KSIZE STRIDE THREADS [KERNEL] [REPS]\n"
+                        "       bench_ops vaeconv [RES] [THREADS] [REPS]\n");
     return rc;
 }

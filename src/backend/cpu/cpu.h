@@ -6,6 +6,8 @@
  *   cpu_gemm.h        blocked GEMM internals (packing, micro-kernel interface)
  *   cpu_linear.c      GEMM driver (packing, blocking, threading), portable
  *                     kernel, linear
+ *   cpu_gemv.c        small-M path of the GEMM (M <= 32): weights read in
+ *                     place, transposed in registers (AVX-512, AVX2)
  *   cpu_kernels_x86.c AVX2+FMA and AVX-512 micro-kernels (selected at run time)
  *   cpu_amx.c         bf16 linear and attention (precision mode FK_PREC_BF16)
  *                     on AMX tiles, chosen at run time
@@ -13,6 +15,7 @@
  *   cpu_norm.c        layernorm, rmsnorm, softmax
  *   cpu_elementwise.c activations, add/mul, modulate, gated_add, rope, row/column copies
  *   cpu_conv.c        conv2d, group_norm, upsample_nearest2x
+ *   cpu_conv_amx.c    bf16 conv2d on AMX tiles (precision mode FK_PREC_BF16)
  *
  * Threading: `FK_CPU_PARALLEL_FOR(nt)` before a `for` loop whose iterations
  * write disjoint outputs; every output element is computed by one thread in a
@@ -89,6 +92,8 @@ typedef struct fk_cpu_impl {
     bool bf16_attention;             /* bf16 mode: attention on AMX too */
     void *bf16_ws;                   /* bf16 workspace (cpu_amx.c), grown on demand */
     size_t bf16_ws_bytes;
+    bool gemv_off;                   /* small-M path (cpu_gemv.c) disabled: tests, benchmarks */
+    int64_t conv16_band_bytes;       /* bf16 conv2d: input band cap (tests); 0: the default */
 } fk_cpu_impl;
 
 static inline fk_cpu_impl *fk_cpu_impl_of(const fk_backend *be) { return (fk_cpu_impl *)be->impl; }
@@ -117,14 +122,34 @@ void fk_cpu_gemm(const fk_backend *be, int64_t M, int64_t N, int64_t K, const fl
                  int64_t lda, const void *b, fk_dtype bdt, int64_t ldb, const void *bias,
                  fk_dtype bias_dt, float *c, int64_t ldc);
 
+/* ---- small-M path (cpu_gemv.c) ---- */
+
+/* fk_cpu_gemm with M <= FK_CPU_GEMV_MAX_M runs fk_cpu_gemv: the weight is read
+ * in place (no packing) and transposed in registers, one SIMD lane per output
+ * column, with the same bits as the blocked path. */
+#define FK_CPU_GEMV_MAX_M 32
+
+/* fk_cpu_gemm for small M (same arguments, same bits). False (c untouched)
+ * when it does not apply: M outside 1..FK_CPU_GEMV_MAX_M, the portable ISA,
+ * a weight dtype without kernel (F64), K too large for the scratch, or
+ * disabled by fk_backend_cpu_set_gemv. */
+bool fk_cpu_gemv(const fk_backend *be, int64_t M, int64_t N, int64_t K, const float *a,
+                 int64_t lda, const void *b, fk_dtype bdt, int64_t ldb, const void *bias,
+                 fk_dtype bias_dt, float *c, int64_t ldc);
+/* True when fk_cpu_gemv has a kernel for isa and weight dtype bdt here. */
+bool fk_cpu_gemv_kernel_available(fk_cpu_isa isa, fk_dtype bdt);
+/* Enable (default) or disable the small-M path (tests, benchmarks). */
+void fk_backend_cpu_set_gemv(fk_backend *be, bool on);
+
 /* ---- bf16 fast path (cpu_amx.c) ---- */
 
 /* Set the precision mode of a CPU backend. FK_PREC_BF16: linear with at least
  * FK_CPU_BF16_MIN_M rows rounds x and w to bf16 (nearest-even) and
  * accumulates in f32 on AMX when the machine has it (else it stays on the
- * f32 path), and attention runs on AMX too (fk_cpu_attention_bf16; see
- * fk_backend_cpu_set_bf16_attention); smaller linears, conv and every other
- * op keep the f32 reference. Returns the kernel the linear will use
+ * f32 path), attention runs on AMX too (fk_cpu_attention_bf16; see
+ * fk_backend_cpu_set_bf16_attention), and so does conv2d
+ * (fk_cpu_conv2d_bf16, AMX only); smaller linears and every other op keep
+ * the f32 reference. Returns the kernel the linear will use
  * (FK_CPU_BF16_NONE for FK_PREC_F32 or without AMX). Results stay bitwise
  * identical for any thread count. Call between ops, outside parallel
  * regions. Default: FK_PREC_F32. */
@@ -139,7 +164,8 @@ void fk_backend_cpu_set_bf16_attention(fk_backend *be, bool on);
 /* Bytes of the backend's bf16 workspace, grown by the largest bf16 op so far:
  * linear: packed activations round32(M)·round32(K)·2 plus, per thread, two
  * weight panels 2·256·round32(K)·2 and two f32 output panels 2·256·256·4;
- * attention: packed K and V, H·round128(Lk)·D·4 (cpu_amx.c). */
+ * attention: packed K and V, H·round128(Lk)·D·4 (cpu_amx.c); conv2d: packed
+ * weights, and per thread an input band and two output chunks (cpu_conv_amx.c). */
 size_t fk_backend_cpu_workspace_bytes(const fk_backend *be);
 
 /* Linears with fewer rows stay on the f32 path in bf16 mode (weight-bound:
@@ -165,6 +191,16 @@ bool fk_cpu_gemm_bf16(fk_backend *be, int64_t M, int64_t N, int64_t K, const flo
  * (and machines without AMX) runs fk_cpu_attention. */
 void fk_cpu_attention_bf16(fk_backend *be, fk_tensor *out, const fk_tensor *q, const fk_tensor *k,
                            const fk_tensor *v, const fk_tensor *bias, float scale, bool causal);
+/* conv2d (arguments validated by fk_cpu_conv2d) with x and w rounded to
+ * bf16 and f32 accumulation on AMX tiles (cpu_conv_amx.c), bias in f32;
+ * bitwise identical for any thread count. False (y untouched) when the
+ * backend's bf16 kernel is not AMX or memory is short: the caller then runs
+ * the f32 path. */
+bool fk_cpu_conv2d_bf16(fk_backend *be, fk_tensor *y, const fk_tensor *x, const fk_tensor *w,
+                        const fk_tensor *b, int stride, const int pad[4]);
+/* Grow the bf16 workspace (impl->bf16_ws) to at least `need` bytes; its
+ * contents are not kept. False when out of memory (then it is empty). */
+bool fk_cpu_bf16_ws_reserve(fk_cpu_impl *impl, uint64_t need);
 /* Free the bf16 workspace (destroy). */
 void fk_cpu_bf16_release(fk_cpu_impl *impl);
 

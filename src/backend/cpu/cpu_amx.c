@@ -119,8 +119,9 @@ static void fk_bf16_ws_free(void *p, size_t bytes) {
 }
 #endif
 
-/* Grow the workspace to `need` bytes (contents not kept). */
-static inline bool fk_bf16_ws_reserve(fk_cpu_impl *impl, uint64_t need) {
+/* Grow the workspace to `need` bytes (contents not kept); also used by the
+ * bf16 conv2d (cpu_conv_amx.c). */
+bool fk_cpu_bf16_ws_reserve(fk_cpu_impl *impl, uint64_t need) {
     if (need <= impl->bf16_ws_bytes) return true;
     if (need > SIZE_MAX) return false;
     fk_cpu_bf16_release(impl);
@@ -572,7 +573,7 @@ bool fk_cpu_gemm_bf16(fk_backend *be, int64_t M, int64_t N, int64_t K, const flo
         !fk_mul_ok((uint64_t)FK_BF16_NC * 2u, (uint64_t)Kp, &b_el) ||
         !fk_mul_ok(a_el + (b_el + t_el) * (uint64_t)nt, 2u, &need) || need > SIZE_MAX)
         return false;
-    if (!fk_bf16_ws_reserve(impl, need)) return false; /* caller falls back to the f32 path */
+    if (!fk_cpu_bf16_ws_reserve(impl, need)) return false; /* caller falls back to the f32 path */
     uint16_t *ap = impl->bf16_ws, *wpanels = ap + a_el;
     fk_bf16_pack_a_all(be, a, lda, M, K, Mp, Kp, ap);
 
@@ -823,7 +824,7 @@ void fk_cpu_attention_bf16(fk_backend *be, fk_tensor *out, const fk_tensor *q, c
               D <= FK_ATT16_DMAX && Lq > 0 && Lk > 0 && H > 0 && fk_tensor_rows(out) == Lq &&
               fk_tensor_cols(out) == H * D && out->data != q->data && out->data != k->data &&
               out->data != v->data && (double)Lq * (double)Lk * (double)(H * D) >= 65536.0 &&
-              fk_bf16_ws_reserve(impl, need);
+              fk_cpu_bf16_ws_reserve(impl, need);
     if (!ok) { /* the f32 reference (which also asserts the preconditions) */
         fk_cpu_attention(be, out, q, k, v, bias, scale, causal);
         return;

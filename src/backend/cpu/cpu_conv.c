@@ -22,6 +22,10 @@
  * depends neither on the blocking nor on the thread count nor on the ISA
  * path (portable fmaf, AVX2+FMA, AVX-512 all give the same bits).
  *
+ * In the bf16 precision mode with AMX, conv2d runs fk_cpu_conv2d_bf16
+ * (cpu_conv_amx.c: bf16-rounded operands on AMX tiles) instead; this f32
+ * path is unchanged and runs in every other case.
+ *
  * group_norm: statistics in double (two passes: mean, then Σ(x − mean)²),
  * eight independent partial sums per pass in a fixed order; parallel over
  * (batch, group). upsample_nearest2x: a copy, parallel over planes.
@@ -367,6 +371,12 @@ void fk_cpu_conv2d(fk_backend *be, fk_tensor *y, const fk_tensor *x, const fk_te
     g.K = g.Ci * g.kh * g.kw;
     g.N = g.Ho * g.Wo;
     if (g.B == 0 || g.Co == 0 || g.N == 0) return;
+    /* bf16 precision mode with AMX: cpu_conv_amx.c (else, or when it cannot
+     * run, the f32 reference below) */
+    if (fk_cpu_impl_of(be)->precision == FK_PREC_BF16 &&
+        fk_cpu_impl_of(be)->bf16_kernel == FK_CPU_BF16_AMX && g.Ci > 0 &&
+        fk_cpu_conv2d_bf16(be, y, x, w, b, stride, pad))
+        return;
 
     const fk_conv_kernel kern = fk_conv_kernel_for(fk_cpu_impl_of(be)->isa);
     const int nt = be->n_threads > 0 ? be->n_threads : 1;
