@@ -133,6 +133,7 @@ bool fk_cpu_bf16_ws_reserve(fk_cpu_impl *impl, uint64_t need) {
 
 #if defined(__x86_64__)
 #include <immintrin.h>
+#include "backend/cpu/cpu_x86_simd.h"
 
 #define FK_BF16_TARGET "avx512f,avx512bw,avx512vl,avx512bf16"
 #define FK_AMX_TARGET "avx512f,avx512bw,avx512vl,avx512bf16,amx-tile,amx-bf16"
@@ -190,32 +191,6 @@ fk_bf16_pack_a_strip(uint16_t *ap, const float *a, int64_t lda, int64_t M, int64
                 _mm512_storeu_si512(strip + t * 512 + i * 32, v);
             }
         }
-    }
-}
-
-/* In-register transpose of a 16 × 16 matrix of 32-bit elements. */
-__attribute__((target(FK_BF16_TARGET))) static inline void fk_bf16_tr16(__m512i r[16]) {
-    __m512i t[16], u[16];
-    for (int i = 0; i < 8; i++) {
-        t[2 * i] = _mm512_unpacklo_epi32(r[2 * i], r[2 * i + 1]);
-        t[2 * i + 1] = _mm512_unpackhi_epi32(r[2 * i], r[2 * i + 1]);
-    }
-    for (int i = 0; i < 4; i++) {
-        u[4 * i + 0] = _mm512_unpacklo_epi64(t[4 * i], t[4 * i + 2]);
-        u[4 * i + 1] = _mm512_unpackhi_epi64(t[4 * i], t[4 * i + 2]);
-        u[4 * i + 2] = _mm512_unpacklo_epi64(t[4 * i + 1], t[4 * i + 3]);
-        u[4 * i + 3] = _mm512_unpackhi_epi64(t[4 * i + 1], t[4 * i + 3]);
-    }
-    /* u[4i + j], 128-bit lane l: column 4l + j of rows 4i .. 4i+3 */
-    for (int j = 0; j < 4; j++) {
-        __m512i v0 = _mm512_shuffle_i32x4(u[j], u[4 + j], 0x88);
-        __m512i v1 = _mm512_shuffle_i32x4(u[j], u[4 + j], 0xdd);
-        __m512i w0 = _mm512_shuffle_i32x4(u[8 + j], u[12 + j], 0x88);
-        __m512i w1 = _mm512_shuffle_i32x4(u[8 + j], u[12 + j], 0xdd);
-        r[j] = _mm512_shuffle_i32x4(v0, w0, 0x88);
-        r[8 + j] = _mm512_shuffle_i32x4(v0, w0, 0xdd);
-        r[4 + j] = _mm512_shuffle_i32x4(v1, w1, 0x88);
-        r[12 + j] = _mm512_shuffle_i32x4(v1, w1, 0xdd);
     }
 }
 
@@ -294,7 +269,7 @@ __attribute__((target(FK_BF16_TARGET))) static void fk_bf16_bpack_run(fk_bf16_bp
                 r[i] = fk_bf16_cvt32(rows + i * 32, kn);
             }
         }
-        fk_bf16_tr16(r); /* r[p] = k pair p of the 16 columns */
+        fk_x86_tr16_epi32(r); /* r[p] = k pair p of the 16 columns */
         for (int p = 0; p < 16; p++) _mm512_storeu_si512(dst + p * 32, r[p]);
     }
 }
@@ -700,8 +675,8 @@ __attribute__((target(FK_BF16_TARGET))) static void fk_att16_pack_kv(const fk_at
                 hi[i] = j1 < Lk ? _mm512_loadu_si512(v + j1 * HD + h * D + 16 * s)
                                 : _mm512_setzero_si512();
             }
-            fk_bf16_tr16(lo); /* lo[d] = keys 32t .. 32t+15 of d */
-            fk_bf16_tr16(hi);
+            fk_x86_tr16_epi32(lo); /* lo[d] = keys 32t .. 32t+15 of d */
+            fk_x86_tr16_epi32(hi);
             uint16_t *dst = vh + s * 16 * Lkp + t * 512; /* (16 d, 32 keys) */
             for (int64_t d = 0; d < 16; d++)
                 _mm512_storeu_si512(dst + d * 32,
@@ -797,7 +772,7 @@ fk_att16_task(const fk_att16_args *g, float *scratch, int64_t h, int64_t l0) {
         for (int64_t d0 = 0; d0 < D; d0 += 16) {
             __m512i r[16];
             for (int i = 0; i < 16; i++) r[i] = _mm512_loadu_si512(Ot + (d0 + i) * BQ + 16 * g16);
-            fk_bf16_tr16(r); /* r[i] = d0 .. d0+15 of query 16·g16 + i */
+            fk_x86_tr16_epi32(r); /* r[i] = d0 .. d0+15 of query 16·g16 + i */
             for (int i = 0; i < 16 && 16 * g16 + i < bq; i++)
                 _mm512_storeu_ps(g->out + (l0 + 16 * g16 + i) * HD + h * D + d0,
                                  _mm512_mul_ps(_mm512_castsi512_ps(r[i]), _mm512_set1_ps(inv[i])));

@@ -70,6 +70,7 @@
 
 #if defined(__x86_64__)
 #include <immintrin.h>
+#include "backend/cpu/cpu_x86_simd.h"
 
 #define FK_C16_BF16 "avx512f,avx512bw,avx512vl,avx512bf16"
 #define FK_C16_AMX "avx512f,avx512bw,avx512vl,avx512bf16,amx-tile,amx-bf16,prfchw"
@@ -111,32 +112,6 @@ __attribute__((target(FK_C16_BF16))) static inline __m512i fk_c16_cvt(__m512 lo,
     return (__m512i)_mm512_cvtne2ps_pbh(hi, lo);
 }
 
-/* In-register transpose of a 16 × 16 matrix of 32-bit elements. */
-__attribute__((target(FK_C16_BF16))) static inline void fk_c16_tr16(__m512i r[16]) {
-    __m512i t[16], u[16];
-    for (int i = 0; i < 8; i++) {
-        t[2 * i] = _mm512_unpacklo_epi32(r[2 * i], r[2 * i + 1]);
-        t[2 * i + 1] = _mm512_unpackhi_epi32(r[2 * i], r[2 * i + 1]);
-    }
-    for (int i = 0; i < 4; i++) {
-        u[4 * i + 0] = _mm512_unpacklo_epi64(t[4 * i], t[4 * i + 2]);
-        u[4 * i + 1] = _mm512_unpackhi_epi64(t[4 * i], t[4 * i + 2]);
-        u[4 * i + 2] = _mm512_unpacklo_epi64(t[4 * i + 1], t[4 * i + 3]);
-        u[4 * i + 3] = _mm512_unpackhi_epi64(t[4 * i + 1], t[4 * i + 3]);
-    }
-    /* u[4i + j], 128-bit lane l: element 4l + j of rows 4i .. 4i+3 */
-    for (int j = 0; j < 4; j++) {
-        __m512i v0 = _mm512_shuffle_i32x4(u[j], u[4 + j], 0x88);
-        __m512i v1 = _mm512_shuffle_i32x4(u[j], u[4 + j], 0xdd);
-        __m512i w0 = _mm512_shuffle_i32x4(u[8 + j], u[12 + j], 0x88);
-        __m512i w1 = _mm512_shuffle_i32x4(u[8 + j], u[12 + j], 0xdd);
-        r[j] = _mm512_shuffle_i32x4(v0, w0, 0x88);
-        r[8 + j] = _mm512_shuffle_i32x4(v0, w0, 0xdd);
-        r[4 + j] = _mm512_shuffle_i32x4(v1, w1, 0x88);
-        r[12 + j] = _mm512_shuffle_i32x4(v1, w1, 0xdd);
-    }
-}
-
 /* ---- weights ---- */
 
 /* Pack strip j (output channels 16j .. 16j+15) of the weights into VNNI B
@@ -167,7 +142,7 @@ __attribute__((target(FK_C16_BF16))) static void fk_c16_pack_w(const fk_c16_geom
                 r[n] = fk_c16_cvt(_mm512_i32gather_ps(idx, rn, 4),
                                   _mm512_i32gather_ps(idx, rn + 16 * nt, 4));
             }
-            fk_c16_tr16(r); /* r[p]: channel pair p of the 16 output channels */
+            fk_x86_tr16_epi32(r); /* r[p]: channel pair p of the 16 output channels */
             uint16_t *tile = strip + (cb * nt + t) * 512;
             for (int p = 0; p < 16; p++) _mm512_storeu_si512(tile + p * 32, r[p]);
         }
@@ -235,7 +210,7 @@ __attribute__((target(FK_C16_BF16))) static void fk_c16_pack_rows(const fk_c16_g
                         for (int i = 0; i < 16; i++)
                             r[i] = _mm512_permutexvar_epi16(inter,
                                                             fk_c16_cvt(v[2 * i], v[2 * i + 1]));
-                        fk_c16_tr16(r);
+                        fk_x86_tr16_epi32(r);
                         for (int l = 0; l < 16; l++) /* masked: no call to memcpy for n < 16 */
                             _mm512_mask_storeu_epi32(dst + (c0 + l) * 32,
                                                      (__mmask16)(l < n ? 0xffffu : 0u), r[l]);
@@ -374,7 +349,7 @@ fk_c16_flush(const fk_c16_geom *g, fk_c16_chunk *f, int64_t k, float *yb, int64_
         __m512i r[16];
         for (int64_t i = 0; i < 16; i++)
             r[i] = i < n ? _mm512_loadu_si512(src + i * f->ldo) : _mm512_setzero_si512();
-        fk_c16_tr16(r); /* r[i]: channel m0 + c + i, pixels ox .. ox + 15 */
+        fk_x86_tr16_epi32(r); /* r[i]: channel m0 + c + i, pixels ox .. ox + 15 */
         float *dst = yb + (f->m0 + c) * N + (oy0 + j) * g->Wo + ox;
         const bool nt = n == 16 && (((uintptr_t)dst | (uintptr_t)(N * 4)) & 63) == 0;
         const __mmask16 m = (__mmask16)((1u << n) - 1u);
