@@ -451,23 +451,6 @@ fk_status fk_clip_tokenizer_clean_text(fk_context *ctx, const char *text, size_t
 
 /* ---- BPE -------------------------------------------------------------------- */
 
-typedef struct fk_ids {
-    int64_t *v;
-    size_t n, cap;
-} fk_ids;
-
-static bool fk_ids_push(fk_ids *d, int64_t id) {
-    if (d->n == d->cap) {
-        size_t nc = d->cap ? d->cap * 2 : 64;
-        int64_t *v = realloc(d->v, nc * sizeof *v);
-        if (!v) return false;
-        d->v = v;
-        d->cap = nc;
-    }
-    d->v[d->n++] = id;
-    return true;
-}
-
 typedef struct fk_bpe_cand {
     int32_t rank, pos; /* heap order: lowest rank, then leftmost */
     int32_t a, b;      /* the pair's ids when pushed (stale check) */
@@ -599,7 +582,7 @@ static int32_t fk_bpe_naive(const fk_clip_tokenizer *t, fk_bpe_work *w, int32_t 
 
 /* BPE-encode one pre-token (code points) and append its ids. */
 static bool fk_clip_bpe_word(const fk_clip_tokenizer *t, const uint32_t *cps, size_t ncp, fk_bpe_work *w,
-                             fk_ids *out) {
+                             fk_idbuf *out) {
     if (ncp > (size_t)INT32_MAX / 8) return false;
     if (!fk_bpe_reserve(w, ncp * 4)) return false;
     int32_t n = 0;
@@ -613,7 +596,7 @@ static bool fk_clip_bpe_word(const fk_clip_tokenizer *t, const uint32_t *cps, si
     if (t->naive || !t->well_formed) {
         n = fk_bpe_naive(t, w, n);
         for (int32_t i = 0; i < n; i++)
-            if (!fk_ids_push(out, w->sym[i])) return false;
+            if (!fk_idbuf_push(out, w->sym[i])) return false;
         return true;
     }
     for (int32_t i = 0; i < n; i++) {
@@ -622,7 +605,7 @@ static bool fk_clip_bpe_word(const fk_clip_tokenizer *t, const uint32_t *cps, si
     }
     if (!fk_bpe_heap(t, w, n)) return false;
     for (int32_t i = 0; i >= 0; i = w->next[i])
-        if (!fk_ids_push(out, w->sym[i])) return false;
+        if (!fk_idbuf_push(out, w->sym[i])) return false;
     return true;
 }
 
@@ -650,7 +633,7 @@ static bool fk_clip_is_other(uint32_t c) {
     return !fk_uc_is_white_space(c) && !fk_uc_is_letter(c) && !fk_uc_is_number(c) && c != 0x345;
 }
 
-static bool fk_clip_content(const fk_clip_tokenizer *t, const char *text, size_t len, fk_ids *out) {
+static bool fk_clip_content(const fk_clip_tokenizer *t, const char *text, size_t len, fk_idbuf *out) {
     fk_cpbuf c = {0};
     fk_bpe_work w = {0};
     bool ok = fk_clip_clean(text, len, &c);
@@ -663,13 +646,13 @@ static bool fk_clip_content(const fk_clip_tokenizer *t, const char *text, size_t
         if (ch == '<') {
             if ((m = fk_match_lit(c.v, c.n, i, "<|startoftext|>", &exact)) > 0) {
                 if (exact) {
-                    ok = fk_ids_push(out, t->bos_id);
+                    ok = fk_idbuf_push(out, t->bos_id);
                     i += m;
                     continue;
                 }
             } else if ((m = fk_match_lit(c.v, c.n, i, "<|endoftext|>", &exact)) > 0) {
                 if (exact) {
-                    ok = fk_ids_push(out, t->eos_id);
+                    ok = fk_idbuf_push(out, t->eos_id);
                     i += m;
                     continue;
                 }
@@ -704,14 +687,14 @@ static bool fk_clip_content(const fk_clip_tokenizer *t, const char *text, size_t
 /* ---- encode ------------------------------------------------------------------ */
 
 static fk_status fk_clip_encode_ids(fk_context *ctx, const fk_clip_tokenizer *tok, const char *text, size_t len,
-                                    fk_ids *ids) {
+                                    fk_idbuf *ids) {
     if (!tok) return fk_error(ctx, FK_ERR_ARG, "clip tokenizer: NULL tokenizer");
     if (!text && len) return fk_error(ctx, FK_ERR_ARG, "clip tokenizer: NULL text");
     size_t bad = 0;
     if (!fk_utf8_valid(text, len, &bad))
         return fk_error(ctx, FK_ERR_ARG, "clip tokenizer: text is not valid UTF-8 (byte %zu)", bad);
-    if (!fk_ids_push(ids, tok->bos_id) || !fk_clip_content(tok, text ? text : "", len, ids) ||
-        !fk_ids_push(ids, tok->eos_id))
+    if (!fk_idbuf_push(ids, tok->bos_id) || !fk_clip_content(tok, text ? text : "", len, ids) ||
+        !fk_idbuf_push(ids, tok->eos_id))
         return fk_error(ctx, FK_ERR_NOMEM, "clip tokenizer: out of memory (text of %zu bytes)", len);
     return FK_OK;
 }
@@ -720,7 +703,7 @@ fk_status fk_clip_tokenizer_encode_unpadded(fk_context *ctx, const fk_clip_token
                                             size_t len, int64_t **ids, size_t *n_ids) {
     *ids = NULL;
     *n_ids = 0;
-    fk_ids d = {0};
+    fk_idbuf d = {0};
     fk_status st = fk_clip_encode_ids(ctx, tok, text, len, &d);
     if (st != FK_OK) {
         free(d.v);
@@ -736,7 +719,7 @@ fk_status fk_clip_tokenizer_encode(fk_context *ctx, const fk_clip_tokenizer *tok
     if (max_length < 2)
         return fk_error(ctx, FK_ERR_ARG, "clip tokenizer: max length %d, expected at least 2 (bos and eos)",
                         max_length);
-    fk_ids d = {0};
+    fk_idbuf d = {0};
     fk_status st = fk_clip_encode_ids(ctx, tok, text, len, &d);
     if (st != FK_OK) {
         free(d.v);

@@ -730,26 +730,9 @@ done:
 
 /* ---- Viterbi (unigram::Model::EncodeOptimized) ---------------------------------- */
 
-typedef struct fk_ids64 {
-    int64_t *v;
-    size_t n, cap;
-} fk_ids64;
-
-static bool fk_ids64_push(fk_ids64 *d, int64_t id) {
-    if (d->n == d->cap) {
-        size_t nc = d->cap ? d->cap * 2 : 64;
-        int64_t *v = realloc(d->v, nc * sizeof *v);
-        if (!v) return false;
-        d->v = v;
-        d->cap = nc;
-    }
-    d->v[d->n++] = id;
-    return true;
-}
-
 static size_t fk_sp_one_char_len(uint8_t c) { return (size_t)"\1\1\1\1\1\1\1\1\1\1\1\1\2\2\3\4"[c >> 4]; }
 
-static bool fk_t5_viterbi(const fk_t5_tokenizer *t, const uint8_t *s, size_t size, fk_ids64 *out) {
+static bool fk_t5_viterbi(const fk_t5_tokenizer *t, const uint8_t *s, size_t size, fk_idbuf *out) {
     if (size == 0) return true;
     if (size > (size_t)INT32_MAX - 1) return false;
     float *best = malloc((size + 1) * sizeof *best);          /* best path score ending at each byte */
@@ -812,7 +795,7 @@ static bool fk_t5_viterbi(const fk_t5_tokenizer *t, const uint8_t *s, size_t siz
         bool prev_unk = false;
         for (size_t i = nr; ok && i-- > 0;) {
             bool unk = rev[i] == t->unk_id;
-            if (!(unk && prev_unk)) ok = fk_ids64_push(out, rev[i]);
+            if (!(unk && prev_unk)) ok = fk_idbuf_push(out, rev[i]);
             prev_unk = unk;
         }
     }
@@ -826,7 +809,7 @@ static bool fk_t5_viterbi(const fk_t5_tokenizer *t, const uint8_t *s, size_t siz
 /* ---- encode ------------------------------------------------------------------------ */
 
 static fk_status fk_t5_encode_ids(fk_context *ctx, const fk_t5_tokenizer *tok, const char *text, size_t len,
-                                  fk_ids64 *ids) {
+                                  fk_idbuf *ids) {
     if (!tok) return fk_error(ctx, FK_ERR_ARG, "t5 tokenizer: NULL tokenizer");
     if (!text && len) return fk_error(ctx, FK_ERR_ARG, "t5 tokenizer: NULL text");
     size_t bad = 0;
@@ -834,7 +817,7 @@ static fk_status fk_t5_encode_ids(fk_context *ctx, const fk_t5_tokenizer *tok, c
         return fk_error(ctx, FK_ERR_ARG, "t5 tokenizer: text is not valid UTF-8 (byte %zu)", bad);
     fk_bytebuf norm = {0};
     fk_status st = fk_t5_normalize(ctx, tok, text ? text : "", len, &norm);
-    if (st == FK_OK && (!fk_t5_viterbi(tok, (const uint8_t *)norm.v, norm.n, ids) || !fk_ids64_push(ids, tok->eos_id)))
+    if (st == FK_OK && (!fk_t5_viterbi(tok, (const uint8_t *)norm.v, norm.n, ids) || !fk_idbuf_push(ids, tok->eos_id)))
         st = fk_error(ctx, FK_ERR_NOMEM, "t5 tokenizer: out of memory (text of %zu bytes)", len);
     fk_bytebuf_free(&norm);
     return st;
@@ -844,7 +827,7 @@ fk_status fk_t5_tokenizer_encode_unpadded(fk_context *ctx, const fk_t5_tokenizer
                                           int64_t **ids, size_t *n_ids) {
     *ids = NULL;
     *n_ids = 0;
-    fk_ids64 d = {0};
+    fk_idbuf d = {0};
     fk_status st = fk_t5_encode_ids(ctx, tok, text, len, &d);
     if (st != FK_OK) {
         free(d.v);
@@ -859,7 +842,7 @@ fk_status fk_t5_tokenizer_encode(fk_context *ctx, const fk_t5_tokenizer *tok, co
                                  int max_length, int64_t *ids, int *n_used) {
     if (max_length < 1)
         return fk_error(ctx, FK_ERR_ARG, "t5 tokenizer: max length %d, expected at least 1 (for </s>)", max_length);
-    fk_ids64 d = {0};
+    fk_idbuf d = {0};
     fk_status st = fk_t5_encode_ids(ctx, tok, text, len, &d);
     if (st != FK_OK) {
         free(d.v);

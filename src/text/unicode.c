@@ -80,6 +80,18 @@ bool fk_bytebuf_append(fk_bytebuf *b, const void *data, size_t n) {
 
 bool fk_bytebuf_push(fk_bytebuf *b, char c) { return fk_bytebuf_append(b, &c, 1); }
 
+bool fk_idbuf_push(fk_idbuf *b, int64_t id) {
+    if (b->n == b->cap) {
+        size_t nc = b->cap ? b->cap * 2 : 64;
+        int64_t *v = realloc(b->v, nc * sizeof *v);
+        if (!v) return false;
+        b->v = v;
+        b->cap = nc;
+    }
+    b->v[b->n++] = id;
+    return true;
+}
+
 bool fk_bytebuf_printf(fk_bytebuf *b, const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);

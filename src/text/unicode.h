@@ -29,6 +29,11 @@ typedef struct fk_bytebuf {
     size_t n, cap;
 } fk_bytebuf;
 
+typedef struct fk_idbuf {
+    int64_t *v; /* (n) token ids */
+    size_t n, cap;
+} fk_idbuf;
+
 bool fk_cpbuf_reserve(fk_cpbuf *b, size_t cap);
 bool fk_cpbuf_push(fk_cpbuf *b, uint32_t cp);
 bool fk_cpbuf_append(fk_cpbuf *b, const uint32_t *cp, size_t n);
@@ -43,6 +48,9 @@ bool fk_bytebuf_append(fk_bytebuf *b, const void *data, size_t n);
 bool fk_bytebuf_push(fk_bytebuf *b, char c);
 bool fk_bytebuf_printf(fk_bytebuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void fk_bytebuf_free(fk_bytebuf *b);
+
+/* Append one id (grows ×2 from 64); false when out of memory. Free v with free(). */
+bool fk_idbuf_push(fk_idbuf *b, int64_t id);
 
 /* ---- UTF-8 --------------------------------------------------------------- */
 
