@@ -1,15 +1,25 @@
 #!/usr/bin/env bash
 # Side-by-side benchmark of one FLUX transformer step: fluxkit against PyTorch
-# (diffusers' FluxTransformer2DModel, bf16, tools/bench_vs_torch.py) and, when
+# (bf16, tools/bench_vs_torch.py: diffusers' FluxTransformer2DModel or the
+# self-contained BFL-layout forward tools/torch_flux_ref.py), with one or more
+# Python interpreters (e.g. torch 2.x and torch 1.13 side by side) and, when
 # given, another engine — in one run, back to back, on the same weights file,
 # the same token counts and the same thread count. Prints a table with the
-# ratios and the conditions (machine, threads, dtype, resolution, steps, load)
-# and one JSON line.
+# ratios to each PyTorch and the conditions (machine, threads, dtype,
+# resolution, steps, load) and one JSON line.
 #
 #   bash tools/bench_compare.sh [--res 256,512] [--steps 1] [--threads 2]
 #        [--weights FILE] [--fluxkit BIN] [--precision bf16,f32] [--repeat 1]
 #        [--txt-len 512] [--engines fluxkit,torch,other] [--wait-load CORES] [--out DIR]
 #   bash tools/bench_compare.sh --report DIR    # re-print the table of the run kept in DIR
+#
+# Two PyTorch versions in one run (torch 2.x with diffusers, torch 1.13 with the
+# BFL-layout forward; /work/tmp/venv113 holds torch 1.13.1):
+#   TORCH_PYTHONS="python3 /work/tmp/venv113/bin/python" bash tools/bench_compare.sh --res 256,512
+# The same forward code on both (TORCH_IMPL=bfl; torch 1.13 has no
+# scaled_dot_product_attention, so TORCH_ATTN=explicit gives both the same attention):
+#   TORCH_PYTHONS="python3 /work/tmp/venv113/bin/python" TORCH_IMPL=bfl TORCH_ATTN=explicit \
+#       bash tools/bench_compare.sh --res 256,512 --precision bf16 --repeat 2 --wait-load 0.1
 #
 # Each engine runs one warm-up step (not timed; it also pages the mapped
 # weights in) and then --steps timed steps per resolution; the best of
@@ -24,7 +34,20 @@
 #   FLUXKIT_OPTS   extra options for `fluxkit bench flux` (word-split), e.g. "--precision bf16"
 #   FK_BENCH_WEIGHTS  the checkpoint (default /work/tmp/flux-mini.safetensors); make one with
 #                  fluxkit init-random --preset flux-mini --dtype bf16 --seed 1 -o FILE
-#   PYTHON         python with torch + diffusers + safetensors (default python3)
+#   PYTHON         python for the report (default python3), and the torch default below
+#   TORCH_PYTHONS  the Python interpreters that run the PyTorch side, space-separated, each
+#                  with torch + safetensors (+ diffusers for TORCH_IMPL=diffusers); one
+#                  torch run per word, each in its own table row and ratio column
+#                  (default: $PYTHON). A word PYTHON:IMPL[:ATTN] sets that run's
+#                  implementation (and attention), e.g. "python3:diffusers python3:bfl
+#                  /work/tmp/venv113/bin/python:bfl"
+#   TORCH_IMPL     bench_vs_torch.py --impl for every interpreter: diffusers | bfl | auto
+#                  (default: auto = diffusers on torch >= 2 with diffusers, else bfl)
+#   TORCH_ATTN     bench_vs_torch.py --attn for --impl bfl: sdpa | explicit | auto (default auto:
+#                  F.scaled_dot_product_attention where torch has it, else softmax(q·kᵀ/√d)·v);
+#                  sdpa or explicit with TORCH_IMPL unset or auto means bfl
+#   TORCH_ENV      VAR=VALUE words set for the torch runs after the unsetting below, e.g.
+#                  "ATEN_CPU_CAPABILITY=avx512" (torch 1.13 picks AVX2 kernels on this CPU)
 #   MACHINE        machine name for the report (default: hostname)
 #   OTHER_NAME / OTHER_CMD  another engine: OTHER_CMD is run through bash with RES, STEPS,
 #                  THREADS, TXT_LEN and WEIGHTS set, once per resolution, and must print
@@ -34,7 +57,7 @@
 # PyTorch runs with the BLAS/oneDNN dispatch variables of the environment unset
 # (OPENBLAS_*, GOTO*, NVPL_*, MKL_*, ONEDNN_*, DNNL_*, KMP_*, OMP_*, ATEN_CPU_CAPABILITY),
 # OMP_NUM_THREADS=--threads and torch.set_num_threads(--threads); the report names
-# what was unset. fluxkit runs with the environment as it is.
+# what was unset (and TORCH_ENV's settings). fluxkit runs with the environment as it is.
 set -u -o pipefail
 
 res=256,512 steps=1 threads=2 txt_len=512 repeat=1 precisions="" engines="fluxkit,torch"
@@ -42,6 +65,7 @@ wait_load="" out="" report=""
 weights=${FK_BENCH_WEIGHTS:-/work/tmp/flux-mini.safetensors}
 fk=${FLUXKIT:-}
 py=${PYTHON:-python3}
+torch_pys=${TORCH_PYTHONS:-$py} torch_impl=${TORCH_IMPL:-} torch_attn=${TORCH_ATTN:-} torch_set=${TORCH_ENV:-}
 here=$(cd "$(dirname "$0")" && pwd)
 
 usage() { sed -n '2,/^set -u/p' "$0" | sed 's/^# \{0,1\}//; /^set -u/d'; }
@@ -79,6 +103,25 @@ isint "$threads" || die "--threads: expected a positive integer, got '$threads'"
 isint "$txt_len" || die "--txt-len: expected a positive integer, got '$txt_len'"
 isint "$repeat" || die "--repeat: expected a positive integer, got '$repeat'"
 [[ $res =~ ^[0-9]+(,[0-9]+)*$ ]] || die "--res: expected a comma-separated list of sizes, got '$res'"
+[ -z "$torch_impl" ] || [[ $torch_impl =~ ^(auto|diffusers|bfl)$ ]] || die "TORCH_IMPL: expected auto, diffusers or bfl, got '$torch_impl'"
+[ -z "$torch_attn" ] || [[ $torch_attn =~ ^(auto|sdpa|explicit)$ ]] || die "TORCH_ATTN: expected auto, sdpa or explicit, got '$torch_attn'"
+read -r -a torch_words <<<"$torch_pys"
+[ ${#torch_words[@]} -ge 1 ] || die "TORCH_PYTHONS: no interpreter named"
+# each word: PYTHON[:IMPL[:ATTN]] -> the interpreter and its bench_vs_torch.py options
+torch_py_list=() torch_opt_list=()
+for w in "${torch_words[@]}"; do
+    IFS=: read -r p wi wa extra <<<"$w"
+    [ -z "${extra:-}" ] || die "TORCH_PYTHONS: '$w': expected PYTHON[:IMPL[:ATTN]]"
+    wi=${wi:-$torch_impl} wa=${wa:-$torch_attn}
+    [ -z "$wi" ] || [[ $wi =~ ^(auto|diffusers|bfl)$ ]] || die "TORCH_PYTHONS: '$w': IMPL must be auto, diffusers or bfl"
+    [ -z "$wa" ] || [[ $wa =~ ^(auto|sdpa|explicit)$ ]] || die "TORCH_PYTHONS: '$w': ATTN must be auto, sdpa or explicit"
+    torch_py_list+=("$p")
+    torch_opt_list+=("${wi:+--impl $wi}${wi:+${wa:+ }}${wa:+--attn $wa}")
+done
+read -r -a torch_set_list <<<"$torch_set"
+for kv in "${torch_set_list[@]}"; do
+    [[ $kv =~ ^[A-Za-z_][A-Za-z0-9_]*=.*$ ]] || die "TORCH_ENV: expected VAR=VALUE words, got '$kv'"
+done
 [ -z "$wait_load" ] || [[ $wait_load =~ ^[0-9]+(\.[0-9]+)?$ ]] || die "--wait-load: expected a number of cores"
 [ -n "$report" ] || [ -f "$weights" ] || die "weights file '$weights' not found (make one with: fluxkit init-random --preset flux-mini --dtype bf16 --seed 1 -o FILE)"
 
@@ -108,6 +151,12 @@ if [ -z "$report" ] && has_engine fluxkit; then
 fi
 if [ -z "$report" ] && has_engine other; then
     [ -n "${OTHER_CMD:-}" ] || die "--engines other needs OTHER_CMD (see --help)"
+fi
+if [ -z "$report" ] && has_engine torch; then
+    for p in "${torch_py_list[@]}"; do
+        command -v "$p" >/dev/null || die "TORCH_PYTHONS: '$p' is not an executable"
+        "$p" -c 'import torch, safetensors' 2>/dev/null || die "TORCH_PYTHONS: '$p' cannot import torch and safetensors"
+    done
 fi
 
 if [ -n "$report" ]; then out=$report
@@ -165,7 +214,7 @@ if [ -z "$report" ]; then
 fi
 torch_env=(env)
 for k in "${torch_unset[@]}"; do torch_env+=(-u "$k"); done
-torch_env+=(OMP_NUM_THREADS="$threads")
+torch_env+=(OMP_NUM_THREADS="$threads" "${torch_set_list[@]}")
 
 other_run() { # once per resolution; collect the last JSON line of each
     local r
@@ -184,7 +233,8 @@ fk_run() { # fk_run REP [PRECISION]
         --txt-len "$txt_len" --threads "$threads" --json ${p:+--precision "$p"} "${fk_opts[@]}"
 }
 if [ -z "$report" ]; then
-    declare -p steps threads txt_len res repeat weights fk precisions torch_unset >"$out/params"
+    declare -p steps threads txt_len res repeat weights fk precisions torch_unset torch_pys torch_impl \
+        torch_attn torch_set >"$out/params"
     printf 'FLUXKIT_OPTS=%q\n' "${FLUXKIT_OPTS:-}" >>"$out/params"
 fi
 # Per repetition: fluxkit in its first precision, PyTorch right after it, then
@@ -193,11 +243,15 @@ for ((rep = 1; rep <= repeat; rep++)); do
     [ -z "$report" ] || break
     read -r -a precs <<<"${precisions//,/ }"
     if has_engine fluxkit; then fk_run "$rep" "${precs[0]:-}"; fi
-    if has_engine torch; then
+    if has_engine torch; then # one run per interpreter: engines torch-1, torch-2, ...
         probe=--no-probe
         [ "$rep" -eq 1 ] && probe=
-        run torch bf16 "$rep" "${torch_env[@]}" "$py" "$here/bench_vs_torch.py" --weights "$weights" \
-            --res "$res" --steps "$steps" --threads "$threads" --txt-len "$txt_len" --json $probe
+        for i in "${!torch_py_list[@]}"; do
+            # shellcheck disable=SC2086 # the options are words
+            run "torch-$((i + 1))" bf16 "$rep" "${torch_env[@]}" "${torch_py_list[$i]}" "$here/bench_vs_torch.py" \
+                --weights "$weights" --res "$res" --steps "$steps" --threads "$threads" --txt-len "$txt_len" \
+                --json $probe ${torch_opt_list[$i]}
+        done
     fi
     if has_engine fluxkit; then
         for p in "${precs[@]:1}"; do fk_run "$rep" "$p"; done
@@ -216,11 +270,22 @@ mem_kb=$(sed -n 's/^MemTotal: *\([0-9]*\) kB/\1/p' /proc/meminfo)
 MANIFEST=$manifest MACHINE=${MACHINE:-$(hostname)} CPU_MODEL=$cpu_model ISA=$isa MEM_KB=${mem_kb:-0} \
 NPROC=$(nproc) THREADS=$threads STEPS=$steps TXT_LEN=$txt_len RES=$res REPEAT=$repeat WEIGHTS=$weights \
 FK_BIN=$fk FK_VERSION=$fk_version FK_OPTS=${FLUXKIT_OPTS:-} FK_PRECISIONS=$precisions TORCH_UNSET="${torch_unset[*]}" OUT=$out \
+TORCH_SET="$torch_set" \
 "$py" - <<'EOF'
-import json, os, sys, time
+import json, os, re, sys, time
 
 E = os.environ
-rows, info, failed = [], {}, []
+rows, infos, failed = [], {}, []
+
+
+def is_torch(name):  # "torch" in runs before TORCH_PYTHONS, "torch-N" since
+    return name == "torch" or re.match(r"^torch-[0-9]+$", name) is not None
+
+
+def torch_index(name):
+    return int(name.split("-")[1]) if "-" in name else 1
+
+
 for line in open(E["MANIFEST"]):
     rep, name, prec, path, l0, l1, tm, rc, busy = line.rstrip("\n").split("\t")
     prec = "" if prec == "-" else prec
@@ -238,8 +303,8 @@ for line in open(E["MANIFEST"]):
         except ValueError:
             continue
         if d.get("kind") == "torch-info":
-            if "kernels" in d or not info:  # the first repetition probes the kernels
-                info = d
+            if "kernels" in d or name not in infos:  # the first repetition probes the kernels
+                infos[name] = d
             continue
         if "s_per_step" not in d or "res" not in d:
             continue
@@ -252,33 +317,70 @@ for line in open(E["MANIFEST"]):
                          kernels=d.get("kernels"), rel_l2_vs_f32=d.get("rel_l2_vs_f32"),
                          note=d.get("note") or ("kernels: %s" % d["kernels"] if d.get("kernels") else "")))
 
+torches = sorted({r["engine"] for r in rows if is_torch(r["engine"])} | set(infos), key=torch_index)
+
+
+def short_version(v):
+    return (v or "?").split("+")[0]
+
+
+def torch_label(name):
+    """'torch 2.15.0 diffusers' / 'torch 1.13.1 bfl'; the engine name when its info is missing."""
+    i = infos.get(name)
+    if not i:
+        return name
+    impl = i.get("impl") or "diffusers"  # runs before --impl: diffusers
+    if impl == "bfl" and i.get("attention") == "explicit":
+        impl = "bfl/explicit"  # the explicit softmax attention (torch 1.13's, or TORCH_ATTN=explicit)
+    return "torch %s %s" % (short_version(i.get("torch")), impl)
+
+
+labels = {t: torch_label(t) for t in torches}
+if len(set(labels.values())) < len(labels):  # the same torch twice: tell them apart
+    labels = {t: "%s #%d" % (labels[t], torch_index(t)) for t in torches}
+
 # best (lowest s/step) of the repetitions per engine, precision and resolution
 best = {}
 for r in rows:
     k = (r["engine"], r["precision"], r["res"])
     if k not in best or r["s_per_step"] < best[k]["s_per_step"]:
         best[k] = r
-torch_s = {k[2]: v["s_per_step"] for k, v in best.items() if k[0] == "torch"}
-order = {"fluxkit": 0, "torch": 2}
-results = sorted(best.values(), key=lambda r: (r["res"], order.get(r["engine"], 1), r["precision"]))
+torch_best = {(k[0], k[2]): v for k, v in best.items() if is_torch(k[0])}
+
+
+def order(r):
+    e = r["engine"]
+    return (r["res"], 0 if e == "fluxkit" else 2 + torch_index(e) if is_torch(e) else 1, r["precision"])
+
+
+results = sorted(best.values(), key=order)
 BUSY = 0.2  # cores used by other processes above which a run counts as contended
-torch_busy = {k[2]: v["other_cores_used"] for k, v in best.items() if k[0] == "torch"}
 for r in results:
-    t = torch_s.get(r["res"])
-    r["speedup_vs_torch"] = round(t / r["s_per_step"], 3) if t and r["s_per_step"] > 0 else None
-    r["contended"] = r["other_cores_used"] >= BUSY or torch_busy.get(r["res"], 0) >= BUSY
+    r["label"] = labels[r["engine"]] if is_torch(r["engine"]) else r["engine"]
+    r["speedup_vs"], r["contended_vs"] = {}, {}
+    for t in torches:
+        tb = torch_best.get((t, r["res"]))
+        if tb is None or r["s_per_step"] <= 0:
+            continue
+        r["speedup_vs"][labels[t]] = round(tb["s_per_step"] / r["s_per_step"], 3)
+        r["contended_vs"][labels[t]] = r["other_cores_used"] >= BUSY or tb["other_cores_used"] >= BUSY
+    first = labels[torches[0]] if torches else None
+    r["speedup_vs_torch"] = r["speedup_vs"].get(first)  # the first torch, as before TORCH_PYTHONS
+    r["contended"] = r["other_cores_used"] >= BUSY or any(r["contended_vs"].values())
+
 
 def gb(n):
     return "%.2f GB" % (n / 1e9) if n else "?"
 
-kern = info.get("kernels", {})
+
+info0 = infos.get(torches[0], {}) if torches else {}
 print()
 when = time.localtime(os.path.getmtime(E["MANIFEST"]))  # the end of the last run
 print("== one FLUX transformer step: fluxkit vs PyTorch (%s) ==" % time.strftime("%Y-%m-%d %H:%M", when))
 print("machine  %s: %s, %s cores, %s, %.1f GB RAM" % (E["MACHINE"], E["CPU_MODEL"] or "?", E["NPROC"],
       E["ISA"].strip() or "?", int(E["MEM_KB"]) / 1048576))
-print("model    %s, weights %s (bf16), %s text tokens, batch 1" % (info.get("model", "?"), E["WEIGHTS"],
-      E["TXT_LEN"]))
+model = next((i.get("model") for i in infos.values() if i.get("model")), "?")
+print("model    %s, weights %s (bf16), %s text tokens, batch 1" % (model, E["WEIGHTS"], E["TXT_LEN"]))
 print("timing   threads %s; per resolution 1 warm-up step (not timed) + %s timed step(s); best of %s run(s)"
       % (E["THREADS"], E["STEPS"], E["REPEAT"]))
 if E["FK_BIN"]:
@@ -287,35 +389,58 @@ if E["FK_BIN"]:
           "--precision " + E["FK_PRECISIONS"] if E["FK_PRECISIONS"]
           else "f32 (this binary has no --precision option)",
           "; options: " + E["FK_OPTS"] if E["FK_OPTS"] else ""))
-if info:
-    print("torch    %s, diffusers %s, %s; bf16 weights and activations; cpu capability %s"
-          % (info.get("torch"), info.get("diffusers"), info.get("onednn") or "?", info.get("cpu_capability")))
+for t in torches:
+    info = infos.get(t)
+    if not info:
+        print("%-8s %s: no torch-info record (failed run?)" % ("torch", t))
+        continue
+    kern = info.get("kernels", {})
+    impl = info.get("impl") or "diffusers"
+    what = ("diffusers %s FluxTransformer2DModel" % info.get("diffusers") if impl == "diffusers"
+            else "tools/torch_flux_ref.py (BFL layout), attention %s" % (
+                "F.scaled_dot_product_attention" if info.get("attention") == "sdpa"
+                else "explicit softmax(q·kᵀ/√d)·v"))
+    print("torch    %storch %s%s, %s; bf16 weights and activations; %s; cpu capability %s"
+          % ("[%s] " % labels[t] if len(torches) > 1 else "", info.get("torch"),
+             " (%s)" % info["python"] if info.get("python") else "",
+             what, info.get("onednn") or "?", info.get("cpu_capability")))
     print("         linear: %s; attention: %s; oneDNN ISA: %s" % (
-          "; ".join(kern.get("linear", ["?"])), "; ".join(kern.get("sdpa", ["?"])), kern.get("onednn_isa", "?")))
-    print("         unset for the torch run only: %s" % (E["TORCH_UNSET"] or "nothing"))
+          "; ".join(kern.get("linear", ["?"])), "; ".join(kern.get("attention", kern.get("sdpa", ["?"]))),
+          kern.get("onednn_isa", "?")))
+if torches:
+    print("         unset for the torch runs only: %s%s" % (
+          E["TORCH_UNSET"] or "nothing", "; set: " + E["TORCH_SET"] if E["TORCH_SET"] else ""))
 print()
-hdr = "%5s %6s  %-16s %9s %9s %9s %10s %11s %5s %6s  %s" % (
-    "res", "n_img", "engine", "s/step", "s(first)", "GFLOP/s", "peak RSS", "load 1 min", "cores",
-    "others", "vs torch")
-print(hdr)
-print("-" * len(hdr))
+ratio_cols = [labels[t] for t in torches]
+heads = ["vs torch"] if len(ratio_cols) == 1 else ["vs " + l[len("torch "):] for l in ratio_cols]
+widths = [max(8, len(h)) for h in heads]
+namew = max([16] + [len(r["label"] + (" " + r["precision"] if r["precision"] and not is_torch(r["engine"]) else ""))
+                    for r in results])
+hdr = "%5s %6s  %-*s %9s %9s %9s %10s %11s %5s %6s  %s" % (
+    "res", "n_img", namew, "engine", "s/step", "s(first)", "GFLOP/s", "peak RSS", "load 1 min", "cores",
+    "others", " ".join("%-*s" % (w, h) for w, h in zip(widths, heads)))
+print(hdr.rstrip())
+print("-" * len(hdr.rstrip()))
 for r in results:
-    name = r["engine"] + (" " + r["precision"] if r["precision"] else "")
-    sp = r["speedup_vs_torch"]
-    print("%5d %6d  %-16s %9.3f %9s %9s %10s %5.2f→%-5.2f %5.2f %6.2f  %s%s" % (
-        r["res"], r["n_img"], name, r["s_per_step"],
+    name = r["label"] + (" " + r["precision"] if r["precision"] and not is_torch(r["engine"]) else "")
+    cells = []
+    for w, l in zip(widths, ratio_cols):
+        sp = r["speedup_vs"].get(l)
+        cells.append("%-*s" % (w, ("%.2fx" % sp + ("!" if r["contended_vs"][l] else "")) if sp is not None else "-"))
+    print(("%5d %6d  %-*s %9.3f %9s %9s %10s %5.2f→%-5.2f %5.2f %6.2f  %s" % (
+        r["res"], r["n_img"], namew, name, r["s_per_step"],
         "%.3f" % r["s_first_step"] if r["s_first_step"] is not None else "?",
         "%.1f" % r["gflops"] if r["gflops"] else "?", gb(r["peak_rss_bytes"]),
         r["load_before"], r["load_after"], r["cpu_cores_used"], r["other_cores_used"],
-        ("%.2fx" % sp + ("!" if r["contended"] else "")) if sp is not None else "-",
-        "" if r["finite"] else "  NOT FINITE") + ("  (%s)" % r["note"] if r["note"] else ""))
+        " ".join(cells))).rstrip() + ("" if r["finite"] else "  NOT FINITE")
+        + ("  (%s)" % r["note"] if r["note"] else ""))
 print()
-print("vs torch = torch s/step ÷ engine s/step (above 1: faster than PyTorch's bf16 CPU path). "
+print("vs torch = that torch's s/step ÷ the row's s/step (above 1: faster than that PyTorch bf16 CPU run). "
       "load: 1-minute load average before→after the engine's run; cores: the engine's (user+sys)/wall "
       "over its whole run (loading included); others: cores the rest of the machine used meanwhile "
       "(%s cores in all)." % E["NPROC"])
-if any(r["contended"] and r["speedup_vs_torch"] is not None for r in results):
-    print("! contended: other processes used %.1f cores or more during this engine's run or torch's; "
+if any(any(r["contended_vs"].values()) for r in results):
+    print("! contended: other processes used %.1f cores or more during this engine's run or that torch's; "
           "the ratio is not reliable (torch's OpenMP threads slow down far more than the CPU share "
           "they lose). Rerun on a quiet machine (--wait-load 0.1, --repeat 2)." % BUSY)
 print("raw outputs: %s" % E["OUT"])
@@ -323,10 +448,17 @@ if failed:
     print("FAILED: %s" % ", ".join(failed))
 summary = dict(kind="bench-compare", date=time.strftime("%Y-%m-%d", when), machine=E["MACHINE"],
                cpu=E["CPU_MODEL"], nproc=int(E["NPROC"]), threads=int(E["THREADS"]),
-               weights=E["WEIGHTS"], weight_dtype="bf16", model=info.get("model"),
+               weights=E["WEIGHTS"], weight_dtype="bf16", model=None if model == "?" else model,
                txt_len=int(E["TXT_LEN"]), warmup_steps=1, timed_steps=int(E["STEPS"]),
                repeat=int(E["REPEAT"]), fluxkit=E["FK_BIN"] or None, fluxkit_opts=E["FK_OPTS"],
-               torch=info.get("torch"), torch_kernels=kern, torch_unset=E["TORCH_UNSET"].split(),
+               torch=info0.get("torch"), torch_kernels=info0.get("kernels", {}),
+               torches=[dict(engine=t, label=labels[t], torch=infos.get(t, {}).get("torch"),
+                             impl=infos.get(t, {}).get("impl") or ("diffusers" if t in infos else None),
+                             attention=infos.get(t, {}).get("attention"),
+                             python=infos.get(t, {}).get("python"),
+                             cpu_capability=infos.get(t, {}).get("cpu_capability"),
+                             kernels=infos.get(t, {}).get("kernels", {})) for t in torches],
+               torch_unset=E["TORCH_UNSET"].split(), torch_set=E["TORCH_SET"].split(),
                results=results, failed=failed)
 print(json.dumps(summary))
 sys.exit(1 if failed or not results else 0)

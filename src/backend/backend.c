@@ -22,6 +22,10 @@ const char *fk_op_name(fk_op op) {
         [FK_OP_CONV2D] = "conv2d",
         [FK_OP_GROUP_NORM] = "group_norm",
         [FK_OP_UPSAMPLE_NEAREST2X] = "upsample_nearest2x",
+        [FK_OP_LINEAR_ACT] = "linear_act",
+        [FK_OP_LAYERNORM_MODULATE] = "layernorm_modulate",
+        [FK_OP_RMSNORM_ROPE] = "rmsnorm_rope",
+        [FK_OP_LINEAR_CAT] = "linear_cat",
     };
     if ((unsigned)op >= FK_OP_COUNT || !names[op]) return "unknown";
     return names[op];

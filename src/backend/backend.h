@@ -42,10 +42,23 @@ typedef enum fk_op {
     FK_OP_CONV2D,
     FK_OP_GROUP_NORM,
     FK_OP_UPSAMPLE_NEAREST2X,
+    FK_OP_LINEAR_ACT,
+    FK_OP_LAYERNORM_MODULATE,
+    FK_OP_RMSNORM_ROPE,
+    FK_OP_LINEAR_CAT,
     FK_OP_COUNT
 } fk_op;
 
 const char *fk_op_name(fk_op op);
+
+/* Activation fused into linear_act (the same functions as the activation ops). */
+typedef enum fk_act {
+    FK_ACT_NONE = 0,
+    FK_ACT_GELU_TANH,
+    FK_ACT_SILU,
+    FK_ACT_GELU_QUICK,
+    FK_ACT_COUNT
+} fk_act;
 
 typedef struct fk_backend fk_backend;
 
@@ -69,12 +82,37 @@ struct fk_backend {
     void (*download)(fk_backend *be, void *dst, const void *src, size_t nbytes);
     void (*synchronize)(fk_backend *be);
 
+    /* ---- weight cache ----
+     * cache_weight: keep a copy of weight w (N, K) in the layout this
+     * backend's products read fastest (CPU in bf16 mode: pre-packed AMX
+     * tiles; a GPU: device memory) and use it in every later linear /
+     * linear_act whose weight has the same data pointer, dtype and shape.
+     * Returns the bytes held for w; 0 when w is not cached (nothing to gain
+     * here, or no memory: the ops then read w itself). w must not change
+     * while cached. uncache_weights drops every copy. */
+    size_t (*cache_weight)(fk_backend *be, const fk_tensor *w);
+    void (*uncache_weights)(fk_backend *be);
+
     /* ---- ops ---- */
 
     /* y = x·wᵀ + b.  y (M, N) f32, x (M, K) f32, w (N, K) any float dtype,
      * b (N) any float dtype or NULL. */
     void (*linear)(fk_backend *be, fk_tensor *y, const fk_tensor *x, const fk_tensor *w,
                    const fk_tensor *b);
+
+    /* y = act(x·wᵀ + b): the bits of linear followed by the activation op
+     * (backends fuse the activation into the product's output stage, which
+     * saves a pass over y). Operands as for linear. */
+    void (*linear_act)(fk_backend *be, fk_tensor *y, const fk_tensor *x, const fk_tensor *w,
+                       const fk_tensor *b, fk_act act);
+
+    /* y = [x1 | x2]·wᵀ + b, the rows of x1 (M, K1) and x2 (M, K2) joined:
+     * w (N, K1 + K2). The bits of linear on the concatenation; backends that
+     * can read the two parts in place do not write it (FLUX single blocks:
+     * [attention | MLP] · linear2ᵀ), the others join the rows in tmp
+     * (M, K1 + K2) f32, which the caller provides (planned memory). */
+    void (*linear_cat)(fk_backend *be, fk_tensor *y, const fk_tensor *x1, const fk_tensor *x2,
+                       const fk_tensor *w, const fk_tensor *b, fk_tensor *tmp);
 
     /* LayerNorm over the last dim. y, x (M, C); w, b (C) or NULL (no affine). */
     void (*layernorm)(fk_backend *be, fk_tensor *y, const fk_tensor *x, const fk_tensor *w,
@@ -114,6 +152,18 @@ struct fk_backend {
      * x, y (B·T, C) seen as (B, T, C); shift, scale (B, C) f32. y may alias x. */
     void (*modulate)(fk_backend *be, fk_tensor *y, const fk_tensor *x, const fk_tensor *shift,
                      const fk_tensor *scale);
+
+    /* adaLN: y = (1 + scale)·LayerNorm(x) + shift (LayerNorm without affine),
+     * rows seen as (B, T, C) as in modulate: the bits of layernorm (w = b =
+     * NULL) followed by modulate, in one pass. y may alias x. */
+    void (*layernorm_modulate)(fk_backend *be, fk_tensor *y, const fk_tensor *x,
+                               const fk_tensor *shift, const fk_tensor *scale, float eps);
+
+    /* FLUX QK norm + RoPE in place: x (L, H, D) f32; every (l, h) row is
+     * RMS-normalized with scale (D) (any float dtype), then rotated by pe
+     * (L, D/2, 2, 2) as in rope: the bits of rmsnorm then rope, in one pass. */
+    void (*rmsnorm_rope)(fk_backend *be, fk_tensor *x, const fk_tensor *scale,
+                         const fk_tensor *pe, float eps);
 
     /* Gated residual: x[b,t,:] += gate[b,:]·y[b,t,:].  x, y (B·T, C); gate (B, C). */
     void (*gated_add)(fk_backend *be, fk_tensor *x, const fk_tensor *y, const fk_tensor *gate);

@@ -8,6 +8,8 @@
  * FLOPs counted: 2·M·N·K for every linear, 4·L²·H·D for the attention
  * (scores and weighted sum; CLIP's causal mask is not discounted); norms and
  * activations are not counted. */
+#include "backend/cpu/cpu.h"
+#include "cli/cli_profile.h"
 #include "cli/cli_util.h"
 #include "model/clip.h"
 #include "model/t5.h"
@@ -22,11 +24,14 @@ typedef struct fk_bench_text_opts {
     long len;
     long repeat;
     long threads;
+    int precision;
+    bool profile;
 } fk_bench_text_opts;
 
 static void fk_bench_text_usage(FILE *f, const char *comp) {
     fprintf(f,
             "usage: fluxkit bench %s --weights W [--len N] [--repeat N] [--threads N]\n"
+            "                        [--precision bf16|f32] [--profile]\n"
             "\n"
             "Encode a synthetic prompt of N tokens (default %s) with the %s text encoder and print\n"
             "load and encode times, GFLOP/s, weight / activation bytes and peak memory, then a\n"
@@ -37,6 +42,9 @@ static void fk_bench_text_usage(FILE *f, const char *comp) {
             "  --len N        tokens%s\n"
             "  --repeat N     encodes to time (default 2; the first includes page faults)\n"
             "  --threads N    CPU threads (default: all)\n"
+            "  --precision P  bf16 (default, as generate: AMX tiles, f32 accumulation) or f32\n"
+            "  --profile      time every op of the encodes after the first (ms, share,\n"
+            "                 TFLOP/s of the products, GB/s of the rest)\n"
             "  -h, --help     this message\n",
             comp, !strcmp(comp, "clip") ? "77" : "512", comp,
             !strcmp(comp, "clip") ? " (at most max_position_embeddings, 77 for CLIP-L)" : "");
@@ -46,9 +54,11 @@ static int fk_bench_text_parse(const char *comp, int argc, char **argv, fk_bench
     static const struct option longopts[] = {
         {"weights", required_argument, NULL, 'w'}, {"len", required_argument, NULL, 'l'},
         {"repeat", required_argument, NULL, 'r'},  {"threads", required_argument, NULL, 't'},
-        {"help", no_argument, NULL, 'h'},          {NULL, 0, NULL, 0},
+        {"help", no_argument, NULL, 'h'},          {"precision", required_argument, NULL, 'P'},
+        {"profile", no_argument, NULL, 'R'},       {NULL, 0, NULL, 0},
     };
     memset(o, 0, sizeof(*o));
+    o->precision = FK_PREC_BF16;
     o->len = !strcmp(comp, "clip") ? 77 : 512;
     o->repeat = 2;
     fk_cli_getopt_reset();
@@ -67,6 +77,10 @@ static int fk_bench_text_parse(const char *comp, int argc, char **argv, fk_bench
         case 't':
             if (!fk_cli_parse_int("--threads", optarg, 0, 4096, &o->threads)) return FK_EXIT_USAGE;
             break;
+        case 'P':
+            if (!fk_cli_parse_precision("--precision", optarg, &o->precision)) return FK_EXIT_USAGE;
+            break;
+        case 'R': o->profile = true; break;
         case 'h': fk_bench_text_usage(stdout, comp); return FK_EXIT_OK;
         default: return fk_cli_getopt_failure(cmd, argv, c);
         }
@@ -130,8 +144,10 @@ int fk_bench_clip(int argc, char **argv) {
     int rc = fk_bench_text_parse("clip", argc, argv, &o);
     if (rc >= 0) return rc;
     fk_context *ctx = fk_context_create((int)o.threads);
-    fk_backend *be = ctx ? fk_backend_cpu_create(fk_context_threads(ctx)) : NULL;
-    if (!ctx || !be) {
+    fk_backend *be0 = ctx ? fk_cli_backend_create(fk_context_threads(ctx), o.precision) : NULL;
+    fk_backend *prof = o.profile && be0 ? fk_backend_profile_wrap(be0) : NULL;
+    fk_backend *be = prof ? prof : be0;
+    if (!ctx || !be0 || (o.profile && !prof)) {
         fk_cli_error("out of memory");
         fk_context_free(ctx);
         return FK_EXIT_ERROR;
@@ -167,6 +183,7 @@ int fk_bench_clip(int argc, char **argv) {
     for (int r = 0; r < o.repeat && rc == FK_EXIT_OK; r++) {
         fk_tensor th = fk_view2(FK_F32, hid, n, g->width), tp = fk_view1(FK_F32, pool, g->width);
         double t1 = fk_time();
+        if (prof && r == 1) fk_backend_profile_reset(prof); /* profile the repeats after the first */
         if (fk_clip_encode(ctx, c, ids, n, &th, &tp) != FK_OK) rc = fk_cli_fail(ctx);
         t_enc[r] = fk_time() - t1;
     }
@@ -185,6 +202,12 @@ int fk_bench_clip(int argc, char **argv) {
                              (int)o.repeat, gflop, wbytes, abytes, peak, fk_current_rss());
         fk_bench_text_sanity("last_hidden_state", hid, (size_t)n * (size_t)width);
         fk_bench_text_sanity("pooler_output", pool, (size_t)width);
+        if (prof) {
+            double per = o.repeat > 1 ? (double)(o.repeat - 1) : 1.0, wall = 0;
+            for (int r = o.repeat > 1 ? 1 : 0; r < o.repeat; r++) wall += t_enc[r];
+            printf("  profile per encode (%s):\n", o.repeat > 1 ? "encodes after the first" : "the only one");
+            fk_cli_profile_print(stdout, prof, per, wall);
+        }
     }
 done:
     free(t_enc);
@@ -192,7 +215,8 @@ done:
     free(hid);
     free(pool);
     fk_clip_free(c);
-    be->destroy(be);
+    if (prof) prof->destroy(prof);
+    if (be0) be0->destroy(be0);
     fk_context_free(ctx);
     return rc;
 }
@@ -202,8 +226,10 @@ int fk_bench_t5(int argc, char **argv) {
     int rc = fk_bench_text_parse("t5", argc, argv, &o);
     if (rc >= 0) return rc;
     fk_context *ctx = fk_context_create((int)o.threads);
-    fk_backend *be = ctx ? fk_backend_cpu_create(fk_context_threads(ctx)) : NULL;
-    if (!ctx || !be) {
+    fk_backend *be0 = ctx ? fk_cli_backend_create(fk_context_threads(ctx), o.precision) : NULL;
+    fk_backend *prof = o.profile && be0 ? fk_backend_profile_wrap(be0) : NULL;
+    fk_backend *be = prof ? prof : be0;
+    if (!ctx || !be0 || (o.profile && !prof)) {
         fk_cli_error("out of memory");
         fk_context_free(ctx);
         return FK_EXIT_ERROR;
@@ -233,6 +259,7 @@ int fk_bench_t5(int argc, char **argv) {
     for (int r = 0; r < o.repeat && rc == FK_EXIT_OK; r++) {
         fk_tensor th = fk_view2(FK_F32, hid, n, g->d_model);
         double t1 = fk_time();
+        if (prof && r == 1) fk_backend_profile_reset(prof); /* profile the repeats after the first */
         if (fk_t5_encode(ctx, t, ids, n, &th) != FK_OK) rc = fk_cli_fail(ctx);
         t_enc[r] = fk_time() - t1;
     }
@@ -251,13 +278,20 @@ int fk_bench_t5(int argc, char **argv) {
         fk_bench_text_report("t5", o.weights, model, wdt, n, fk_context_threads(ctx), t_load, t_enc, (int)o.repeat,
                              gflop, wbytes, abytes, peak, fk_current_rss());
         fk_bench_text_sanity("last_hidden_state", hid, (size_t)n * (size_t)d_model);
+        if (prof) {
+            double per = o.repeat > 1 ? (double)(o.repeat - 1) : 1.0, wall = 0;
+            for (int r = o.repeat > 1 ? 1 : 0; r < o.repeat; r++) wall += t_enc[r];
+            printf("  profile per encode (%s):\n", o.repeat > 1 ? "encodes after the first" : "the only one");
+            fk_cli_profile_print(stdout, prof, per, wall);
+        }
     }
 done:
     free(t_enc);
     free(ids);
     free(hid);
     fk_t5_free(t);
-    be->destroy(be);
+    if (prof) prof->destroy(prof);
+    if (be0) be0->destroy(be0);
     fk_context_free(ctx);
     return rc;
 }

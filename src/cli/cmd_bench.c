@@ -15,6 +15,7 @@
  * --preset builds random weights in memory (no file; --dtype, default bf16);
  * --weights maps a checkpoint. The final latent must be finite (exit 1 if not). */
 #include "cli/cli.h"
+#include "cli/cli_profile.h"
 #include "cli/cli_util.h"
 #include "core/rng.h"
 #include "model/flux.h"
@@ -46,6 +47,10 @@ static void fk_bench_usage(FILE *f) {
             "                   the relative L2 error of the velocity (rel_l2_vs_f32)\n"
             "  --seed S         seed of the random inputs / weights (default 1)\n"
             "  --json           one JSON object per resolution instead of the table\n"
+            "  --weight-cache on|off  keep the large weights pre-packed for the backend's\n"
+            "                   products (default on; bf16 mode; packing time reported)\n"
+            "  --profile        time every op (steps after the first): ms per step, share,\n"
+            "                   TFLOP/s of the products (matmul, attention), GB/s of the rest\n"
             "  -v, --verbose    the memory plan on stderr\n"
             "  -h, --help       this message\n",
             fk_flux_preset_list());
@@ -73,6 +78,9 @@ typedef struct fk_bench_result {
     uint64_t peak_rss;
     bool finite;
     double rel_l2; /* first-step velocity vs the f32 reference (--check), else -1 */
+    double timed_s; /* the steps after the first (what the profile covers) */
+    double cache_s; /* packing the weight cache (--weight-cache on), else 0 */
+    uint64_t cache_bytes;
 } fk_bench_result;
 
 /* Reset the kernel's peak-RSS counter to the current RSS (Linux; ignored
@@ -86,8 +94,8 @@ static void fk_bench_reset_peak_rss(void) {
 
 /* One resolution: allocate, run `steps` Euler steps, time them. */
 static fk_status fk_bench_flux_res(fk_context *ctx, const fk_flux_model *m, fk_backend *be,
-                                   fk_backend *ref_be, int res, int steps, int64_t n_txt,
-                                   uint64_t seed, bool verbose, fk_bench_result *out) {
+                                   fk_backend *prof, fk_backend *ref_be, int res, int steps, int64_t n_txt,
+                                   uint64_t seed, bool verbose, bool wcache, fk_bench_result *out) {
     const fk_flux_config *c = &m->cfg;
     const int64_t hp = res / 16, wp = res / 16, n_img = hp * wp;
     fk_tensor img = {0}, img_ids = {0}, txt = {0}, txt_ids = {0}, y = {0}, vel = {0};
@@ -117,7 +125,12 @@ static fk_status fk_bench_flux_res(fk_context *ctx, const fk_flux_model *m, fk_b
             ids[(i * wp + j) * 3 + 1] = (float)i;
             ids[(i * wp + j) * 3 + 2] = (float)j;
         }
-    if ((st = fk_flux_runner_create(ctx, m, be, n_img, n_txt, &r))) goto done;
+    if ((st = fk_flux_runner_create(ctx, m, prof ? prof : be, n_img, n_txt, &r))) goto done;
+    if (wcache) {
+        double tc = fk_time();
+        if ((st = fk_flux_runner_cache_weights(ctx, r, true, &out->cache_bytes))) goto done;
+        out->cache_s = fk_time() - tc;
+    }
     if (verbose) {
         const fk_flux_plan *p = fk_flux_runner_plan(r);
         char b1[32], b2[32], b3[32];
@@ -143,10 +156,12 @@ static fk_status fk_bench_flux_res(fk_context *ctx, const fk_flux_model *m, fk_b
         if (ref_be && k == 0) memcpy(vel0.data, vel.data, fk_tensor_nbytes(&vel));
         fk_sampling_euler_step(img.data, vel.data, (size_t)fk_tensor_numel(&img), ts[k], ts[k + 1]);
         double dt = fk_time() - t0;
-        if (k == 0)
+        if (k == 0) {
             first = dt;
-        else
+            if (prof && steps > 1) fk_backend_profile_reset(prof); /* profile steps 2.. */
+        } else {
             total += dt;
+        }
     }
     bool finite = true;
     const float *x = img.data;
@@ -156,6 +171,7 @@ static fk_status fk_bench_flux_res(fk_context *ctx, const fk_flux_model *m, fk_b
     out->n_txt = n_txt;
     out->s_first = first;
     out->s_per_step = steps >= 2 ? total / (steps - 1) : first;
+    out->timed_s = steps >= 2 ? total : first;
     out->gflops = fk_flux_flops(c, n_img, n_txt) / out->s_per_step * 1e-9;
     out->peak_rss = fk_peak_rss();
     out->finite = finite;
@@ -198,10 +214,12 @@ static int fk_bench_flux(int argc, char **argv) {
         {"threads", required_argument, NULL, 't'}, {"seed", required_argument, NULL, 'S'},
         {"json", no_argument, NULL, 'j'},          {"verbose", no_argument, NULL, 'v'},
         {"precision", required_argument, NULL, 'P'}, {"check", no_argument, NULL, 'C'},
-        {"help", no_argument, NULL, 'h'},          {NULL, 0, NULL, 0}};
+        {"profile", no_argument, NULL, 'R'},       {"help", no_argument, NULL, 'h'},
+        {"weight-cache", required_argument, NULL, 'W'},
+        {NULL, 0, NULL, 0}};
     const char *weights = NULL, *preset = NULL, *res_list = "256";
     int precision = FK_PREC_BF16;
-    bool check = false;
+    bool check = false, profile = false, wcache = true;
     fk_dtype dtype = FK_BF16;
     long steps = 2, txt_len = 512, threads = 0;
     uint64_t seed = 1;
@@ -237,6 +255,12 @@ static int fk_bench_flux(int argc, char **argv) {
             if (!fk_cli_parse_precision("--precision", optarg, &precision)) return FK_EXIT_USAGE;
             break;
         case 'C': check = true; break;
+        case 'R': profile = true; break;
+        case 'W':
+            if (strcmp(optarg, "on") && strcmp(optarg, "off"))
+                return fk_cli_usage("bench", "--weight-cache: expected on or off, got '%s'", optarg);
+            wcache = !strcmp(optarg, "on");
+            break;
         case 'h': fk_bench_usage(stdout); return FK_EXIT_OK;
         default: return fk_cli_getopt_failure("bench", argv, c);
         }
@@ -265,7 +289,7 @@ static int fk_bench_flux(int argc, char **argv) {
     fk_context *ctx = fk_context_create((int)threads);
     if (!ctx) return FK_EXIT_ERROR;
     fk_flux_model *m = NULL;
-    fk_backend *be = NULL, *ref_be = NULL;
+    fk_backend *be = NULL, *ref_be = NULL, *prof = NULL;
     int rc = FK_EXIT_OK;
     double t0 = fk_time();
     fk_status st = preset ? fk_flux_create_random(ctx, &pcfg, dtype, seed, &m)
@@ -277,7 +301,8 @@ static int fk_bench_flux(int argc, char **argv) {
     double t_load = fk_time() - t0;
     be = fk_cli_backend_create(fk_context_threads(ctx), precision);
     if (check) ref_be = fk_cli_backend_create(fk_context_threads(ctx), FK_PREC_F32);
-    if (!be || (check && !ref_be)) {
+    if (profile && be) prof = fk_backend_profile_wrap(be);
+    if (!be || (check && !ref_be) || (profile && !prof)) {
         fk_cli_error("out of memory creating the CPU backend");
         rc = FK_EXIT_ERROR;
         goto done;
@@ -298,7 +323,9 @@ static int fk_bench_flux(int argc, char **argv) {
     }
     for (int i = 0; i < n_res; i++) {
         fk_bench_result br = {0};
-        st = fk_bench_flux_res(ctx, m, be, ref_be, res[i], (int)steps, txt_len, seed, verbose, &br);
+        if (prof) fk_backend_profile_reset(prof);
+        st = fk_bench_flux_res(ctx, m, be, prof, ref_be, res[i], (int)steps, txt_len, seed, verbose,
+                               wcache, &br);
         if (st != FK_OK) {
             rc = fk_cli_fail(ctx);
             goto done;
@@ -313,6 +340,12 @@ static int fk_bench_flux(int argc, char **argv) {
                    dt_name, fk_cli_precision_name(precision), fk_cli_kernel_desc(be), br.s_per_step,
                    br.s_first, br.gflops, (unsigned long long)br.peak_rss, br.finite ? "true" : "false");
             if (check) printf(", \"rel_l2_vs_f32\": %.6e", br.rel_l2);
+            printf(", \"weight_cache_bytes\": %llu, \"weight_cache_s\": %.3f",
+                   (unsigned long long)br.cache_bytes, br.cache_s);
+            if (prof) {
+                printf(", ");
+                fk_cli_profile_json(stdout, prof, steps > 1 ? (double)(steps - 1) : 1.0);
+            }
             printf("}\n");
         } else {
             char b1[32];
@@ -321,6 +354,17 @@ static int fk_bench_flux(int argc, char **argv) {
                    fk_cli_fmt_bytes(br.peak_rss, b1, sizeof(b1)));
             if (check) printf("  %13.3e", br.rel_l2);
             printf("%s\n", br.finite ? "" : "  NOT FINITE");
+            if (br.cache_bytes) {
+                char b2[32];
+                printf("  weight cache: %s pre-packed in %.2f s (before the first step)\n",
+                       fk_cli_fmt_bytes(br.cache_bytes, b2, sizeof(b2)), br.cache_s);
+            }
+            if (prof) {
+                double per = steps > 1 ? (double)(steps - 1) : 1.0;
+                printf("  profile at %d px, per step (%s), share of the step time:\n", br.res,
+                       steps > 1 ? "steps after the first" : "the only step");
+                fk_cli_profile_print(stdout, prof, per, br.timed_s);
+            }
         }
         fflush(stdout);
         if (!br.finite) {
@@ -329,6 +373,7 @@ static int fk_bench_flux(int argc, char **argv) {
         }
     }
 done:
+    if (prof) prof->destroy(prof);
     if (be) be->destroy(be);
     if (ref_be) ref_be->destroy(ref_be);
     fk_flux_free(m);

@@ -645,6 +645,19 @@ fk_status fk_st_open(fk_context *ctx, const char *path, fk_st_file **out) {
     return st_finish(ctx, f, out);
 }
 
+size_t fk_st_release(const fk_st_file *f, const void *p, size_t n) {
+    if (!f || !f->map || !p || !n) return 0;
+    uintptr_t lo = (uintptr_t)f->map, hi = lo + f->map_len, a = (uintptr_t)p;
+    if (a < lo || a >= hi || n > hi - a) return 0;
+    long pg = sysconf(_SC_PAGESIZE);
+    if (pg <= 0) return 0;
+    uintptr_t s0 = (a + (uintptr_t)pg - 1) & ~((uintptr_t)pg - 1);
+    uintptr_t s1 = (a + n) & ~((uintptr_t)pg - 1);
+    if (s1 <= s0) return 0;
+    if (madvise((void *)s0, s1 - s0, MADV_DONTNEED) != 0) return 0;
+    return (size_t)(s1 - s0);
+}
+
 void fk_st_close(fk_st_file *f) {
     if (!f) return;
     st_free_contents(f);

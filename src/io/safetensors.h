@@ -52,6 +52,15 @@ uint64_t fk_st_file_size(const fk_st_file *f);
 /* A CPU tensor view of the mapped data (read-only memory: do not write). */
 fk_tensor fk_st_view(const fk_st_tensor *t);
 
+/* Drop the resident pages of [p, p + n) from the process when the range lies
+ * in f's file mapping (whole pages inside the range only; madvise
+ * MADV_DONTNEED on the read-only private mapping: a later read faults them
+ * in again from the file, so views stay valid). For weights the caller has
+ * copied elsewhere (a backend's packed copy): the copy then replaces the
+ * mapped pages in memory instead of doubling them. Returns the bytes
+ * released (0: not mapped from a file, or nothing whole inside). */
+size_t fk_st_release(const fk_st_file *f, const void *p, size_t n);
+
 /* ---- several files as one namespace ---------------------------------- */
 
 typedef struct fk_st_model fk_st_model;
@@ -72,6 +81,8 @@ const fk_st_file *fk_st_model_file(const fk_st_model *m, int i);
 const char *fk_st_model_meta(const fk_st_model *m, const char *key);
 /* The path given to fk_st_model_open. */
 const char *fk_st_model_path(const fk_st_model *m);
+/* fk_st_release on whichever of the model's files maps [p, p + n). */
+size_t fk_st_model_release(const fk_st_model *m, const void *p, size_t n);
 
 /* ---- writer ------------------------------------------------------------ */
 

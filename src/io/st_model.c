@@ -411,3 +411,12 @@ const char *fk_st_model_meta(const fk_st_model *m, const char *key) {
 }
 
 const char *fk_st_model_path(const fk_st_model *m) { return m->path; }
+
+size_t fk_st_model_release(const fk_st_model *m, const void *p, size_t n) {
+    if (!m) return 0;
+    for (int i = 0; i < fk_st_model_nfiles(m); i++) {
+        size_t r = fk_st_release(fk_st_model_file(m, i), p, n);
+        if (r) return r;
+    }
+    return 0;
+}

@@ -213,6 +213,42 @@ void fk_flux_runner_free(fk_flux_runner *r) {
 
 const fk_flux_plan *fk_flux_runner_plan(const fk_flux_runner *r) { return &r->plan; }
 
+static uint64_t fk_flux_cache_one(fk_flux_runner *r, const fk_flux_linear *l, bool release) {
+    fk_backend *be = r->be;
+    size_t n = be->cache_weight(be, &l->w);
+    if (n && release && r->m->st) fk_st_model_release(r->m->st, l->w.data, fk_tensor_nbytes(&l->w));
+    return n;
+}
+
+fk_status fk_flux_runner_cache_weights(fk_context *ctx, fk_flux_runner *r, bool release,
+                                       uint64_t *bytes) {
+    (void)ctx;
+    uint64_t total = 0;
+    if (bytes) *bytes = 0;
+    if (!r->be->cache_weight) return FK_OK;
+    const fk_flux_config *c = &r->m->cfg;
+    const fk_flux_weights *w = &r->m->w;
+    const bool txt = r->Lt >= 32, img = r->Li >= 32, all = r->L >= 32;
+    if (txt) total += fk_flux_cache_one(r, &w->txt_in, release);
+    for (int i = 0; i < c->depth_double; i++) {
+        const fk_flux_stream *S[2] = {&w->dbl[i].txt, &w->dbl[i].img};
+        const bool on[2] = {txt, img};
+        for (int s = 0; s < 2; s++) {
+            if (!on[s]) continue;
+            const fk_flux_linear *ls[6] = {&S[s]->q,    &S[s]->k,    &S[s]->v,
+                                           &S[s]->proj, &S[s]->mlp0, &S[s]->mlp2};
+            for (int j = 0; j < 6; j++) total += fk_flux_cache_one(r, ls[j], release);
+        }
+    }
+    for (int i = 0; i < c->depth_single && all; i++) {
+        const fk_flux_single *S = &w->sgl[i];
+        const fk_flux_linear *ls[5] = {&S->q, &S->k, &S->v, &S->mlp, &S->linear2};
+        for (int j = 0; j < 5; j++) total += fk_flux_cache_one(r, ls[j], release);
+    }
+    if (bytes) *bytes = total;
+    return FK_OK;
+}
+
 void fk_flux_runner_set_hook(fk_flux_runner *r, fk_flux_hook_fn fn, unsigned flags, void *user) {
     r->hook = fn;
     r->hook_flags = fn ? flags : 0;
@@ -275,6 +311,15 @@ static void fk_flux_linear_rows(fk_backend *be, float *y, const float *x, int64_
     be->linear(be, &ty, &tx, &l->w, fk_flux_bias(l));
 }
 
+/* y (rows, out) = act(x (rows, in) · wᵀ + b) */
+static void fk_flux_linear_act_rows(fk_backend *be, float *y, const float *x, int64_t rows,
+                                    const fk_flux_linear *l, fk_act act) {
+    const int64_t out = l->w.shape[0], in = l->w.shape[1];
+    fk_tensor ty = fk_view2(FK_F32, y, rows, out);
+    fk_tensor tx = fk_view2(FK_F32, (void *)x, rows, in);
+    be->linear_act(be, &ty, &tx, &l->w, fk_flux_bias(l), act);
+}
+
 /* out (C) = out_layer(SiLU(in_layer(x))) */
 static void fk_flux_embedder_fwd(fk_flux_runner *r, const fk_flux_embedder *e, const float *x,
                                  float *out) {
@@ -290,10 +335,9 @@ static void fk_flux_embedder_fwd(fk_flux_runner *r, const fk_flux_embedder *e, c
 static void fk_flux_ln_modulate(fk_backend *be, float *y, const float *x, int64_t n, int64_t C,
                                 const float *shift, const float *scale) {
     fk_tensor ty = fk_view2(FK_F32, y, n, C), tx = fk_view2(FK_F32, (void *)x, n, C);
-    be->layernorm(be, &ty, &tx, NULL, NULL, FK_FLUX_EPS);
     fk_tensor tsh = fk_view2(FK_F32, (void *)shift, 1, C);
     fk_tensor tsc = fk_view2(FK_F32, (void *)scale, 1, C);
-    be->modulate(be, &ty, &ty, &tsh, &tsc);
+    be->layernorm_modulate(be, &ty, &tx, &tsh, &tsc, FK_FLUX_EPS);
 }
 
 /* x (n, C) += gate (C) · y (n, C) */
@@ -304,27 +348,25 @@ static void fk_flux_gated(fk_backend *be, float *x, const float *y, int64_t n, i
     be->gated_add(be, &tx, &ty, &tg);
 }
 
-/* QK RMSNorm of rows [r0, r0+n) of q and k, each (n·H, D). */
-static void fk_flux_qk_norm(fk_flux_runner *r, int64_t r0, int64_t n, const fk_tensor *q_scale,
-                            const fk_tensor *k_scale) {
+/* QK RMSNorm, then RoPE, of rows [r0, r0+n) of q and k, each (n, H, D). */
+static void fk_flux_qk_norm_rope(fk_flux_runner *r, int64_t r0, int64_t n,
+                                 const fk_tensor *q_scale, const fk_tensor *k_scale) {
     const fk_flux_config *c = &r->m->cfg;
     const int64_t C = c->hidden, H = c->num_heads, D = c->head_dim;
-    fk_tensor tq = fk_view2(FK_F32, r->q + r0 * C, n * H, D);
-    fk_tensor tk = fk_view2(FK_F32, r->k + r0 * C, n * H, D);
-    r->be->rmsnorm(r->be, &tq, &tq, q_scale, FK_FLUX_EPS);
-    r->be->rmsnorm(r->be, &tk, &tk, k_scale, FK_FLUX_EPS);
+    fk_tensor tq = fk_view3(FK_F32, r->q + r0 * C, n, H, D);
+    fk_tensor tk = fk_view3(FK_F32, r->k + r0 * C, n, H, D);
+    fk_tensor pe = fk_view4(FK_F32, r->pe + r0 * D * 2, n, D / 2, 2, 2); /* rows r0.. */
+    r->be->rmsnorm_rope(r->be, &tq, q_scale, &pe, FK_FLUX_EPS);
+    r->be->rmsnorm_rope(r->be, &tk, k_scale, &pe, FK_FLUX_EPS);
 }
 
-/* RoPE on q and k, then attn (L, C) = softmax(q·kᵀ/√D)·v over the joint sequence. */
+/* attn (L, C) = softmax(q·kᵀ/√D)·v over the joint sequence (q, k normed and rotated). */
 static void fk_flux_attention(fk_flux_runner *r) {
     const fk_flux_config *c = &r->m->cfg;
     const int64_t L = r->L, H = c->num_heads, D = c->head_dim, C = c->hidden;
     fk_backend *be = r->be;
     fk_tensor tq = fk_view3(FK_F32, r->q, L, H, D), tk = fk_view3(FK_F32, r->k, L, H, D);
     fk_tensor tv = fk_view3(FK_F32, r->v, L, H, D);
-    fk_tensor pe = fk_view4(FK_F32, r->pe, L, D / 2, 2, 2);
-    be->rope(be, &tq, &pe);
-    be->rope(be, &tk, &pe);
     fk_tensor ta = fk_view2(FK_F32, r->attn, L, C);
     be->attention(be, &ta, &tq, &tk, &tv, NULL, (float)(1.0 / sqrt((double)D)), false);
 }
@@ -360,7 +402,7 @@ static void fk_flux_double_block(fk_flux_runner *r, int bi) {
             snprintf(name, sizeof(name), "dbg.double0.%s_qkv", sname[s]);
             fk_flux_emit_fused(r, name, r0[s], n[s], false);
         }
-        fk_flux_qk_norm(r, r0[s], n[s], &S[s]->q_scale, &S[s]->k_scale);
+        fk_flux_qk_norm_rope(r, r0[s], n[s], &S[s]->q_scale, &S[s]->k_scale);
     }
     fk_flux_attention(r);
     for (int s = 0; s < 2; s++) {
@@ -374,9 +416,7 @@ static void fk_flux_double_block(fk_flux_runner *r, int bi) {
         fk_flux_linear_rows(be, xm, as, n[s], &S[s]->proj);
         fk_flux_gated(be, xs, xm, n[s], C, mod[s] + 2 * C); /* gate1 */
         fk_flux_ln_modulate(be, xm, xs, n[s], C, mod[s] + 3 * C, mod[s] + 4 * C);
-        fk_flux_linear_rows(be, ml, xm, n[s], &S[s]->mlp0);
-        fk_tensor tm = fk_view2(FK_F32, ml, n[s], M);
-        be->gelu_tanh(be, &tm, &tm);
+        fk_flux_linear_act_rows(be, ml, xm, n[s], &S[s]->mlp0, FK_ACT_GELU_TANH);
         fk_flux_linear_rows(be, xm, ml, n[s], &S[s]->mlp2);
         fk_flux_gated(be, xs, xm, n[s], C, mod[s] + 5 * C); /* gate2 */
     }
@@ -396,18 +436,26 @@ static void fk_flux_single_block(fk_flux_runner *r, int bi) {
     fk_flux_linear_rows(be, r->q, r->xmod, L, &S->q);
     fk_flux_linear_rows(be, r->k, r->xmod, L, &S->k);
     fk_flux_linear_rows(be, r->v, r->xmod, L, &S->v);
-    fk_flux_linear_rows(be, r->mlp, r->xmod, L, &S->mlp);
-    if (dbg) fk_flux_emit_fused(r, "dbg.single0.linear1", 0, L, true);
-    fk_flux_qk_norm(r, 0, L, &S->q_scale, &S->k_scale);
-    fk_flux_attention(r);
     fk_tensor tm = fk_view2(FK_F32, r->mlp, L, M);
-    be->gelu_tanh(be, &tm, &tm);
+    if (dbg) { /* the reference's fused projection output, before the GELU */
+        fk_flux_linear_rows(be, r->mlp, r->xmod, L, &S->mlp);
+        fk_flux_emit_fused(r, "dbg.single0.linear1", 0, L, true);
+        be->gelu_tanh(be, &tm, &tm);
+    } else {
+        fk_flux_linear_act_rows(be, r->mlp, r->xmod, L, &S->mlp, FK_ACT_GELU_TANH);
+    }
+    fk_flux_qk_norm_rope(r, 0, L, &S->q_scale, &S->k_scale);
+    fk_flux_attention(r);
     fk_tensor tcat = fk_view2(FK_F32, r->cat, L, C + M);
     fk_tensor ta = fk_view2(FK_F32, r->attn, L, C);
-    be->copy_cols(be, &tcat, 0, &ta, 0, C);
-    be->copy_cols(be, &tcat, C, &tm, 0, M);
-    if (dbg) fk_flux_emit(r, "dbg.single0.linear2_in", r->cat, L, C + M, true);
-    fk_flux_linear_rows(be, r->xmod, r->cat, L, &S->linear2);
+    if (dbg) {
+        be->copy_cols(be, &tcat, 0, &ta, 0, C);
+        be->copy_cols(be, &tcat, C, &tm, 0, M);
+        fk_flux_emit(r, "dbg.single0.linear2_in", r->cat, L, C + M, true);
+    }
+    /* linear2 on [attn | mlp], joined in cat only by backends that need it */
+    fk_tensor txm = fk_view2(FK_F32, r->xmod, L, C);
+    be->linear_cat(be, &txm, &ta, &tm, &S->linear2.w, fk_flux_bias(&S->linear2), &tcat);
     fk_flux_gated(be, r->x, r->xmod, L, C, mod + 2 * C);
     fk_flux_emit_block(r, "single", bi);
 }

@@ -390,6 +390,7 @@ void fk_pipeline_params_init(fk_pipeline_params *p) {
     p->vae_tile = -1;
     p->bf16_text = true;
     p->precision = FK_PREC_F32;
+    p->weight_cache = -1;
 }
 
 /* ---- one run ------------------------------------------------------------------------ */
@@ -661,6 +662,16 @@ static fk_status fk_pl_denoise(fk_pl_run *r) {
 
     /* working memory */
     if ((st = fk_flux_runner_create(ctx, m, r->be, n_img, n_txt, &run))) goto done;
+    if (p->weight_cache > 0 ||
+        (p->weight_cache < 0 && rep->steps - rep->t_start >= FK_PIPELINE_WCACHE_MIN_STEPS)) {
+        double tc = fk_time();
+        /* the packed copies replace the mapped pages of the weights they copy */
+        if ((st = fk_flux_runner_cache_weights(ctx, run, true, &rep->wcache_bytes))) goto done;
+        rep->t_wcache = fk_time() - tc;
+        if (rep->wcache_bytes)
+            fk_log(ctx, FK_LOG_INFO, "transformer weights pre-packed: %.1f MB in %.2f s",
+                   (double)rep->wcache_bytes / 1e6, rep->t_wcache);
+    }
     const fk_flux_plan *plan = fk_flux_runner_plan(run);
     rep->flux_weight_bytes = plan->weight_bytes;
     rep->flux_act_bytes = plan->act_bytes;
@@ -701,6 +712,7 @@ static fk_status fk_pl_denoise(fk_pl_run *r) {
     fk_pipeline_unpack(x.data, 16, r->lh, r->lw, r->latent.data);
     fk_pl_dbg(r, "latent", &r->latent);
 done:
+    if (r->be->uncache_weights) r->be->uncache_weights(r->be); /* before the decoder runs */
     fk_flux_runner_free(run);
     fk_flux_free(m);
     fk_tensor_free(&noise);

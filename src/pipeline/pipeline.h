@@ -109,6 +109,10 @@ typedef struct fk_pipeline_params {
     bool bf16_text;              /* round text embeddings to bf16 like the reference (default on) */
     int precision;               /* CPU matmuls: FK_PREC_F32 (default, the reference) or
                                     FK_PREC_BF16 (AMX tiles; see backend/cpu/cpu.h) */
+    int weight_cache;            /* transformer weights pre-packed for the backend's products
+                                    (fk_flux_runner_cache_weights, the same bits): 1 on, 0 off,
+                                    −1 auto = on when at least FK_PIPELINE_WCACHE_MIN_STEPS
+                                    steps run (packing costs about one step) */
     fk_pipeline_progress_fn progress;
     void *progress_user;
     fk_pipeline_dbg_fn dbg;
@@ -120,6 +124,7 @@ typedef struct fk_pipeline_params {
 void fk_pipeline_params_init(fk_pipeline_params *p);
 
 #define FK_PIPELINE_MAX_STEPS 1000
+#define FK_PIPELINE_WCACHE_MIN_STEPS 8
 
 typedef struct fk_pipeline_report {
     fk_pipeline_model_info model;
@@ -135,6 +140,8 @@ typedef struct fk_pipeline_report {
     int vae_tile;               /* tile side used for decoding (0: untiled) */
     /* seconds per phase */
     double t_text, t_encode, t_denoise, t_decode, t_total;
+    double t_wcache;            /* part of t_denoise: packing the weight cache */
+    uint64_t wcache_bytes;      /* transformer weights held pre-packed (0: not cached) */
     /* memory plan (bytes) */
     uint64_t t5_weight_bytes, t5_buffer_bytes, clip_weight_bytes;
     uint64_t flux_weight_bytes, flux_act_bytes, flux_scratch_bytes;

@@ -242,7 +242,7 @@ static void test_f32_paths(void) {
 
 /* Double-precision attention of the given (f32) operands: out (Lq, H·D). */
 static void attention_ref(double *out, const float *q, const float *k, const float *v, int64_t Lq,
-                          int64_t Lk, int64_t H, int64_t D, double scale) {
+                          int64_t Lk, int64_t H, int64_t D, double scale, const float *bias) {
     double *s = malloc((size_t)Lk * sizeof(double));
     for (int64_t h = 0; h < H; h++)
         for (int64_t l = 0; l < Lq; l++) {
@@ -251,7 +251,7 @@ static void attention_ref(double *out, const float *q, const float *k, const flo
                 double d = 0;
                 for (int64_t e = 0; e < D; e++)
                     d += (double)q[(l * H + h) * D + e] * (double)k[(j * H + h) * D + e];
-                s[j] = d * scale;
+                s[j] = d * scale + (bias ? (double)bias[(h * Lq + l) * Lk + j] : 0.0);
                 mx = s[j] > mx ? s[j] : mx;
             }
             for (int64_t j = 0; j < Lk; j++) sum += (s[j] = exp(s[j] - mx));
@@ -281,24 +281,31 @@ static void attention_ref(double *out, const float *q, const float *k, const flo
  *   perturbs the weights by that relative amount: below 0.0007 on o.
  * Independent, they add in quadrature: sqrt(0.00148² + 0.00226² + 0.0007²)
  * = 0.0028 at most; the test allows 1.5 × that (0.0042), far below what a
- * wrong tile layout or a softmax bug gives (O(1)). */
-static void test_attention_case(int64_t Lq, int64_t Lk, int64_t H, int64_t D) {
+ * wrong tile layout or a softmax bug gives (O(1)).
+ * With a bias (T5's relative positions; here uniform in (-1, 1), exact in
+ * f32 and added before the max): the weights p spread over a few more
+ * binades, the bound above (the worst case of the p distribution) still
+ * holds; a transposed or misplaced bias changes o by O(1). */
+static void test_attention_case(int64_t Lq, int64_t Lk, int64_t H, int64_t D, bool with_bias) {
     const int64_t nq = Lq * H * D, nk = Lk * H * D;
     float *q = tu_alloc(nq), *k = tu_alloc(nk), *v = tu_alloc(nk);
-    float *o0 = tu_alloc(nq), *o1 = tu_alloc(nq);
+    float *o0 = tu_alloc(nq), *o1 = tu_alloc(nq), *bias = tu_alloc(H * Lq * Lk);
     double *ref = malloc((size_t)nq * sizeof(double));
     tu_fill(q, nq, -1, 1);
     tu_fill(k, nk, -1, 1);
     tu_fill(v, nk, -1, 1);
+    tu_fill(bias, H * Lq * Lk, -1, 1);
+    fk_tensor tb = fk_view3(FK_F32, bias, H, Lq, Lk);
+    const fk_tensor *b = with_bias ? &tb : NULL;
     const float scale = 1.0f / sqrtf((float)D);
-    attention_ref(ref, q, k, v, Lq, Lk, H, D, (double)scale);
+    attention_ref(ref, q, k, v, Lq, Lk, H, D, (double)scale, with_bias ? bias : NULL);
     fk_tensor tq = fk_view3(FK_F32, q, Lq, H, D), tk = fk_view3(FK_F32, k, Lk, H, D);
     fk_tensor tv = fk_view3(FK_F32, v, Lk, H, D), to0 = fk_view2(FK_F32, o0, Lq, H * D);
     fk_tensor to1 = fk_view2(FK_F32, o1, Lq, H * D);
     fk_backend *be = bf16_backend(1, FK_CPU_BF16_AMX);
     CHECK(be->attention == fk_cpu_attention_bf16);
     for (int64_t i = 0; i < nq; i++) o0[i] = NAN;
-    be->attention(be, &to0, &tq, &tk, &tv, NULL, scale, false);
+    be->attention(be, &to0, &tq, &tk, &tv, b, scale, false);
     double num = 0, den = 0;
     for (int64_t i = 0; i < nq; i++) {
         double d = (double)o0[i] - ref[i];
@@ -306,15 +313,17 @@ static void test_attention_case(int64_t Lq, int64_t Lk, int64_t H, int64_t D) {
         den += ref[i] * ref[i];
     }
     double rel = sqrt(num / den), bound = 1.5 * 0.0028;
-    printf("  amx attention Lq=%lld Lk=%lld H=%lld D=%lld: relative L2 %.5f (bound %.4f)\n",
-           (long long)Lq, (long long)Lk, (long long)H, (long long)D, rel, bound);
-    CHECKF(rel <= bound, "amx attention Lq=%lld Lk=%lld H=%lld D=%lld: relative L2 %.5f > %.4f",
-           (long long)Lq, (long long)Lk, (long long)H, (long long)D, rel, bound);
+    printf("  amx attention Lq=%lld Lk=%lld H=%lld D=%lld%s: relative L2 %.5f (bound %.4f)\n",
+           (long long)Lq, (long long)Lk, (long long)H, (long long)D, with_bias ? " +bias" : "", rel,
+           bound);
+    CHECKF(rel <= bound, "amx attention Lq=%lld Lk=%lld H=%lld D=%lld%s: relative L2 %.5f > %.4f",
+           (long long)Lq, (long long)Lk, (long long)H, (long long)D, with_bias ? " +bias" : "", rel,
+           bound);
     be->destroy(be);
     for (int nt = 2; nt <= 3; nt++) {
         fk_backend *bt = bf16_backend(nt, FK_CPU_BF16_AMX);
         for (int64_t i = 0; i < nq; i++) o1[i] = NAN;
-        bt->attention(bt, &to1, &tq, &tk, &tv, NULL, scale, false);
+        bt->attention(bt, &to1, &tq, &tk, &tv, b, scale, false);
         CHECKF(tu_same_bits(o0, o1, (size_t)nq * 4),
                "amx attention Lq=%lld Lk=%lld: %d threads differ bitwise from 1", (long long)Lq,
                (long long)Lk, nt);
@@ -325,11 +334,12 @@ static void test_attention_case(int64_t Lq, int64_t Lk, int64_t H, int64_t D) {
     fk_free(v);
     fk_free(o0);
     fk_free(o1);
+    fk_free(bias);
     free(ref);
 }
 
-/* Cases the AMX attention hands to the f32 reference (bias, causal, D not a
- * multiple of 32, attention switched off): the reference's bits. */
+/* Cases the AMX attention hands to the f32 reference (causal with a bias,
+ * causal, D not a multiple of 32, attention switched off): the reference's bits. */
 static void test_attention_fallbacks(void) {
     const int64_t Lq = 40, Lk = 50, H = 2;
     for (int c = 0; c < 4; c++) {
@@ -346,7 +356,7 @@ static void test_attention_fallbacks(void) {
         fk_tensor tv = fk_view3(FK_F32, v, Lk, H, D), tb = fk_view3(FK_F32, bias, H, Lq, Lk);
         fk_tensor to0 = fk_view2(FK_F32, o0, Lq, H * D), to1 = fk_view2(FK_F32, o1, Lq, H * D);
         const fk_tensor *b = c == 0 ? &tb : NULL;
-        bool causal = c == 1;
+        bool causal = c <= 1;
         fk_backend *ref = fk_backend_cpu_create(2), *be = bf16_backend(2, FK_CPU_BF16_AMX);
         if (c == 3) {
             fk_backend_cpu_set_bf16_attention(be, false);
@@ -355,7 +365,7 @@ static void test_attention_fallbacks(void) {
         ref->attention(ref, &to0, &tq, &tk, &tv, b, 0.125f, causal);
         be->attention(be, &to1, &tq, &tk, &tv, b, 0.125f, causal);
         CHECKF(tu_same_bits(o0, o1, (size_t)nq * 4),
-               "attention case %d (bias / causal / D=24 / off): not the f32 reference bits", c);
+               "attention case %d (causal+bias / causal / D=24 / off): not the f32 reference bits", c);
         ref->destroy(ref);
         be->destroy(be);
         fk_free(q);
@@ -397,10 +407,14 @@ int main(void) {
     }
     if (fk_cpu_bf16_kernel_available(FK_CPU_BF16_AMX)) {
         test_attention_fallbacks();
-        test_attention_case(64, 64, 2, 128);  /* one block */
-        test_attention_case(37, 45, 3, 32);   /* partial blocks everywhere */
-        test_attention_case(150, 200, 2, 96); /* several query and key blocks */
-        test_attention_case(129, 77, 1, 256); /* the largest D */
+        test_attention_case(64, 64, 2, 128, false);  /* one block */
+        test_attention_case(37, 45, 3, 32, false);   /* partial blocks everywhere */
+        test_attention_case(150, 200, 2, 96, false); /* several query and key blocks */
+        test_attention_case(129, 77, 1, 256, false);
+        test_attention_case(100, 90, 1, 512, false); /* the largest D (the VAE's mid block) */
+        test_attention_case(40, 50, 2, 320, true);   /* two d blocks of unequal width */
+        test_attention_case(64, 64, 2, 64, true);    /* with a bias (T5) */
+        test_attention_case(150, 200, 3, 64, true);  /* bias, partial blocks, tails */
     }
     if (n_kernels == 0)
         printf("no bf16 kernel on this machine: only the f32 fallback was tested\n");

@@ -69,6 +69,7 @@
 #include "core/cpu_features.h"
 
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 /* Blocking (elements; measured best of 128..512 on the DiT shapes). KC:
@@ -98,6 +99,7 @@ const char *fk_cpu_bf16_kernel_name(fk_cpu_bf16_kernel k) {
  * the TLB missing). */
 #if defined(__linux__)
 #include <sys/mman.h>
+#include <unistd.h>
 #define FK_BF16_HUGE ((size_t)2 << 20)
 static void *fk_bf16_ws_alloc(size_t bytes) {
     size_t len = (bytes + FK_BF16_HUGE - 1) & ~(FK_BF16_HUGE - 1);
@@ -130,6 +132,55 @@ bool fk_cpu_bf16_ws_reserve(fk_cpu_impl *impl, uint64_t need) {
     impl->bf16_ws_bytes = (size_t)need;
     return true;
 }
+
+/* ---- weight cache (be->cache_weight) ----
+ * Pre-packed copies of weights in the layout of the B panels (VNNI tiles,
+ * see the header), for all N columns at once: K block pc at pc·Np, in it the
+ * 16-column strips one after the other (column jc at jc·kcp), so any 32-column
+ * range of any K block is a valid B block for the micro-kernels and the
+ * product skips its packing step. Keyed by (data pointer, dtype, N, K): a
+ * linear whose weight matches reads the copy. One 2 MB-aligned mapping per
+ * weight. */
+typedef struct fk_bf16_wc_entry {
+    const void *data;
+    fk_dtype dt;
+    int64_t N, K;
+    uint16_t *pk; /* (Kp / KC blocks, Np, kcp) bf16 */
+    size_t bytes;
+} fk_bf16_wc_entry;
+
+typedef struct fk_bf16_wcache {
+    fk_bf16_wc_entry *e;
+    int n, cap;
+    size_t bytes;
+} fk_bf16_wcache;
+
+static const uint16_t *fk_bf16_wcache_find(const fk_cpu_impl *impl, const void *data, fk_dtype dt,
+                                           int64_t N, int64_t K) {
+    const fk_bf16_wcache *wc = impl->wcache;
+    if (!wc) return NULL;
+    for (int i = 0; i < wc->n; i++) {
+        const fk_bf16_wc_entry *e = &wc->e[i];
+        if (e->data == data && e->dt == dt && e->N == N && e->K == K) return e->pk;
+    }
+    return NULL;
+}
+
+void fk_cpu_wcache_free(fk_cpu_impl *impl) {
+    fk_bf16_wcache *wc = impl->wcache;
+    if (!wc) return;
+    for (int i = 0; i < wc->n; i++) fk_bf16_ws_free(wc->e[i].pk, wc->e[i].bytes);
+    free(wc->e);
+    free(wc);
+    impl->wcache = NULL;
+}
+
+size_t fk_cpu_wcache_bytes(const fk_backend *be) {
+    const fk_bf16_wcache *wc = fk_cpu_impl_of(be)->wcache;
+    return wc ? wc->bytes : 0;
+}
+
+void fk_cpu_uncache_weights(fk_backend *be) { fk_cpu_wcache_free(fk_cpu_impl_of(be)); }
 
 #if defined(__x86_64__)
 #include <immintrin.h>
@@ -174,24 +225,86 @@ __attribute__((target(FK_BF16_TARGET))) static inline __m512i fk_bf16_cvt32(cons
     return (__m512i)_mm512_cvtne2ps_pbh(hi, lo); /* hi → upper 16 bf16 */
 }
 
-/* Rows [s·16, s·16 + 16) of a (f32 (M, K), row stride lda) into packed A
+/* The A operand: columns [0, k1) from a (row stride lda), columns [k1, K)
+ * from a2 (row stride lda2; a2 == NULL: k1 == K, everything from a). */
+typedef struct fk_bf16_asrc {
+    const float *a, *a2;
+    int64_t lda, lda2, k1;
+} fk_bf16_asrc;
+
+/* Rows [s·16, s·16 + 16) of A (f32 (M, K), see fk_bf16_asrc) into packed A
  * strip s of every K block (see the header). */
 __attribute__((target(FK_BF16_TARGET))) static void
-fk_bf16_pack_a_strip(uint16_t *ap, const float *a, int64_t lda, int64_t M, int64_t K, int64_t Mp,
+fk_bf16_pack_a_strip(uint16_t *ap, const fk_bf16_asrc *src, int64_t M, int64_t K, int64_t Mp,
                      int64_t Kp, int64_t s) {
+    const int64_t k1 = src->k1;
     for (int64_t pc = 0; pc < Kp; pc += FK_BF16_KC) {
         int64_t kcp = fk_bf16_min(FK_BF16_KC, Kp - pc);
         uint16_t *strip = ap + pc * Mp + s * 16 * kcp; /* (kcp / 32, 16, 32) */
         for (int64_t i = 0; i < 16; i++) {
             int64_t m = s * 16 + i;
+            const float *r1 = src->a + m * src->lda;
+            const float *r2 = src->a2 ? src->a2 + m * src->lda2 : NULL;
             for (int64_t t = 0; t < kcp / 32; t++) {
                 int64_t k0 = pc + 32 * t;
-                __m512i v =
-                    m < M ? fk_bf16_cvt32(a + m * lda + k0, K - k0) : _mm512_setzero_si512();
+                __m512i v;
+                if (m >= M) {
+                    v = _mm512_setzero_si512();
+                } else if (k0 + 32 <= k1) {
+                    v = fk_bf16_cvt32(r1 + k0, 32);
+                } else if (k0 >= k1) {
+                    v = fk_bf16_cvt32(r2 + (k0 - k1), K - k0);
+                } else { /* a chunk across the two sources */
+                    float tmp[32];
+                    for (int64_t j = 0; j < 32; j++)
+                        tmp[j] = k0 + j < k1 ? r1[k0 + j] : k0 + j < K ? r2[k0 + j - k1] : 0.0f;
+                    v = fk_bf16_cvt32(tmp, 32);
+                }
                 _mm512_storeu_si512(strip + t * 512 + i * 32, v);
             }
         }
     }
+}
+
+/* 16 fp8 e4m3 values → f32, exactly: normal values by moving the exponent
+ * (bias 7 → 127) in integer arithmetic, subnormals (exponent 0) as m·2^-9
+ * (no f32 denormal ever enters an arithmetic instruction: they would cost
+ * microcode assists), NaN (S.1111.111) → NaN. */
+__attribute__((target(FK_BF16_TARGET))) static inline __m512 fk_bf16_e4m3x16(__m128i b) {
+    __m512i x = _mm512_cvtepu8_epi32(b);
+    __m512i mag = _mm512_and_si512(x, _mm512_set1_epi32(0x7f));
+    __m512 vn = _mm512_castsi512_ps(
+        _mm512_add_epi32(_mm512_slli_epi32(mag, 20), _mm512_set1_epi32(120 << 23)));
+    __m512 vs = _mm512_mul_ps(_mm512_cvtepi32_ps(mag), _mm512_set1_ps(0x1p-9f));
+    __m512 v = _mm512_mask_mov_ps(vn, _mm512_cmplt_epu32_mask(mag, _mm512_set1_epi32(8)), vs);
+    __m512i sign = _mm512_slli_epi32(_mm512_and_si512(x, _mm512_set1_epi32(0x80)), 24);
+    v = _mm512_castsi512_ps(_mm512_or_si512(_mm512_castps_si512(v), sign));
+    return _mm512_mask_mov_ps(v, _mm512_cmpeq_epi32_mask(mag, _mm512_set1_epi32(0x7f)),
+                              _mm512_set1_ps(__builtin_nanf("")));
+}
+
+/* 32 weights of dtype dt at src (kn of them valid, the rest read as 0) →
+ * 32 bf16, for the fp8 and f16 dtypes: decoded exactly to f32 in registers,
+ * then rounded to bf16 (exact for fp8). e5m2 is the upper byte of an f16. */
+__attribute__((target(FK_BF16_TARGET))) static inline __m512i
+fk_bf16_cvt32_narrow(const char *src, fk_dtype dt, __mmask32 km) {
+    __m512 lo, hi;
+    if (dt == FK_F16) {
+        __m512i h = _mm512_maskz_loadu_epi16(km, src);
+        lo = _mm512_cvtph_ps(_mm512_castsi512_si256(h));
+        hi = _mm512_cvtph_ps(_mm512_extracti64x4_epi64(h, 1));
+    } else {
+        __m256i b = _mm256_maskz_loadu_epi8(km, src);
+        if (dt == FK_F8_E4M3) {
+            lo = fk_bf16_e4m3x16(_mm256_castsi256_si128(b));
+            hi = fk_bf16_e4m3x16(_mm256_extracti128_si256(b, 1));
+        } else { /* FK_F8_E5M2 */
+            __m512i h = _mm512_slli_epi16(_mm512_cvtepu8_epi16(b), 8);
+            lo = _mm512_cvtph_ps(_mm512_castsi512_si256(h));
+            hi = _mm512_cvtph_ps(_mm512_extracti64x4_epi64(h, 1));
+        }
+    }
+    return (__m512i)_mm512_cvtne2ps_pbh(hi, lo);
 }
 
 /* Packing a B panel, one VNNI tile (a "unit") at a time, so the work can be
@@ -249,7 +362,8 @@ __attribute__((target(FK_BF16_TARGET))) static void fk_bf16_bpack_run(fk_bf16_bp
             for (int64_t i = 0; i < 16 && (j + 1) * 16 + i < st->nc; i++)
                 _mm_prefetch(nx + (size_t)(i * st->ldb) * esz, _MM_HINT_T0);
         }
-        if (st->bdt != FK_BF16 && st->bdt != FK_F32)
+        const bool narrow = st->bdt == FK_F16 || st->bdt == FK_F8_E4M3 || st->bdt == FK_F8_E5M2;
+        if (st->bdt != FK_BF16 && st->bdt != FK_F32 && !narrow)
             for (int64_t i = 0; i < cols && kn > 0; i++)
                 fk_convert_to_f32(rows + i * 32, b0 + (size_t)(i * st->ldb) * esz, st->bdt,
                                   (size_t)fk_bf16_min(32, kn));
@@ -265,6 +379,9 @@ __attribute__((target(FK_BF16_TARGET))) static void fk_bf16_bpack_run(fk_bf16_bp
                 _mm_prefetch(src + FK_BF16_PF_TILES * 128, _MM_HINT_T0);
                 _mm_prefetch(src + FK_BF16_PF_TILES * 128 + 64, _MM_HINT_T0);
                 r[i] = fk_bf16_cvt32((const float *)src, kn);
+            } else if (narrow) {
+                _mm_prefetch(src + FK_BF16_PF_TILES * 32 * (int64_t)esz, _MM_HINT_T0);
+                r[i] = fk_bf16_cvt32_narrow(src, st->bdt, km);
             } else {
                 r[i] = fk_bf16_cvt32(rows + i * 32, kn);
             }
@@ -285,6 +402,7 @@ typedef struct fk_bf16_cstore {
     int64_t ldc, mc, nc, ncp;
     const float *bb; /* (nc) or NULL */
     int64_t row;     /* next row; == mc when done */
+    fk_act act;      /* applied after the bias (fk_cpu_act_row: the bits of the op) */
 } fk_bf16_cstore;
 
 __attribute__((target(FK_BF16_TARGET))) static void fk_bf16_cstore_run(fk_bf16_cstore *st,
@@ -293,12 +411,29 @@ __attribute__((target(FK_BF16_TARGET))) static void fk_bf16_cstore_run(fk_bf16_c
         int64_t i = st->row;
         float *cr = st->c + i * st->ldc; /* (nc) */
         const float *pr = st->cp + (i / 32) * (st->ncp / 32) * 1024 + (i % 32) * 32;
+        float row[FK_BF16_NC]; /* the row with bias, for the activation */
+        if (st->act != FK_ACT_NONE) {
+            for (int64_t j0 = 0; j0 < st->nc; j0 += 16) {
+                __m512 v = _mm512_loadu_ps(pr + (j0 / 32) * 1024 + (j0 % 32));
+                if (st->bb) {
+                    __mmask16 mk = (__mmask16)((1u << fk_bf16_min(16, st->nc - j0)) - 1u);
+                    v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(mk, st->bb + j0));
+                }
+                _mm512_storeu_ps(row + j0, v);
+            }
+            fk_cpu_act_row(FK_CPU_ISA_AVX512, st->act, row, row, st->nc);
+        }
         for (int64_t j0 = 0; j0 < st->nc; j0 += 16) {
             const float *src = pr + (j0 / 32) * 1024 + (j0 % 32);
             int64_t w = fk_bf16_min(16, st->nc - j0);
             __mmask16 mk = (__mmask16)((1u << w) - 1u);
-            __m512 v = _mm512_loadu_ps(src);
-            if (st->bb) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(mk, st->bb + j0));
+            __m512 v;
+            if (st->act != FK_ACT_NONE) {
+                v = _mm512_loadu_ps(row + j0);
+            } else {
+                v = _mm512_loadu_ps(src);
+                if (st->bb) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(mk, st->bb + j0));
+            }
             if (w == 16 && ((uintptr_t)(cr + j0) & 63) == 0)
                 _mm512_stream_ps(cr + j0, v);
             else
@@ -422,6 +557,9 @@ typedef struct fk_bf16_args {
     float *c; /* (M, N), row stride ldc */
     int64_t ldc;
     fk_bf16_micro_fn micro;
+    fk_act act; /* applied to c as it is stored */
+    const uint16_t *bpk; /* b pre-packed (weight cache), or NULL: packed per panel */
+    int64_t Np;          /* bpk: round32(N); K block pc at pc·Np, column jc at jc·kcp in it */
 } fk_bf16_args;
 
 /* Rows [m0, m1) × columns [n0, n1) of c (m0, n0 multiples of 32), in panels
@@ -440,15 +578,19 @@ static void fk_bf16_task(const fk_bf16_args *g, float *rows, uint16_t *const wp[
     fk_bf16_bpack pk;
     fk_bf16_cstore cs = {0};
     int pw = 0, pcb = 0; /* current B panel, current C panel */
-    fk_bf16_bpack_init(&pk, wp[0], (const char *)g->b + (size_t)(n0 * g->ldb) * esz, g->bdt, g->ldb,
-                       fk_bf16_min(FK_BF16_NC, n1 - n0), g->K, g->Kp);
-    fk_bf16_bpack_run(&pk, pk.units, rows); /* the first panel up front */
+    if (g->bpk) {
+        pk.units = pk.unit = 0; /* nothing to pack */
+    } else {
+        fk_bf16_bpack_init(&pk, wp[0], (const char *)g->b + (size_t)(n0 * g->ldb) * esz, g->bdt,
+                           g->ldb, fk_bf16_min(FK_BF16_NC, n1 - n0), g->K, g->Kp);
+        fk_bf16_bpack_run(&pk, pk.units, rows); /* the first panel up front */
+    }
     for (int64_t jc = n0; jc < n1; jc += FK_BF16_NC) {
         int64_t nc = fk_bf16_min(FK_BF16_NC, n1 - jc), ncp = fk_bf16_round32(nc);
         const uint16_t *wcur = wp[pw];
         float *bias = g->bias ? bb + (jc - n0) : NULL; /* bb holds the bias of [n0, n1) */
         /* the next panel, packed in the background */
-        if (jc + nc < n1)
+        if (jc + nc < n1 && !g->bpk)
             fk_bf16_bpack_init(&pk, wp[pw ^ 1],
                                (const char *)g->b + (size_t)((jc + nc) * g->ldb) * esz, g->bdt,
                                g->ldb, fk_bf16_min(FK_BF16_NC, n1 - jc - nc), g->K, g->Kp);
@@ -463,7 +605,8 @@ static void fk_bf16_task(const fk_bf16_args *g, float *rows, uint16_t *const wp[
             for (int64_t pc = 0; pc < g->Kp; pc += FK_BF16_KC) {
                 int64_t kcp = fk_bf16_min(FK_BF16_KC, g->Kp - pc), str = 16 * kcp;
                 const uint16_t *ablk = g->ap + pc * g->Mp + (ic / 16) * str; /* (mcp × kcp) */
-                const uint16_t *bblk = wcur + pc * ncp;                      /* (ncp × kcp) */
+                const uint16_t *bblk = g->bpk ? g->bpk + pc * g->Np + jc * kcp
+                                              : wcur + pc * ncp; /* (ncp × kcp) */
                 /* prefetch (to L2) the blocks of the next step, spread over this
                  * step's micro-kernel calls: first packed A, then packed B */
                 const char *pxa = NULL, *pxb = NULL;
@@ -472,13 +615,14 @@ static void fk_bf16_task(const fk_bf16_args *g, float *rows, uint16_t *const wp[
                     int64_t k2 = fk_bf16_min(FK_BF16_KC, g->Kp - pc - FK_BF16_KC);
                     pxa = (const char *)(g->ap + (pc + FK_BF16_KC) * g->Mp + (ic / 16) * 16 * k2);
                     xa = mcp * k2 * 2;
-                    pxb = (const char *)(wcur + (pc + FK_BF16_KC) * ncp);
+                    pxb = g->bpk ? (const char *)(g->bpk + (pc + FK_BF16_KC) * g->Np + jc * k2)
+                                 : (const char *)(wcur + (pc + FK_BF16_KC) * ncp);
                     xb = ncp * k2 * 2;
                 } else if (ic + FK_BF16_MC < m1p) {
                     int64_t k2 = fk_bf16_min(FK_BF16_KC, g->Kp);
                     pxa = (const char *)(g->ap + ((ic + FK_BF16_MC) / 16) * 16 * k2);
                     xa = fk_bf16_min(FK_BF16_MC, m1p - ic - FK_BF16_MC) * k2 * 2;
-                    pxb = (const char *)wcur;
+                    pxb = g->bpk ? (const char *)(g->bpk + jc * k2) : (const char *)wcur;
                     xb = ncp * k2 * 2;
                 }
                 int64_t ncall = (mcp / 32) * (ncp / 32), steps = kcp / 32;
@@ -509,7 +653,7 @@ static void fk_bf16_task(const fk_bf16_args *g, float *rows, uint16_t *const wp[
             fk_bf16_cstore_run(&cs, cs.mc - cs.row); /* the rest of the previous panel */
             fk_bf16_cstore c2 = {
                 ccur, g->c + ic * g->ldc + jc, g->ldc, fk_bf16_min(mcp, g->M - ic), nc, ncp, bias,
-                0};
+                0, g->act};
             cs = c2; /* stored during the next block */
             pcb ^= 1;
         }
@@ -519,19 +663,102 @@ static void fk_bf16_task(const fk_bf16_args *g, float *rows, uint16_t *const wp[
     fk_bf16_cstore_run(&cs, cs.mc - cs.row);
 }
 
-static void fk_bf16_pack_a_all(const fk_backend *be, const float *a, int64_t lda, int64_t M,
+/* Map the pages of a new cache entry and of its source in one system call
+ * each (Linux >= 5.14; a hint, ignored elsewhere): page faults one 4 KB
+ * page at a time made packing several times slower than the copy itself. */
+static void fk_bf16_prefault(void *dst, size_t dbytes, const void *src, size_t sbytes) {
+#if defined(__linux__) && defined(MADV_POPULATE_WRITE) && defined(MADV_POPULATE_READ)
+    long pg = sysconf(_SC_PAGESIZE);
+    if (pg <= 0) return;
+    uintptr_t a = (uintptr_t)src & ~((uintptr_t)pg - 1);
+    uintptr_t e = ((uintptr_t)src + sbytes + (uintptr_t)pg - 1) & ~((uintptr_t)pg - 1);
+    (void)madvise((void *)a, e - a, MADV_POPULATE_READ);
+    (void)madvise(dst, (dbytes + FK_BF16_HUGE - 1) & ~(FK_BF16_HUGE - 1), MADV_POPULATE_WRITE);
+#else
+    (void)dst, (void)dbytes, (void)src, (void)sbytes;
+#endif
+}
+
+/* Pack all of w (N, K) into the cache layout (pk, Np·Kp bf16), strips in parallel. */
+static void fk_bf16_pack_weight(const fk_backend *be, uint16_t *pk, const void *w, fk_dtype dt,
+                                int64_t N, int64_t K) {
+    int64_t Kp = fk_bf16_round32(K), Np = fk_bf16_round32(N);
+    int64_t strips = Np / 16, kts = Kp / 32;
+    int nt = fk_cpu_impl_of(be)->n_threads;
+    (void)nt;
+    FK_CPU_PARALLEL_FOR(nt)
+    for (int64_t j = 0; j < strips; j++) {
+        fk_bf16_bpack st;
+        fk_bf16_bpack_init(&st, pk, w, dt, K, N, K, Kp);
+        st.unit = j * kts;
+        fk_bf16_bpack_run(&st, kts, fk_cpu_scratch(be, fk_cpu_thread_id()));
+    }
+}
+
+size_t fk_cpu_cache_weight(fk_backend *be, const fk_tensor *w) {
+    fk_cpu_impl *impl = fk_cpu_impl_of(be);
+    if (impl->precision != FK_PREC_BF16 || impl->bf16_kernel == FK_CPU_BF16_NONE) return 0;
+    if (!w || w->ndim != 2 || w->device != FK_DEVICE_CPU || !fk_cpu_weight_dtype_ok(w->dtype) ||
+        w->dtype == FK_F64)
+        return 0;
+    int64_t N = w->shape[0], K = w->shape[1];
+    if (N < 32 || K < 32 || (double)N * (double)K < 65536.0) return 0; /* not worth a mapping */
+    fk_bf16_wcache *wc = impl->wcache;
+    if (!wc) {
+        wc = calloc(1, sizeof(*wc));
+        if (!wc) return 0;
+        impl->wcache = wc;
+    }
+    for (int i = 0; i < wc->n; i++)
+        if (wc->e[i].data == w->data && wc->e[i].dt == w->dtype && wc->e[i].N == N &&
+            wc->e[i].K == K)
+            return wc->e[i].bytes;
+    if (wc->n == wc->cap) {
+        int cap = wc->cap ? 2 * wc->cap : 64;
+        fk_bf16_wc_entry *e = realloc(wc->e, (size_t)cap * sizeof(*e));
+        if (!e) return 0;
+        wc->e = e;
+        wc->cap = cap;
+    }
+    size_t bytes = (size_t)fk_bf16_round32(N) * (size_t)fk_bf16_round32(K) * 2;
+    uint16_t *pk = fk_bf16_ws_alloc(bytes);
+    if (!pk) return 0;
+    fk_cpu_not_nested();
+    fk_bf16_prefault(pk, bytes, w->data, (size_t)(N * K) * fk_dtype_size(w->dtype));
+    fk_bf16_pack_weight(be, pk, w->data, w->dtype, N, K);
+    wc->e[wc->n++] = (fk_bf16_wc_entry){w->data, w->dtype, N, K, pk, bytes};
+    wc->bytes += bytes;
+    return bytes;
+}
+
+static void fk_bf16_pack_a_all(const fk_backend *be, const fk_bf16_asrc *src, int64_t M,
                                int64_t K, int64_t Mp, int64_t Kp, uint16_t *ap) {
     int nt = fk_cpu_impl_of(be)->n_threads;
     int64_t ns = Mp / 16;
     if ((double)Mp * (double)Kp < 65536.0) nt = 1;
     (void)nt;
     FK_CPU_PARALLEL_FOR(nt)
-    for (int64_t s = 0; s < ns; s++) fk_bf16_pack_a_strip(ap, a, lda, M, K, Mp, Kp, s);
+    for (int64_t s = 0; s < ns; s++) fk_bf16_pack_a_strip(ap, src, M, K, Mp, Kp, s);
 }
 
 bool fk_cpu_gemm_bf16(fk_backend *be, int64_t M, int64_t N, int64_t K, const float *a, int64_t lda,
                       const void *b, fk_dtype bdt, int64_t ldb, const void *bias, fk_dtype bias_dt,
                       float *c, int64_t ldc) {
+    return fk_cpu_gemm_bf16_act(be, M, N, K, a, lda, b, bdt, ldb, bias, bias_dt, c, ldc,
+                                FK_ACT_NONE);
+}
+
+bool fk_cpu_gemm_bf16_act(fk_backend *be, int64_t M, int64_t N, int64_t K, const float *a,
+                          int64_t lda, const void *b, fk_dtype bdt, int64_t ldb, const void *bias,
+                          fk_dtype bias_dt, float *c, int64_t ldc, fk_act act) {
+    return fk_cpu_gemm_bf16_cat(be, M, N, K, a, lda, NULL, 0, K, b, bdt, ldb, bias, bias_dt, c, ldc,
+                                act);
+}
+
+bool fk_cpu_gemm_bf16_cat(fk_backend *be, int64_t M, int64_t N, int64_t K, const float *a,
+                          int64_t lda, const float *a2, int64_t lda2, int64_t k1, const void *b,
+                          fk_dtype bdt, int64_t ldb, const void *bias, fk_dtype bias_dt, float *c,
+                          int64_t ldc, fk_act act) {
     fk_cpu_impl *impl = fk_cpu_impl_of(be);
     fk_cpu_bf16_kernel kern = impl->bf16_kernel;
     if (kern == FK_CPU_BF16_NONE || M <= 0 || N <= 0 || K <= 0) return false;
@@ -550,7 +777,8 @@ bool fk_cpu_gemm_bf16(fk_backend *be, int64_t M, int64_t N, int64_t K, const flo
         return false;
     if (!fk_cpu_bf16_ws_reserve(impl, need)) return false; /* caller falls back to the f32 path */
     uint16_t *ap = impl->bf16_ws, *wpanels = ap + a_el;
-    fk_bf16_pack_a_all(be, a, lda, M, K, Mp, Kp, ap);
+    fk_bf16_asrc asrc = {a, a2, lda, lda2, a2 ? k1 : K};
+    fk_bf16_pack_a_all(be, &asrc, M, K, Mp, Kp, ap);
 
     fk_bf16_args g = {M,       N,
                       K,       Mp,
@@ -558,7 +786,11 @@ bool fk_cpu_gemm_bf16(fk_backend *be, int64_t M, int64_t N, int64_t K, const flo
                       b,       bdt,
                       ldb,     bias,
                       bias_dt, c,
-                      ldc,     kern == FK_CPU_BF16_AMX ? fk_bf16_micro_amx : fk_bf16_micro_avx512};
+                      ldc,     kern == FK_CPU_BF16_AMX ? fk_bf16_micro_amx : fk_bf16_micro_avx512,
+                      act,     NULL,
+                      0};
+    if (ldb == K) g.bpk = fk_bf16_wcache_find(impl, b, bdt, N, K);
+    g.Np = fk_bf16_round32(N);
     /* Split the output in units of 32: columns first (each thread then packs
      * a disjoint part of B), rows when there are too few column units. */
     int64_t np = fk_bf16_round32(N) / 32, mp = Mp / 32;
@@ -599,8 +831,8 @@ bool fk_cpu_gemm_bf16(fk_backend *be, int64_t M, int64_t N, int64_t K, const flo
  * horizontal max / sum, one exp per 16 scores, α for 16 rows in one go).
  * One task = head h × FK_ATT16_BQ query rows; keys in blocks of FK_ATT16_BK:
  *   Sᵀ (bk, bq) = bf16(K_h) · bf16(Q_h)ᵀ    tdpbf16ps, f32 accumulation over d
- *   per query: m' = max(m, scale·max_j s);  α = exp(m − m');
- *              p = exp(s·scale − m') (one fma);  l = l·α + Σ_j p (f32 per
+ *   per query (in base 2, c = scale·log2 e): m' = max(m, c·max_j s);
+ *              α = 2^(m − m');  p = 2^(s·c − m') (one fma);  l = l·α + Σ_j p (f32 per
  *              block, then double);  Oᵀ ← Oᵀ·α
  *   Oᵀ (D, bq) += bf16(V_h)ᵀ · bf16(P)ᵀ     tdpbf16ps, f32 accumulation over j
  *   out = (Oᵀ)ᵀ / l
@@ -608,15 +840,18 @@ bool fk_cpu_gemm_bf16(fk_backend *be, int64_t M, int64_t N, int64_t K, const flo
  * Vᵀ as A tiles (16 d × 32 keys); per task Qᵀ as VNNI B tiles (over d
  * pairs, 16 queries); per block Pᵀ as VNNI B tiles (over key pairs).
  * Each task is independent and computed in a fixed order: bitwise identical
- * for any thread count. Handles bias == NULL, non-causal, scale > 0, D a
- * multiple of 32 up to 256 (FLUX: D = 128); anything else goes to the f32
- * reference.
+ * for any thread count. Handles non-causal attention with scale > 0, D a
+ * multiple of 32 up to 512 (FLUX: D = 128, T5: 64, the autoencoder's mid
+ * block: 512) and an optional f32 bias
+ * (H, Lq, Lk) (T5's relative positions: each 16 × 16 block of it is
+ * transposed into Sᵀ, St = s·scale + biasᵀ, before the max); anything else
+ * goes to the f32 reference.
  * Error (tests/unit/test_ops_cpu_amx.c): q, k, v and p rounded to bf16,
  * about 0.25 % relative L2 on the output for random inputs. */
 
 #define FK_ATT16_BQ 64  /* query rows per task (multiple of 32) */
 #define FK_ATT16_BK 128 /* keys per softmax block (multiple of 32) */
-#define FK_ATT16_DMAX 256
+#define FK_ATT16_DMAX 512
 
 typedef struct fk_att16_args {
     int64_t Lq, Lk, Lkp, H, D;
@@ -624,28 +859,30 @@ typedef struct fk_att16_args {
     const uint16_t *kp, *vp; /* packed K, Vᵀ: (H, Lkp·D) each */
     float *out;              /* (Lq, H·D) */
     float scale;
+    const float *bias;       /* (H, Lq, Lk) added to the scaled scores, or NULL */
 } fk_att16_args;
 
-/* exp(x) for x <= 0 on 16 lanes (softmax weights): 2^n·p(r) with
- * n = round(x / ln 2), r = x − n·ln 2 (two parts), p the degree-7 Taylor
- * polynomial (as fk_cpu_exp; here with fused multiply-adds); 0 below
- * -87.33654 (and for -Inf), NaN stays NaN. */
-__attribute__((target(FK_BF16_TARGET))) static inline __m512 fk_bf16_exp16(__m512 x) {
-    __m512 nf = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
-                                     _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    __m512 r = _mm512_fnmadd_ps(nf, _mm512_set1_ps(0.693145751953125f), x);
-    r = _mm512_fnmadd_ps(nf, _mm512_set1_ps(1.428606765330187045e-06f), r);
-    __m512 q = _mm512_set1_ps(1.0f / 5040.0f);
-    q = _mm512_fmadd_ps(q, r, _mm512_set1_ps(1.0f / 720.0f));
-    q = _mm512_fmadd_ps(q, r, _mm512_set1_ps(1.0f / 120.0f));
-    q = _mm512_fmadd_ps(q, r, _mm512_set1_ps(1.0f / 24.0f));
-    q = _mm512_fmadd_ps(q, r, _mm512_set1_ps(1.0f / 6.0f));
-    q = _mm512_fmadd_ps(q, r, _mm512_set1_ps(0.5f));
-    q = _mm512_fmadd_ps(q, r, _mm512_set1_ps(1.0f));
-    q = _mm512_fmadd_ps(q, r, _mm512_set1_ps(1.0f));
-    __m512 y = _mm512_scalef_ps(q, nf);
-    __mmask16 below = _mm512_cmp_ps_mask(x, _mm512_set1_ps(-87.33654f), _CMP_LT_OQ);
-    return _mm512_maskz_mov_ps((__mmask16)~below, y); /* NaN: compare false, y is NaN */
+/* 2^t for t <= 0 on 16 lanes (softmax weights, computed in base 2: the
+ * scores are pre-multiplied by log2(e)): 2^n·p(f), n = round(t),
+ * f = t − n in [-1/2, 1/2] (exact), p the degree-6 Taylor polynomial of
+ * e^(f·ln 2) (truncation 0.347^7/7! = 1.2e-7 relative, far below the bf16
+ * rounding of p that follows). t is first raised to −125 (2^−125·p(f) is
+ * still a normal float, ~1e-38, nothing against weights near 1; no
+ * denormal ever reaches an add: they would cost microcode assists), which
+ * also makes 2^−inf tiny instead of NaN; NaN stays NaN (max returns its
+ * second operand). 10 instructions against 14 for exp with range checks. */
+__attribute__((target(FK_BF16_TARGET))) static inline __m512 fk_bf16_exp2_16(__m512 t) {
+    t = _mm512_max_ps(_mm512_set1_ps(-125.0f), t);
+    __m512 n = _mm512_roundscale_ps(t, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m512 f = _mm512_sub_ps(t, n);
+    __m512 q = _mm512_set1_ps(1.5403530393381606e-04f); /* ln2^6 / 6! */
+    q = _mm512_fmadd_ps(q, f, _mm512_set1_ps(1.3333558146428443e-03f)); /* ln2^5 / 5! */
+    q = _mm512_fmadd_ps(q, f, _mm512_set1_ps(9.6181291076284772e-03f)); /* ln2^4 / 4! */
+    q = _mm512_fmadd_ps(q, f, _mm512_set1_ps(5.5504108664821580e-02f)); /* ln2^3 / 3! */
+    q = _mm512_fmadd_ps(q, f, _mm512_set1_ps(2.4022650695910071e-01f)); /* ln2^2 / 2! */
+    q = _mm512_fmadd_ps(q, f, _mm512_set1_ps(6.9314718055994531e-01f)); /* ln2 */
+    q = _mm512_fmadd_ps(q, f, _mm512_set1_ps(1.0f));
+    return _mm512_scalef_ps(q, n);
 }
 
 /* K and V of head h into the packed layouts: K as A tiles (strip of 16
@@ -687,13 +924,54 @@ __attribute__((target(FK_BF16_TARGET))) static void fk_att16_pack_kv(const fk_at
 
 /* One task: head h, query rows [l0, l0 + bq). Scratch (floats): Sᵀ (BK × BQ),
  * Oᵀ (DMAX × BQ), m, l (BQ), packed Qᵀ and Pᵀ, 16 × 32 floats for packing. */
+/* The Sᵀ = K·Qᵀ tile products of one key block, issued a few at a time
+ * (fk_att16_qk_run) so that they overlap the softmax of the previous
+ * block: the tile unit works on them while the vector units compute
+ * exponentials (out-of-order execution overlaps the two when they are
+ * interleaved in the instruction stream, not when they come in phases). */
+typedef struct fk_att16_qk {
+    const uint16_t *kh, *Qb; /* packed K of the head, packed Qᵀ of the task */
+    float *St;               /* (BK, BQ) destination */
+    int64_t j0, bkp, bqp, D;
+    int64_t call, calls; /* next (key strip, query strip) product, total */
+} fk_att16_qk;
+
+static void fk_att16_qk_init(fk_att16_qk *q, const uint16_t *kh, const uint16_t *Qb, float *St,
+                             int64_t j0, int64_t bk, int64_t bqp, int64_t D) {
+    q->kh = kh;
+    q->Qb = Qb;
+    q->St = St;
+    q->j0 = j0;
+    q->bkp = fk_bf16_round32(bk);
+    q->bqp = bqp;
+    q->D = D;
+    q->call = 0;
+    q->calls = bk > 0 ? (q->bkp / 32) * (bqp / 32) : 0;
+}
+
+/* Issue products until `upto` of them are done. Qᵀ is packed in blocks of
+ * FK_BF16_KC d (block pc at pc·bqp, its strips 16·kc apart), K contiguously
+ * over d. */
+static void fk_att16_qk_run(fk_att16_qk *q, int64_t upto) {
+    enum { BQ = FK_ATT16_BQ };
+    for (; q->call < q->calls && q->call < upto; q->call++) {
+        const int64_t jr = (q->call / (q->bqp / 32)) * 32, ir = (q->call % (q->bqp / 32)) * 32;
+        for (int64_t pc = 0; pc < q->D; pc += FK_BF16_KC) {
+            const int64_t kc = fk_bf16_min(FK_BF16_KC, q->D - pc);
+            fk_bf16_micro_amx(kc / 32, q->kh + ((q->j0 + jr) / 16) * 16 * q->D + (pc / 32) * 512,
+                              16 * q->D, q->Qb + pc * q->bqp + (ir / 16) * 16 * kc, 16 * kc,
+                              q->St + jr * BQ + ir, BQ, pc > 0, NULL, 0);
+        }
+    }
+}
+
 __attribute__((target(FK_BF16_TARGET))) static void
 fk_att16_task(const fk_att16_args *g, float *scratch, int64_t h, int64_t l0) {
     enum { BQ = FK_ATT16_BQ, BK = FK_ATT16_BK, NG = FK_ATT16_BQ / 16 };
     const int64_t HD = g->H * g->D, D = g->D, Lk = g->Lk, Lkp = g->Lkp;
     const int64_t bq = fk_bf16_min(BQ, g->Lq - l0), bqp = fk_bf16_round32(bq);
-    float *St = scratch;                         /* (BK, BQ) */
-    float *Ot = St + BK * BQ;                    /* (D, BQ) */
+    float *Stb[2] = {scratch, scratch + BK * BQ}; /* (BK, BQ) each: this block, the next */
+    float *Ot = scratch + 2 * BK * BQ;           /* (D, BQ) */
     float *mrow = Ot + FK_ATT16_DMAX * BQ;       /* (BQ) */
     double *lrow = (double *)(mrow + BQ);        /* (BQ) */
     float *rows = (float *)(lrow + BQ);          /* (16, 32) */
@@ -707,36 +985,66 @@ fk_att16_task(const fk_att16_args *g, float *scratch, int64_t h, int64_t l0) {
     fk_bf16_bpack_run(&pk, pk.units, rows);
     memset(Ot, 0, (size_t)(D * BQ) * 4);
     for (int64_t i = 0; i < BQ; i++) mrow[i] = -INFINITY, lrow[i] = 0.0;
-    const __m512 scale = _mm512_set1_ps(g->scale);
+    /* the softmax runs in base 2: p = 2^(s·scale·log2(e) − m), m (mrow) the
+     * running max of s·scale·log2(e); with a bias, St becomes s·scale + biasᵀ
+     * first and is then multiplied by log2(e) alone */
+    const float log2e = 1.44269504088896341f;
+    const __m512 scale = _mm512_set1_ps(g->bias ? log2e : g->scale * log2e);
+    const __m512 bscale = _mm512_set1_ps(g->scale);
     const __m512i inter =
         _mm512_set_epi16(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8, 23, 7, 22, 6,
                          21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
-    for (int64_t j0 = 0; j0 < Lk; j0 += BK) {
+    /* Sᵀ of the first block up front; each later block's during the softmax
+     * of the one before it */
+    fk_att16_qk qk;
+    fk_att16_qk_init(&qk, kh, Qb, Stb[0], 0, fk_bf16_min(BK, Lk), bqp, D);
+    fk_att16_qk_run(&qk, qk.calls);
+    int cur = 0;
+    for (int64_t j0 = 0; j0 < Lk; j0 += BK, cur ^= 1) {
         const int64_t bk = fk_bf16_min(BK, Lk - j0), bkp = fk_bf16_round32(bk);
-        /* Sᵀ = K · Qᵀ */
-        for (int64_t jr = 0; jr < bkp; jr += 32)
-            for (int64_t ir = 0; ir < bqp; ir += 32)
-                fk_bf16_micro_amx(D / 32, kh + ((j0 + jr) / 16) * 16 * D, 16 * D,
-                                  Qb + (ir / 16) * 16 * D, 16 * D, St + jr * BQ + ir, BQ, false,
-                                  NULL, 0);
+        float *St = Stb[cur];
+        fk_att16_qk_init(&qk, kh, Qb, Stb[cur ^ 1], j0 + BK,
+                         j0 + BK < Lk ? fk_bf16_min(BK, Lk - j0 - BK) : 0, bqp, D);
+        const int64_t ngroups = bqp / 16, slots = 2 * ngroups; /* two per group */
         /* online softmax on 16 queries at a time; Pᵀ as VNNI B tiles */
-        for (int64_t g16 = 0; g16 < bqp / 16; g16++) {
+        for (int64_t g16 = 0; g16 < ngroups; g16++) {
+            if (g->bias) { /* St ← St·scale + biasᵀ, 16 keys × 16 queries at a time */
+                const float *bh = g->bias + (h * g->Lq + l0 + 16 * g16) * Lk + j0; /* (16, bk) */
+                for (int64_t jb = 0; jb < bk; jb += 16) {
+                    int64_t w = fk_bf16_min(16, bk - jb);
+                    __mmask16 km = (__mmask16)((1u << w) - 1u);
+                    __m512i r[16];
+                    for (int i = 0; i < 16; i++)
+                        r[i] = 16 * g16 + i < bq
+                                   ? _mm512_castps_si512(_mm512_maskz_loadu_ps(km, bh + i * Lk + jb))
+                                   : _mm512_setzero_si512();
+                    fk_x86_tr16_epi32(r); /* r[jj] = key jb + jj over the 16 queries */
+                    for (int64_t jj = 0; jj < w; jj++) {
+                        float *sp = St + (jb + jj) * BQ + 16 * g16;
+                        _mm512_storeu_ps(sp, _mm512_fmadd_ps(_mm512_loadu_ps(sp), bscale,
+                                                             _mm512_castsi512_ps(r[jj])));
+                    }
+                }
+            }
             __m512 mx = _mm512_set1_ps(-INFINITY); /* max of s; scale > 0: max(s)·scale */
             for (int64_t j = 0; j < bk; j++)
                 mx = _mm512_max_ps(mx, _mm512_loadu_ps(St + j * BQ + 16 * g16));
             __m512 mold = _mm512_loadu_ps(mrow + 16 * g16);
             __m512 mnew = _mm512_max_ps(mold, _mm512_mul_ps(mx, scale));
             __m512 nm = _mm512_sub_ps(_mm512_setzero_ps(), mnew);
-            __m512 alpha = fk_bf16_exp16(_mm512_sub_ps(mold, mnew)); /* 0 on the first block */
+            __m512 alpha = fk_bf16_exp2_16(_mm512_sub_ps(mold, mnew)); /* ~0 on the first block */
             __m512 sum = _mm512_setzero_ps();
             uint16_t *pb = Pb + g16 * 16 * BK; /* (bkp / 32, 16, 16, 2) */
+            const int64_t half = (bkp / 2 + 1) & ~(int64_t)1; /* even */
             for (int64_t j = 0; j < bkp; j += 2) {
-                /* p = exp(s·scale − m'), one rounding for the argument (fma) */
-                __m512 p0 = j < bk ? fk_bf16_exp16(_mm512_fmadd_ps(
+                if (j == 0 || j == half) /* the next block's products, spread over the slots */
+                    fk_att16_qk_run(&qk, qk.calls * (2 * g16 + (j == 0 ? 1 : 2)) / slots);
+                /* p = 2^(s·scale − m'), one rounding for the argument (fma) */
+                __m512 p0 = j < bk ? fk_bf16_exp2_16(_mm512_fmadd_ps(
                                          _mm512_loadu_ps(St + j * BQ + 16 * g16), scale, nm))
                                    : _mm512_setzero_ps();
                 __m512 p1 = j + 1 < bk
-                                ? fk_bf16_exp16(_mm512_fmadd_ps(
+                                ? fk_bf16_exp2_16(_mm512_fmadd_ps(
                                       _mm512_loadu_ps(St + (j + 1) * BQ + 16 * g16), scale, nm))
                                 : _mm512_setzero_ps();
                 sum = _mm512_add_ps(sum, _mm512_add_ps(p0, p1));
@@ -755,6 +1063,7 @@ fk_att16_task(const fk_att16_args *g, float *scratch, int64_t h, int64_t l0) {
                     _mm512_storeu_ps(Ot + d * BQ + 16 * g16,
                                      _mm512_mul_ps(_mm512_loadu_ps(Ot + d * BQ + 16 * g16), alpha));
         }
+        fk_att16_qk_run(&qk, qk.calls); /* any left (none when bqp / 16 groups ran) */
         /* Oᵀ += Vᵀ · Pᵀ */
         for (int64_t dr = 0; dr < D; dr += 32)
             for (int64_t ir = 0; ir < bqp; ir += 32)
@@ -780,7 +1089,7 @@ fk_att16_task(const fk_att16_args *g, float *scratch, int64_t h, int64_t l0) {
     }
 }
 
-_Static_assert(FK_ATT16_BK *FK_ATT16_BQ + FK_ATT16_DMAX * FK_ATT16_BQ + 3 * FK_ATT16_BQ + 16 * 32 +
+_Static_assert(2 * FK_ATT16_BK * FK_ATT16_BQ + FK_ATT16_DMAX * FK_ATT16_BQ + 3 * FK_ATT16_BQ + 16 * 32 +
                        (FK_ATT16_BQ * FK_ATT16_DMAX + FK_ATT16_BQ * FK_ATT16_BK) / 2 <=
                    FK_CPU_SCRATCH_FLOATS,
                "bf16 attention scratch exceeds the per-thread scratch");
@@ -792,7 +1101,8 @@ void fk_cpu_attention_bf16(fk_backend *be, fk_tensor *out, const fk_tensor *q, c
     const int64_t D = q->ndim == 3 ? q->shape[2] : 0, Lk = k->ndim == 3 ? k->shape[0] : 0;
     const int64_t Lkp = (Lk + FK_ATT16_BK - 1) / FK_ATT16_BK * FK_ATT16_BK;
     uint64_t need = (uint64_t)H * (uint64_t)Lkp * (uint64_t)D * 4u; /* packed K and V, bf16 */
-    bool ok = impl->bf16_kernel == FK_CPU_BF16_AMX && impl->bf16_attention && !bias && !causal &&
+    bool ok = impl->bf16_kernel == FK_CPU_BF16_AMX && impl->bf16_attention && !causal &&
+              (!bias || (bias->dtype == FK_F32 && fk_tensor_numel(bias) == H * Lq * Lk)) &&
               scale > 0.0f && scale < INFINITY && q->dtype == FK_F32 && k->dtype == FK_F32 &&
               v->dtype == FK_F32 && out->dtype == FK_F32 && q->ndim == 3 && k->ndim == 3 &&
               fk_tensor_same_shape(k, v) && k->shape[1] == H && k->shape[2] == D && D % 32 == 0 &&
@@ -806,7 +1116,8 @@ void fk_cpu_attention_bf16(fk_backend *be, fk_tensor *out, const fk_tensor *q, c
     }
     fk_cpu_not_nested();
     uint16_t *kp = impl->bf16_ws, *vp = kp + H * Lkp * D;
-    fk_att16_args g = {Lq, Lk, Lkp, H, D, q->data, kp, vp, out->data, scale};
+    fk_att16_args g = {Lq, Lk, Lkp, H, D, q->data, kp, vp, out->data, scale,
+                       bias ? (const float *)bias->data : NULL};
     const float *kd = k->data, *vd = v->data;
     int nt = impl->n_threads;
     (void)nt;
@@ -829,14 +1140,35 @@ bool fk_cpu_bf16_kernel_available(fk_cpu_bf16_kernel k) { return k == FK_CPU_BF1
 bool fk_cpu_gemm_bf16(fk_backend *be, int64_t M, int64_t N, int64_t K, const float *a, int64_t lda,
                       const void *b, fk_dtype bdt, int64_t ldb, const void *bias, fk_dtype bias_dt,
                       float *c, int64_t ldc) {
+    return fk_cpu_gemm_bf16_act(be, M, N, K, a, lda, b, bdt, ldb, bias, bias_dt, c, ldc,
+                                FK_ACT_NONE);
+}
+
+bool fk_cpu_gemm_bf16_act(fk_backend *be, int64_t M, int64_t N, int64_t K, const float *a,
+                          int64_t lda, const void *b, fk_dtype bdt, int64_t ldb, const void *bias,
+                          fk_dtype bias_dt, float *c, int64_t ldc, fk_act act) {
     (void)be, (void)M, (void)N, (void)K, (void)a, (void)lda, (void)b, (void)bdt, (void)ldb;
-    (void)bias, (void)bias_dt, (void)c, (void)ldc;
+    (void)bias, (void)bias_dt, (void)c, (void)ldc, (void)act;
+    return false;
+}
+
+bool fk_cpu_gemm_bf16_cat(fk_backend *be, int64_t M, int64_t N, int64_t K, const float *a,
+                          int64_t lda, const float *a2, int64_t lda2, int64_t k1, const void *b,
+                          fk_dtype bdt, int64_t ldb, const void *bias, fk_dtype bias_dt, float *c,
+                          int64_t ldc, fk_act act) {
+    (void)be, (void)M, (void)N, (void)K, (void)a, (void)lda, (void)a2, (void)lda2, (void)k1;
+    (void)b, (void)bdt, (void)ldb, (void)bias, (void)bias_dt, (void)c, (void)ldc, (void)act;
     return false;
 }
 
 void fk_cpu_attention_bf16(fk_backend *be, fk_tensor *out, const fk_tensor *q, const fk_tensor *k,
                            const fk_tensor *v, const fk_tensor *bias, float scale, bool causal) {
     fk_cpu_attention(be, out, q, k, v, bias, scale, causal);
+}
+
+size_t fk_cpu_cache_weight(fk_backend *be, const fk_tensor *w) {
+    (void)be, (void)w;
+    return 0;
 }
 
 #endif

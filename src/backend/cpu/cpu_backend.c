@@ -93,6 +93,12 @@ static bool fk_cpu_supports(const fk_backend *be, fk_op op, const fk_tensor *con
         if (srcs[i] && srcs[i]->device != FK_DEVICE_CPU) return false;
     switch (op) {
     case FK_OP_LINEAR: /* y, x, w, b */
+    case FK_OP_LINEAR_ACT: /* y, x, w, b */
+        return fk_cpu_all_f32(srcs, n_srcs, 2) && fk_cpu_weight_or_absent(srcs, n_srcs, 2) &&
+               fk_cpu_weight_or_absent(srcs, n_srcs, 3);
+    case FK_OP_LINEAR_CAT: /* y, x1, x2, w, b */
+        return fk_cpu_all_f32(srcs, n_srcs, 3) && fk_cpu_weight_or_absent(srcs, n_srcs, 3) &&
+               fk_cpu_weight_or_absent(srcs, n_srcs, 4);
     case FK_OP_LAYERNORM: /* y, x, w, b */
     case FK_OP_CONV2D: /* y, x, w, b */
     case FK_OP_GROUP_NORM: /* y, x, w, b */
@@ -100,6 +106,10 @@ static bool fk_cpu_supports(const fk_backend *be, fk_op op, const fk_tensor *con
                fk_cpu_weight_or_absent(srcs, n_srcs, 3);
     case FK_OP_RMSNORM: /* y, x, scale */
         return fk_cpu_all_f32(srcs, n_srcs, 2) && fk_cpu_weight_or_absent(srcs, n_srcs, 2);
+    case FK_OP_RMSNORM_ROPE: /* x, scale, pe */
+        return fk_cpu_all_f32(srcs, n_srcs, 1) && fk_cpu_weight_or_absent(srcs, n_srcs, 1) &&
+               fk_cpu_f32_or_absent(srcs, n_srcs, 2);
+    case FK_OP_LAYERNORM_MODULATE: return fk_cpu_all_f32(srcs, n_srcs, 4); /* y, x, shift, scale */
     case FK_OP_SILU:
     case FK_OP_GELU_TANH:
     case FK_OP_GELU_QUICK:
@@ -146,6 +156,7 @@ static void fk_cpu_destroy(fk_backend *be) {
     if (impl) {
         fk_free(impl->scratch);
         fk_cpu_bf16_release(impl); /* bf16 workspace (cpu_amx.c) */
+        fk_cpu_wcache_free(impl);
     }
     free(impl);
     free(be);
@@ -184,8 +195,14 @@ fk_backend *fk_backend_cpu_create_isa(int n_threads, fk_cpu_isa isa) {
     be->upload = fk_cpu_copy;
     be->download = fk_cpu_copy;
     be->synchronize = fk_cpu_synchronize;
+    be->cache_weight = fk_cpu_cache_weight; /* cpu_amx.c */
+    be->uncache_weights = fk_cpu_uncache_weights;
 
     be->linear = fk_cpu_linear;
+    be->linear_act = fk_cpu_linear_act; /* cpu_fused.c */
+    be->linear_cat = fk_cpu_linear_cat;
+    be->layernorm_modulate = fk_cpu_layernorm_modulate;
+    be->rmsnorm_rope = fk_cpu_rmsnorm_rope;
     be->layernorm = fk_cpu_layernorm;
     be->rmsnorm = fk_cpu_rmsnorm;
     be->silu = fk_cpu_silu;

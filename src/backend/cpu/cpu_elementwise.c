@@ -1,8 +1,11 @@
 /* cpu_elementwise: activations, add/mul, adaLN modulation, gated residual,
  * RoPE and row/column copies (fp32 reference). Each output element is a
  * function of its inputs only, computed in f32 in the order the reference
- * writes it; parallel over independent chunks. */
-#include "backend/cpu/cpu.h"
+ * writes it; parallel over independent chunks or rows. The loops here are
+ * the portable path; with the AVX2 / AVX-512 ISA the same rows run the
+ * kernels of cpu_ew_x86.c (same bits). The fused norms (layernorm_modulate,
+ * rmsnorm_rope) are in cpu_norm.c. */
+#include "backend/cpu/cpu_ew.h"
 
 #include <math.h>
 #include <string.h>
@@ -14,76 +17,95 @@ static int fk_ew_threads(const fk_backend *be, int64_t n) {
 }
 
 /* ---- activations: y = f(x), any shape, y may alias x ----
- * All three are x·σ(z) = x / (1 + e^(−z)) with e^ from fk_cpu_exp (branch
- * free: the loops vectorize), z = x (silu), 1.702·x (gelu_quick) and
- * 2·√(2/π)·(x + 0.044715·x³) (gelu_tanh: 0.5·(1 + tanh(u)) = σ(2u) exactly,
- * and the σ form does not cancel for x << 0 as 1 + tanh does). */
+ * The formulas are in cpu_ew.h (fk_ew_silu1, fk_ew_gelu_tanh1,
+ * fk_ew_gelu_quick1); the ops run fk_cpu_act_row over chunks. */
 
-static inline float fk_sigmoid_mul(float x, float z) { return x / (1.0f + fk_cpu_exp(-z)); }
-
-static inline float fk_silu1(float x) { return fk_sigmoid_mul(x, x); }
-
-static inline float fk_gelu_tanh1(float x) {
-    const float two_beta = 1.5957691216057308f; /* 2·√(2/π) */
-    const float kappa = 0.044715f;
-    return fk_sigmoid_mul(x, two_beta * (x + kappa * (x * x * x)));
+void fk_cpu_act_row(fk_cpu_isa isa, fk_act act, float *y, const float *x, int64_t n) {
+    FK_ASSERT((unsigned)act < FK_ACT_COUNT && n >= 0);
+    if (act == FK_ACT_NONE) {
+        if (y != x && n) memmove(y, x, (size_t)n * sizeof(float));
+        return;
+    }
+    const fk_ew_kernels *k = fk_ew_kernels_of(isa);
+    if (k) {
+        k->act(act, y, x, n);
+        return;
+    }
+    switch (act) {
+    case FK_ACT_GELU_TANH:
+        for (int64_t i = 0; i < n; i++) y[i] = fk_ew_gelu_tanh1(x[i]);
+        return;
+    case FK_ACT_SILU:
+        for (int64_t i = 0; i < n; i++) y[i] = fk_ew_silu1(x[i]);
+        return;
+    case FK_ACT_GELU_QUICK:
+        for (int64_t i = 0; i < n; i++) y[i] = fk_ew_gelu_quick1(x[i]);
+        return;
+    case FK_ACT_NONE:
+    case FK_ACT_COUNT: break;
+    }
 }
 
-static inline float fk_gelu_quick1(float x) { return fk_sigmoid_mul(x, 1.702f * x); }
-
-#define FK_DEFINE_ACTIVATION(opname, fn)                                                      \
-    void opname(fk_backend *be, fk_tensor *y, const fk_tensor *x) {                           \
-        FK_ASSERT(x->dtype == FK_F32 && y->dtype == FK_F32);                                  \
-        int64_t n = fk_tensor_numel(x);                                                       \
-        FK_ASSERT(fk_tensor_numel(y) == n);                                                   \
-        const float *xd = x->data;                                                            \
-        float *yd = y->data;                                                                  \
-        int64_t nchunks = (n + FK_EW_CHUNK - 1) / FK_EW_CHUNK;                                \
-        int nt = fk_ew_threads(be, n);                                                        \
-        (void)nt;                                                                             \
-        FK_CPU_PARALLEL_FOR(nt)                                                               \
-        for (int64_t ch = 0; ch < nchunks; ch++) {                                            \
-            int64_t i0 = ch * FK_EW_CHUNK, i1 = i0 + FK_EW_CHUNK < n ? i0 + FK_EW_CHUNK : n;  \
-            for (int64_t i = i0; i < i1; i++) yd[i] = fn(xd[i]);                              \
-        }                                                                                     \
+static void fk_ew_activation(fk_backend *be, fk_tensor *y, const fk_tensor *x, fk_act act) {
+    FK_ASSERT(x->dtype == FK_F32 && y->dtype == FK_F32);
+    int64_t n = fk_tensor_numel(x);
+    FK_ASSERT(fk_tensor_numel(y) == n);
+    const float *xd = x->data;
+    float *yd = y->data;
+    fk_cpu_isa isa = fk_cpu_impl_of(be)->isa;
+    int64_t nchunks = (n + FK_EW_CHUNK - 1) / FK_EW_CHUNK;
+    int nt = fk_ew_threads(be, n);
+    (void)nt;
+    FK_CPU_PARALLEL_FOR(nt)
+    for (int64_t ch = 0; ch < nchunks; ch++) {
+        int64_t i0 = ch * FK_EW_CHUNK, i1 = i0 + FK_EW_CHUNK < n ? i0 + FK_EW_CHUNK : n;
+        fk_cpu_act_row(isa, act, yd + i0, xd + i0, i1 - i0);
     }
+}
 
-FK_DEFINE_ACTIVATION(fk_cpu_silu, fk_silu1)
-FK_DEFINE_ACTIVATION(fk_cpu_gelu_tanh, fk_gelu_tanh1)
-FK_DEFINE_ACTIVATION(fk_cpu_gelu_quick, fk_gelu_quick1)
+void fk_cpu_silu(fk_backend *be, fk_tensor *y, const fk_tensor *x) {
+    fk_ew_activation(be, y, x, FK_ACT_SILU);
+}
+
+void fk_cpu_gelu_tanh(fk_backend *be, fk_tensor *y, const fk_tensor *x) {
+    fk_ew_activation(be, y, x, FK_ACT_GELU_TANH);
+}
+
+void fk_cpu_gelu_quick(fk_backend *be, fk_tensor *y, const fk_tensor *x) {
+    fk_ew_activation(be, y, x, FK_ACT_GELU_QUICK);
+}
 
 /* ---- binary elementwise ---- */
 
-void fk_cpu_add(fk_backend *be, fk_tensor *y, const fk_tensor *a, const fk_tensor *b) {
+static void fk_ew_binary(fk_backend *be, fk_tensor *y, const fk_tensor *a, const fk_tensor *b,
+                         bool is_mul) {
     FK_ASSERT(y->dtype == FK_F32 && a->dtype == FK_F32 && b->dtype == FK_F32);
     int64_t n = fk_tensor_numel(a);
     FK_ASSERT(fk_tensor_numel(b) == n && fk_tensor_numel(y) == n);
     const float *ad = a->data, *bd = b->data;
     float *yd = y->data;
+    const fk_ew_kernels *k = fk_ew_kernels_of(fk_cpu_impl_of(be)->isa);
     int64_t nchunks = (n + FK_EW_CHUNK - 1) / FK_EW_CHUNK;
     int nt = fk_ew_threads(be, n);
     (void)nt;
     FK_CPU_PARALLEL_FOR(nt)
     for (int64_t ch = 0; ch < nchunks; ch++) {
         int64_t i0 = ch * FK_EW_CHUNK, i1 = i0 + FK_EW_CHUNK < n ? i0 + FK_EW_CHUNK : n;
-        for (int64_t i = i0; i < i1; i++) yd[i] = ad[i] + bd[i];
+        if (k)
+            (is_mul ? k->mul : k->add)(yd + i0, ad + i0, bd + i0, i1 - i0);
+        else if (is_mul)
+            for (int64_t i = i0; i < i1; i++) yd[i] = ad[i] * bd[i];
+        else
+            for (int64_t i = i0; i < i1; i++) yd[i] = ad[i] + bd[i];
     }
 }
 
+void fk_cpu_add(fk_backend *be, fk_tensor *y, const fk_tensor *a, const fk_tensor *b) {
+    fk_ew_binary(be, y, a, b, false);
+}
+
 void fk_cpu_mul(fk_backend *be, fk_tensor *y, const fk_tensor *a, const fk_tensor *b) {
-    FK_ASSERT(y->dtype == FK_F32 && a->dtype == FK_F32 && b->dtype == FK_F32);
-    int64_t n = fk_tensor_numel(a);
-    FK_ASSERT(fk_tensor_numel(b) == n && fk_tensor_numel(y) == n);
-    const float *ad = a->data, *bd = b->data;
-    float *yd = y->data;
-    int64_t nchunks = (n + FK_EW_CHUNK - 1) / FK_EW_CHUNK;
-    int nt = fk_ew_threads(be, n);
-    (void)nt;
-    FK_CPU_PARALLEL_FOR(nt)
-    for (int64_t ch = 0; ch < nchunks; ch++) {
-        int64_t i0 = ch * FK_EW_CHUNK, i1 = i0 + FK_EW_CHUNK < n ? i0 + FK_EW_CHUNK : n;
-        for (int64_t i = i0; i < i1; i++) yd[i] = ad[i] * bd[i];
-    }
+    fk_ew_binary(be, y, a, b, true);
 }
 
 /* ---- adaLN modulation and gated residual: rows seen as (B, T, C) ---- */
@@ -95,11 +117,13 @@ void fk_cpu_modulate(fk_backend *be, fk_tensor *y, const fk_tensor *x, const fk_
     int64_t R = fk_tensor_rows(x), C = fk_tensor_cols(x); /* x, y (B·T, C) */
     int64_t B = fk_tensor_rows(shift);                    /* shift, scale (B, C) */
     FK_ASSERT(fk_tensor_rows(y) == R && fk_tensor_cols(y) == C);
-    FK_ASSERT(fk_tensor_cols(shift) == C && fk_tensor_rows(scale) == B && fk_tensor_cols(scale) == C);
+    FK_ASSERT(fk_tensor_cols(shift) == C && fk_tensor_rows(scale) == B &&
+              fk_tensor_cols(scale) == C);
     FK_ASSERT(B > 0 && R % B == 0);
     int64_t T = R / B;
     const float *xd = x->data, *sh = shift->data, *sc = scale->data;
     float *yd = y->data;
+    const fk_ew_kernels *k = fk_ew_kernels_of(fk_cpu_impl_of(be)->isa);
     int nt = fk_ew_threads(be, R * C);
     (void)nt;
     FK_CPU_PARALLEL_FOR(nt)
@@ -107,7 +131,10 @@ void fk_cpu_modulate(fk_backend *be, fk_tensor *y, const fk_tensor *x, const fk_
         const float *shr = sh + (r / T) * C, *scr = sc + (r / T) * C; /* (C) */
         const float *xr = xd + r * C;
         float *yr = yd + r * C;
-        for (int64_t c = 0; c < C; c++) yr[c] = (1.0f + scr[c]) * xr[c] + shr[c];
+        if (k)
+            k->modulate(yr, xr, shr, scr, C);
+        else
+            for (int64_t c = 0; c < C; c++) yr[c] = (1.0f + scr[c]) * xr[c] + shr[c];
     }
 }
 
@@ -120,6 +147,7 @@ void fk_cpu_gated_add(fk_backend *be, fk_tensor *x, const fk_tensor *y, const fk
     int64_t T = R / B;
     float *xd = x->data;
     const float *yd = y->data, *gd = gate->data;
+    const fk_ew_kernels *k = fk_ew_kernels_of(fk_cpu_impl_of(be)->isa);
     int nt = fk_ew_threads(be, R * C);
     (void)nt;
     FK_CPU_PARALLEL_FOR(nt)
@@ -127,11 +155,24 @@ void fk_cpu_gated_add(fk_backend *be, fk_tensor *x, const fk_tensor *y, const fk
         const float *gr = gd + (r / T) * C; /* (C) */
         float *xr = xd + r * C;
         const float *yr = yd + r * C;
-        for (int64_t c = 0; c < C; c++) xr[c] = xr[c] + gr[c] * yr[c];
+        if (k)
+            k->gated_add(xr, yr, gr, C);
+        else
+            for (int64_t c = 0; c < C; c++) xr[c] = xr[c] + gr[c] * yr[c];
     }
 }
 
 /* ---- RoPE on adjacent pairs ---- */
+
+/* One (l, h) row x (D) rotated by pe (D/2, 2, 2): the reference loop. */
+void fk_ew_rope_row(float *x, const float *pe, int64_t D) {
+    for (int64_t j = 0; j < D / 2; j++) {
+        const float *p = pe + j * 4;
+        float x0 = x[2 * j], x1 = x[2 * j + 1];
+        x[2 * j] = p[0] * x0 + p[1] * x1;
+        x[2 * j + 1] = p[2] * x0 + p[3] * x1;
+    }
+}
 
 void fk_cpu_rope(fk_backend *be, fk_tensor *x, const fk_tensor *pe) {
     FK_ASSERT(x->dtype == FK_F32 && pe->dtype == FK_F32);
@@ -143,20 +184,22 @@ void fk_cpu_rope(fk_backend *be, fk_tensor *x, const fk_tensor *pe) {
               pe->shape[pe->ndim - 3] == D / 2 && fk_tensor_numel(pe) == L * D * 2);
     float *xd = x->data;
     const float *pd = pe->data;
+    const fk_ew_kernels *k = fk_ew_kernels_of(fk_cpu_impl_of(be)->isa);
     int nt = fk_ew_threads(be, L * H * D);
     (void)nt;
+    if (k && D <= FK_EW_ROPE_MAX_D) {
+        FK_CPU_PARALLEL_FOR(nt)
+        for (int64_t l = 0; l < L; l++) {
+            float ab[2 * FK_EW_ROPE_MAX_D]; /* (2, D): the SIMD form of pe[l] */
+            fk_ew_rope_ab(pd + l * D * 2, D, ab);
+            for (int64_t h = 0; h < H; h++) k->rope(xd + (l * H + h) * D, ab, D);
+        }
+        return;
+    }
     FK_CPU_PARALLEL_FOR(nt)
     for (int64_t l = 0; l < L; l++) {
         const float *pl = pd + l * D * 2; /* (D/2, 2, 2) */
-        for (int64_t h = 0; h < H; h++) {
-            float *xr = xd + (l * H + h) * D; /* (D) */
-            for (int64_t j = 0; j < D / 2; j++) {
-                const float *p = pl + j * 4;
-                float x0 = xr[2 * j], x1 = xr[2 * j + 1];
-                xr[2 * j] = p[0] * x0 + p[1] * x1;
-                xr[2 * j + 1] = p[2] * x0 + p[3] * x1;
-            }
-        }
+        for (int64_t h = 0; h < H; h++) fk_ew_rope_row(xd + (l * H + h) * D, pl, D); /* (D) */
     }
 }
 
@@ -199,5 +242,6 @@ void fk_cpu_copy_cols(fk_backend *be, fk_tensor *dst, int64_t dc0, const fk_tens
     (void)nt;
     FK_CPU_PARALLEL_FOR(nt)
     for (int64_t m = 0; m < M; m++)
-        memmove(dd + (size_t)(m * Nd + dc0) * esz, sd + (size_t)(m * Ns + sc0) * esz, (size_t)n * esz);
+        memmove(dd + (size_t)(m * Nd + dc0) * esz, sd + (size_t)(m * Ns + sc0) * esz,
+                (size_t)n * esz);
 }

@@ -1,0 +1,56 @@
+/* cpu_fused: linear with a fused activation (linear_act). In bf16 mode the
+ * AMX product applies the activation to each output panel while it stores
+ * it (fk_cpu_gemm_bf16_act); otherwise the f32 product is followed by the
+ * activation over y. Either way the bits equal linear + the activation op. */
+#include "backend/cpu/cpu.h"
+
+void fk_cpu_linear_act(fk_backend *be, fk_tensor *y, const fk_tensor *x, const fk_tensor *w,
+                       const fk_tensor *b, fk_act act) {
+    FK_ASSERT((unsigned)act < FK_ACT_COUNT);
+    FK_ASSERT(y->dtype == FK_F32 && x->dtype == FK_F32);
+    FK_ASSERT(w->ndim == 2 && fk_cpu_weight_dtype_ok(w->dtype));
+    int64_t M = fk_tensor_rows(x), K = fk_tensor_cols(x), N = w->shape[0]; /* x (M, K), w (N, K) */
+    FK_ASSERT(w->shape[1] == K);
+    FK_ASSERT(fk_tensor_rows(y) == M && fk_tensor_cols(y) == N); /* y (M, N) */
+    FK_ASSERT(y->data != x->data);
+    if (b) FK_ASSERT(fk_tensor_numel(b) == N && fk_cpu_weight_dtype_ok(b->dtype)); /* b (N) */
+    fk_cpu_impl *impl = fk_cpu_impl_of(be);
+    if (impl->precision == FK_PREC_BF16 && M >= FK_CPU_BF16_MIN_M &&
+        fk_cpu_gemm_bf16_act(be, M, N, K, x->data, K, w->data, w->dtype, K, b ? b->data : NULL,
+                             b ? b->dtype : FK_F32, y->data, N, act))
+        return;
+    fk_cpu_linear(be, y, x, w, b);
+    if (act == FK_ACT_NONE) return;
+    /* the activation over y, rows in parallel */
+    float *yd = y->data;
+    int nt = M * N < 32768 ? 1 : impl->n_threads;
+    (void)nt;
+    fk_cpu_isa isa = impl->isa;
+    FK_CPU_PARALLEL_FOR(nt)
+    for (int64_t m = 0; m < M; m++) fk_cpu_act_row(isa, act, yd + m * N, yd + m * N, N);
+}
+
+/* y = [x1 | x2]·wᵀ + b. bf16 mode: the product packs its A operand from the
+ * two sources directly; otherwise the rows are joined in tmp and the f32
+ * linear runs on it (the reference's bits either way). */
+void fk_cpu_linear_cat(fk_backend *be, fk_tensor *y, const fk_tensor *x1, const fk_tensor *x2,
+                       const fk_tensor *w, const fk_tensor *b, fk_tensor *tmp) {
+    FK_ASSERT(y->dtype == FK_F32 && x1->dtype == FK_F32 && x2->dtype == FK_F32);
+    FK_ASSERT(w->ndim == 2 && fk_cpu_weight_dtype_ok(w->dtype));
+    int64_t M = fk_tensor_rows(x1), K1 = fk_tensor_cols(x1), K2 = fk_tensor_cols(x2);
+    int64_t K = K1 + K2, N = w->shape[0]; /* x1 (M, K1), x2 (M, K2), w (N, K) */
+    FK_ASSERT(fk_tensor_rows(x2) == M && w->shape[1] == K);
+    FK_ASSERT(fk_tensor_rows(y) == M && fk_tensor_cols(y) == N); /* y (M, N) */
+    FK_ASSERT(y->data != x1->data && y->data != x2->data);
+    if (b) FK_ASSERT(fk_tensor_numel(b) == N && fk_cpu_weight_dtype_ok(b->dtype)); /* b (N) */
+    fk_cpu_impl *impl = fk_cpu_impl_of(be);
+    if (impl->precision == FK_PREC_BF16 && M >= FK_CPU_BF16_MIN_M &&
+        fk_cpu_gemm_bf16_cat(be, M, N, K, x1->data, K1, x2->data, K2, K1, w->data, w->dtype, K,
+                             b ? b->data : NULL, b ? b->dtype : FK_F32, y->data, N, FK_ACT_NONE))
+        return;
+    FK_ASSERT(tmp && tmp->dtype == FK_F32 && fk_tensor_numel(tmp) == M * K); /* tmp (M, K) */
+    fk_tensor tc = fk_view2(FK_F32, tmp->data, M, K);
+    fk_cpu_copy_cols(be, &tc, 0, x1, 0, K1);
+    fk_cpu_copy_cols(be, &tc, K1, x2, 0, K2);
+    fk_cpu_linear(be, y, &tc, w, b);
+}

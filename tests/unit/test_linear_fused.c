@@ -1,0 +1,191 @@
+/* The CPU weight cache (be->cache_weight: pre-packed AMX B tiles) and the
+ * fused linears (linear_act, linear_cat), in bf16 mode with every bf16 kernel this machine runs:
+ * - a linear reading a cached weight gives exactly the bits of the same
+ *   linear packing its panels per call (the packed tiles are the same
+ *   numbers, in the same order), for tails in N and K (not multiples of 32
+ *   or of the 256-wide blocks), every weight dtype, 1/2/3 threads, row
+ *   views of a larger tensor (the FLUX q/k/v views), with and without bias;
+ * - a weight that is not cached (other pointer, other shape) still gives
+ *   its own product (the cache is keyed by pointer, dtype and shape);
+ * - linear_act equals linear followed by the activation op bit for bit
+ *   (bf16 mode: the activation applied in the output stage; f32 mode: after
+ *   the product), for each activation;
+ * - linear_cat ([x1 | x2]·wᵀ) equals linear on the joined rows bit for bit
+ *   (bf16 mode: A packed from both sources, including a 32-column chunk
+ *   across the boundary; f32 mode: joined in the caller's tmp);
+ * - f32 mode caches nothing; uncache_weights empties the cache.
+ * Bitwise equality is the tolerance: the paths compute the same sums. */
+#include "cpu_ops_util.h"
+
+#include <string.h>
+
+static const fk_dtype WDT[] = {FK_BF16, FK_F32, FK_F8_E4M3};
+
+static fk_backend *mk(int threads, fk_cpu_bf16_kernel k) {
+    fk_backend *be = fk_backend_cpu_create(threads);
+    if (!be || !fk_backend_cpu_set_bf16_kernel(be, k)) {
+        fprintf(stderr, "cannot create a CPU backend with kernel %s\n", fk_cpu_bf16_kernel_name(k));
+        exit(2);
+    }
+    return be;
+}
+
+static void *mkw(fk_dtype dt, int64_t n) {
+    float *tmp = tu_alloc(n);
+    tu_fill(tmp, n, -0.05f, 0.05f);
+    void *w = fk_alloc((size_t)n * fk_dtype_size(dt));
+    fk_convert_from_f32(w, dt, tmp, (size_t)n);
+    fk_free(tmp);
+    return w;
+}
+
+static void test_cache_case(fk_cpu_bf16_kernel k, int threads, int64_t M, int64_t K, int64_t N,
+                            fk_dtype dt, bool bias) {
+    /* a (3N, K) tensor; the weight is its middle rows (a row view) */
+    void *big = mkw(dt, 3 * N * K);
+    size_t esz = fk_dtype_size(dt);
+    fk_tensor w = fk_view2(dt, (char *)big + (size_t)(N * K) * esz, N, K);
+    fk_tensor w0 = fk_view2(dt, big, N, K); /* another weight of the same shape */
+    float *bd = tu_alloc(N);
+    tu_fill(bd, N, -0.5f, 0.5f);
+    fk_tensor b = fk_view1(FK_F32, bd, N);
+    float *xd = tu_alloc(M * K);
+    tu_fill(xd, M * K, -1.0f, 1.0f);
+    fk_tensor x = fk_view2(FK_F32, xd, M, K);
+    float *y_ref = tu_alloc(M * N), *y_c = tu_alloc(M * N), *y0 = tu_alloc(M * N),
+          *y0c = tu_alloc(M * N);
+    fk_tensor ty_ref = fk_view2(FK_F32, y_ref, M, N), ty_c = fk_view2(FK_F32, y_c, M, N);
+    fk_tensor ty0 = fk_view2(FK_F32, y0, M, N), ty0c = fk_view2(FK_F32, y0c, M, N);
+
+    fk_backend *ref = mk(threads, k), *be = mk(threads, k);
+    ref->linear(ref, &ty_ref, &x, &w, bias ? &b : NULL);
+    ref->linear(ref, &ty0, &x, &w0, bias ? &b : NULL);
+    size_t n = be->cache_weight(be, &w);
+    CHECKF(n == (size_t)((N + 31) / 32 * 32) * (size_t)((K + 31) / 32 * 32) * 2,
+           "cache_weight(%lld x %lld %s) = %zu bytes", (long long)N, (long long)K,
+           fk_dtype_name(dt), n);
+    CHECK(be->cache_weight(be, &w) == n); /* a second call finds it */
+    be->linear(be, &ty_c, &x, &w, bias ? &b : NULL);
+    be->linear(be, &ty0c, &x, &w0, bias ? &b : NULL); /* not cached: packs per call */
+    CHECKF(tu_same_bits(y_ref, y_c, (size_t)(M * N) * 4),
+           "%s, %d threads, M %lld K %lld N %lld %s%s: cached weight changes the result",
+           fk_cpu_bf16_kernel_name(k), threads, (long long)M, (long long)K, (long long)N,
+           fk_dtype_name(dt), bias ? " +bias" : "");
+    CHECK(tu_same_bits(y0, y0c, (size_t)(M * N) * 4));
+    CHECK(!tu_same_bits(y_ref, y0, (size_t)(M * N) * 4)); /* the two weights differ */
+    CHECK(fk_cpu_wcache_bytes(be) == n);
+    be->uncache_weights(be);
+    CHECK(fk_cpu_wcache_bytes(be) == 0);
+    be->linear(be, &ty_c, &x, &w, bias ? &b : NULL);
+    CHECK(tu_same_bits(y_ref, y_c, (size_t)(M * N) * 4));
+    ref->destroy(ref);
+    be->destroy(be);
+    fk_free(big);
+    fk_free(bd);
+    fk_free(xd);
+    fk_free(y_ref);
+    fk_free(y_c);
+    fk_free(y0);
+    fk_free(y0c);
+}
+
+static void test_linear_act(fk_backend *be, int64_t M, int64_t K, int64_t N) {
+    void *wd = mkw(FK_BF16, N * K);
+    fk_tensor w = fk_view2(FK_BF16, wd, N, K);
+    float *bd = tu_alloc(N), *xd = tu_alloc(M * K), *y1 = tu_alloc(M * N), *y2 = tu_alloc(M * N);
+    tu_fill(bd, N, -0.5f, 0.5f);
+    tu_fill(xd, M * K, -3.0f, 3.0f);
+    fk_tensor b = fk_view1(FK_F32, bd, N), x = fk_view2(FK_F32, xd, M, K);
+    fk_tensor t1 = fk_view2(FK_F32, y1, M, N), t2 = fk_view2(FK_F32, y2, M, N);
+    for (int a = 0; a < FK_ACT_COUNT; a++) {
+        be->linear(be, &t1, &x, &w, &b);
+        switch ((fk_act)a) {
+        case FK_ACT_GELU_TANH: be->gelu_tanh(be, &t1, &t1); break;
+        case FK_ACT_SILU: be->silu(be, &t1, &t1); break;
+        case FK_ACT_GELU_QUICK: be->gelu_quick(be, &t1, &t1); break;
+        default: break;
+        }
+        be->linear_act(be, &t2, &x, &w, &b, (fk_act)a);
+        CHECKF(tu_same_bits(y1, y2, (size_t)(M * N) * 4),
+               "linear_act(act %d) M %lld K %lld N %lld differs from linear + activation", a,
+               (long long)M, (long long)K, (long long)N);
+    }
+    fk_free(wd);
+    fk_free(bd);
+    fk_free(xd);
+    fk_free(y1);
+    fk_free(y2);
+}
+
+static void test_linear_cat(fk_backend *be, int64_t M, int64_t K1, int64_t K2, int64_t N) {
+    const int64_t K = K1 + K2;
+    void *wd = mkw(FK_BF16, N * K);
+    fk_tensor w = fk_view2(FK_BF16, wd, N, K);
+    float *bd = tu_alloc(N), *x1 = tu_alloc(M * K1), *x2 = tu_alloc(M * K2), *xc = tu_alloc(M * K);
+    float *tmp = tu_alloc(M * K), *y1 = tu_alloc(M * N), *y2 = tu_alloc(M * N);
+    tu_fill(bd, N, -0.5f, 0.5f);
+    tu_fill(x1, M * K1, -2.0f, 2.0f);
+    tu_fill(x2, M * K2, -2.0f, 2.0f);
+    for (int64_t m = 0; m < M; m++) {
+        memcpy(xc + m * K, x1 + m * K1, (size_t)K1 * 4);
+        memcpy(xc + m * K + K1, x2 + m * K2, (size_t)K2 * 4);
+    }
+    fk_tensor b = fk_view1(FK_F32, bd, N), t1 = fk_view2(FK_F32, x1, M, K1);
+    fk_tensor t2 = fk_view2(FK_F32, x2, M, K2), tc = fk_view2(FK_F32, xc, M, K);
+    fk_tensor tt = fk_view2(FK_F32, tmp, M, K);
+    fk_tensor ty1 = fk_view2(FK_F32, y1, M, N), ty2 = fk_view2(FK_F32, y2, M, N);
+    be->linear(be, &ty1, &tc, &w, &b);
+    be->linear_cat(be, &ty2, &t1, &t2, &w, &b, &tt);
+    CHECKF(tu_same_bits(y1, y2, (size_t)(M * N) * 4),
+           "linear_cat M %lld K1 %lld K2 %lld N %lld differs from linear on the joined rows",
+           (long long)M, (long long)K1, (long long)K2, (long long)N);
+    fk_free(wd);
+    fk_free(bd);
+    fk_free(x1);
+    fk_free(x2);
+    fk_free(xc);
+    fk_free(tmp);
+    fk_free(y1);
+    fk_free(y2);
+}
+
+int main(void) {
+    fk_cpu_bf16_kernel kernels[2];
+    int nk = 0;
+    if (fk_cpu_bf16_kernel_available(FK_CPU_BF16_AMX)) kernels[nk++] = FK_CPU_BF16_AMX;
+    if (fk_cpu_bf16_kernel_available(FK_CPU_BF16_AVX512)) kernels[nk++] = FK_CPU_BF16_AVX512;
+    static const int64_t shapes[][3] = {
+        {64, 288, 320},   /* M, K, N: one K block + a tail block of 32 */
+        {40, 300, 270},   /* tails everywhere (K, N not multiples of 32) */
+        {96, 520, 600},   /* three K blocks, three column panels (two threads split them) */
+    };
+    for (int ki = 0; ki < nk; ki++)
+        for (int s = 0; s < 3; s++)
+            for (int d = 0; d < 3; d++)
+                test_cache_case(kernels[ki], 1 + (s + d) % 3, shapes[s][0], shapes[s][1],
+                                shapes[s][2], WDT[d], (s + d) % 2 == 0);
+    if (!nk) printf("no bf16 kernel on this machine: the cache tests are skipped\n");
+
+    /* f32 mode: nothing is cached, the product reads the weight itself */
+    fk_backend *f = fk_backend_cpu_create(2);
+    void *wd = mkw(FK_BF16, 256 * 512);
+    fk_tensor w = fk_view2(FK_BF16, wd, 256, 512);
+    CHECK(f->cache_weight(f, &w) == 0);
+    CHECK(fk_cpu_wcache_bytes(f) == 0);
+    test_linear_act(f, 48, 100, 70); /* f32 mode */
+    test_linear_cat(f, 40, 70, 90, 50);
+    f->destroy(f);
+    fk_free(wd);
+    for (int ki = 0; ki < nk; ki++)
+        for (int t = 1; t <= 3; t += 2) {
+            fk_backend *be = mk(t, kernels[ki]);
+            test_linear_act(be, 48, 100, 70);   /* bias, tails */
+            test_linear_act(be, 300, 64, 520);  /* several panels and row blocks */
+            test_linear_act(be, 8, 64, 64);     /* small M: the f32 path inside bf16 mode */
+            test_linear_cat(be, 48, 64, 96, 70);   /* boundary on a 32-column chunk */
+            test_linear_cat(be, 40, 70, 300, 90);  /* a chunk across the boundary, tails */
+            test_linear_cat(be, 8, 70, 30, 40);    /* small M (f32 path) */
+            be->destroy(be);
+        }
+    return fk_test_finish("test_linear_fused");
+}
