@@ -10,6 +10,7 @@
  *   build/bench_ops gemv [WDTYPE] [THREADS] [REPS]
  *   build/bench_ops conv B CI H W CO KSIZE STRIDE THREADS [KERNEL] [REPS]
  *   build/bench_ops vaeconv [RES] [THREADS] [REPS]
+ *   build/bench_ops blas [THREADS] [REPS] [ISA|all]   (needs -DFK_BENCH_OPENBLAS, below)
  * WDTYPE: F32, BF16, F16, F8_E4M3, F8_E5M2; ISA: portable, avx2, avx512
  * (default: the best one); KERNEL: an ISA (f32 reference) or a bf16 kernel,
  * amx or avx512bf16 (precision mode FK_PREC_BF16). `dit`: the Flux-mini
@@ -27,7 +28,28 @@
  * `conv`: one conv2d, BF16 weights, pad KSIZE/2 (stride 2: the downsampler's
  * right/bottom pad). `vaeconv`: every conv shape of the FLUX autoencoder's
  * decoder at RES² (default 512), f32 reference vs AMX bf16, GFLOP/s and the
- * decoder's total conv time (each shape's best time × its count). */
+ * decoder's total conv time (each shape's best time × its count).
+ *
+ * `blas [THREADS] [REPS] [ISA]`: the f32 GEMM (fk_cpu_gemm through the linear
+ * op, f32 reference, no bf16 mode) against OpenBLAS cblas_sgemm on the DiT
+ * linear shapes, side by side in one run, interleaved rep by rep: OpenBLAS
+ * with f32 weights (row-major, B transposed, openblas_set_num_threads(THREADS)),
+ * fluxkit with f32 weights and with bf16 weights (widened while packed), on
+ * the ISA path(s) ISA: avx512, avx2, or all (default: the class of the core
+ * OpenBLAS chose at load, avx2 for Haswell/Zen kernels, else avx512).
+ * GFLOP/s, best of REPS (default 3), THREADS default 2, and the ratio to
+ * OpenBLAS. OpenBLAS picks its core type when loaded; compare each ISA class
+ * against the same class by running the tool twice:
+ *   OMP_WAIT_POLICY=PASSIVE build/bench_ops blas 2 3            (AVX-512 kernels)
+ *   OMP_WAIT_POLICY=PASSIVE OPENBLAS_CORETYPE=Haswell build/bench_ops blas 2 3  (AVX2)
+ * (PASSIVE: idle OpenMP threads do not spin beside OpenBLAS's threads; and
+ * after each OpenBLAS call the tool sleeps 0.2 s, as OpenBLAS's idle threads
+ * spin for ~0.1 s, which would take a core from fluxkit.) Only this mode
+ * needs OpenBLAS; build with it:
+ *   cc -O2 -fopenmp -DFK_HAVE_OPENMP=1 -DFK_BENCH_OPENBLAS $(pkg-config --cflags openblas) \
+ *      -Iinclude -Isrc tools/bench_ops.c build/libfluxkit.a -lcjson -lutf8proc -lpng -ljpeg \
+ *      $(pkg-config --libs openblas) -lm -o build/bench_ops
+ * The load average is printed before and after (the machine may be shared). */
 #include "backend/cpu/cpu.h"
 
 #include <math.h>
@@ -35,6 +57,14 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <unistd.h>
+
+#ifdef FK_BENCH_OPENBLAS
+#include <cblas.h>
+/* OpenBLAS extensions (declared in its cblas.h; repeated for other cblas.h) */
+void openblas_set_num_threads(int num_threads);
+char *openblas_get_corename(void);
+#endif
 
 /* CPU seconds used by the process (all threads): with other processes on
  * the machine, wall time overstates; GFLOP per CPU-second shows the kernel. */
@@ -424,6 +454,154 @@ static int bench_gemv(int argc, char **argv) {
     return 0;
 }
 
+#ifdef FK_BENCH_OPENBLAS
+/* The load averages (1, 5, 15 min) as text. */
+static void load_avg(char *buf, size_t n) {
+    snprintf(buf, n, "?");
+    FILE *f = fopen("/proc/loadavg", "r");
+    if (!f) return;
+    double a = 0, b = 0, c = 0;
+    if (fscanf(f, "%lf %lf %lf", &a, &b, &c) == 3) snprintf(buf, n, "%.2f %.2f %.2f", a, b, c);
+    fclose(f);
+}
+
+/* Busy CPU seconds of the whole machine so far (all processes, /proc/stat). */
+static double machine_busy_seconds(void) {
+    FILE *f = fopen("/proc/stat", "r");
+    if (!f) return 0;
+    unsigned long long v[8] = {0};
+    int n = fscanf(f, "cpu %llu %llu %llu %llu %llu %llu %llu %llu", &v[0], &v[1], &v[2], &v[3],
+                   &v[4], &v[5], &v[6], &v[7]);
+    fclose(f);
+    if (n < 8) return 0;
+    /* user nice system [idle iowait] irq softirq steal */
+    return (double)(v[0] + v[1] + v[2] + v[5] + v[6] + v[7]) / (double)sysconf(_SC_CLK_TCK);
+}
+
+/* The DiT linears of the `dit` mode, f32 GEMM vs OpenBLAS sgemm. */
+static int bench_blas(int argc, char **argv) {
+    static const struct {
+        const char *what;
+        int64_t M, K, N;
+    } shapes[] = {
+        {"double qkv (img)", 1024, 3072, 9216},  {"double qkv (txt)", 512, 3072, 9216},
+        {"double proj (img)", 1024, 3072, 3072}, {"double mlp.0 (img)", 1024, 3072, 12288},
+        {"double mlp.2 (img)", 1024, 12288, 3072}, {"single linear1", 1536, 3072, 21504},
+        {"single linear2", 1536, 15360, 3072},
+    };
+    const int threads = argc > 2 ? atoi(argv[2]) : 2, reps = argc > 3 ? atoi(argv[3]) : 3;
+    const char *core = openblas_get_corename();
+    bool core_avx2 = core && (strstr(core, "aswell") || strstr(core, "Zen") || strstr(core, "ZEN"));
+    fk_cpu_isa isas[2];
+    int nisa = 0;
+    if (argc > 4 && strcmp(argv[4], "all") == 0) {
+        if (fk_cpu_isa_available(FK_CPU_ISA_AVX512)) isas[nisa++] = FK_CPU_ISA_AVX512;
+        isas[nisa++] = FK_CPU_ISA_AVX2;
+    } else if (argc > 4) {
+        isas[nisa++] = parse_isa(argv[4]);
+    } else {
+        isas[nisa++] = core_avx2 || !fk_cpu_isa_available(FK_CPU_ISA_AVX512) ? FK_CPU_ISA_AVX2
+                                                                             : FK_CPU_ISA_AVX512;
+    }
+    fk_backend *be[2] = {NULL, NULL};
+    for (int i = 0; i < nisa; i++)
+        if (!(be[i] = fk_backend_cpu_create_isa(threads, isas[i]))) {
+            fprintf(stderr, "cannot create the backend (isa %s)\n", fk_cpu_isa_name(isas[i]));
+            return 1;
+        }
+    openblas_set_num_threads(threads);
+    char la[64];
+    load_avg(la, sizeof(la));
+    const double busy0 = machine_busy_seconds(), self0 = cpu_seconds(), wall0 = fk_time();
+    printf("f32 GEMM vs OpenBLAS sgemm: OpenBLAS core %s, %d threads, best of %d, GFLOP/s "
+           "(ratio to OpenBLAS); load average before: %s\n",
+           core ? core : "?", threads, reps, la);
+    printf("%-20s %5s %6s %6s | %8s", "linear", "M", "K", "N", "openblas");
+    for (int i = 0; i < nisa; i++)
+        printf(" | %6s f32 w  (ratio) %6s bf16 w (ratio)", fk_cpu_isa_name(isas[i]),
+               fk_cpu_isa_name(isas[i]));
+    printf("\n");
+    double lsum[1 + 2 * 2] = {0}; /* log-ratio sums for the geometric means */
+    const int nshape = (int)(sizeof(shapes) / sizeof(shapes[0]));
+    for (int si = 0; si < nshape; si++) {
+        const int64_t M = shapes[si].M, K = shapes[si].K, N = shapes[si].N;
+        float *x = fk_alloc((size_t)(M * K) * 4), *w = fk_alloc((size_t)(N * K) * 4);
+        uint16_t *wb = fk_alloc((size_t)(N * K) * 2);
+        float *yb = fk_alloc((size_t)(M * N) * 4), *y = fk_alloc((size_t)(M * N) * 4);
+        if (!x || !w || !wb || !yb || !y) {
+            fprintf(stderr, "out of memory\n");
+            return 1;
+        }
+        uint64_t s = 11;
+        for (int64_t i = 0; i < M * K; i++) x[i] = frand(&s);
+        for (int64_t i = 0; i < N * K; i++) w[i] = frand(&s) * 0.05f;
+        /* bf16 weights; the f32 weights are their exact widening (same products) */
+        fk_convert_from_f32(wb, FK_BF16, w, (size_t)(N * K));
+        fk_convert_to_f32(w, wb, FK_BF16, (size_t)(N * K));
+        fk_tensor tx = fk_view2(FK_F32, x, M, K), ty = fk_view2(FK_F32, y, M, N);
+        fk_tensor tw = fk_view2(FK_F32, w, N, K), twb = fk_view2(FK_BF16, wb, N, K);
+        /* warm-up (first touch of the outputs and the scratch) and a sanity check */
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)M, (int)N, (int)K, 1.0f, x,
+                    (int)K, w, (int)K, 0.0f, yb, (int)N);
+        usleep(200000);
+        double maxd = 0;
+        for (int i = 0; i < nisa; i++) {
+            be[i]->linear(be[i], &ty, &tx, &tw, NULL);
+            for (int64_t j = 0; j < M * N; j++) {
+                double d = fabs((double)y[j] - (double)yb[j]);
+                if (d > maxd) maxd = d;
+            }
+        }
+        double best[1 + 2 * 2];
+        for (int j = 0; j < 1 + 2 * nisa; j++) best[j] = 1e30;
+        for (int r = 0; r < reps; r++) { /* interleaved: load spikes hit every column alike */
+            double t0 = fk_time();
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)M, (int)N, (int)K, 1.0f, x,
+                        (int)K, w, (int)K, 0.0f, yb, (int)N);
+            double dt = fk_time() - t0;
+            if (dt < best[0]) best[0] = dt;
+            /* OpenBLAS's idle threads spin (sched_yield) ~100 ms after a call,
+             * taking a core from whatever runs next: let them fall asleep */
+            usleep(200000);
+            for (int i = 0; i < nisa; i++)
+                for (int b16 = 0; b16 < 2; b16++) {
+                    t0 = fk_time();
+                    be[i]->linear(be[i], &ty, &tx, b16 ? &twb : &tw, NULL);
+                    dt = fk_time() - t0;
+                    if (dt < best[1 + 2 * i + b16]) best[1 + 2 * i + b16] = dt;
+                }
+        }
+        const double gf = 2.0 * (double)M * (double)N * (double)K * 1e-9;
+        printf("%-20s %5lld %6lld %6lld | %8.1f", shapes[si].what, (long long)M, (long long)K,
+               (long long)N, gf / best[0]);
+        for (int j = 1; j < 1 + 2 * nisa; j++) {
+            printf(" %s %12.1f (%5.2f)", j % 2 ? "|" : "", gf / best[j], best[0] / best[j]);
+            lsum[j] += log(best[0] / best[j]);
+        }
+        if (maxd > 1e-3) printf("  (max |fluxkit - openblas| %.3g!)", maxd);
+        printf("\n");
+        fflush(stdout);
+        fk_free(x), fk_free(w), fk_free(wb), fk_free(yb), fk_free(y);
+    }
+    printf("%-20s %5s %6s %6s | %8s", "geometric mean", "", "", "", "");
+    for (int j = 1; j < 1 + 2 * nisa; j++)
+        printf(" %s %12s (%5.2f)", j % 2 ? "|" : "", "", exp(lsum[j] / nshape));
+    load_avg(la, sizeof(la));
+    const double others = (machine_busy_seconds() - busy0) - (cpu_seconds() - self0);
+    printf("\nload average after: %s; CPUs busy with other processes during the run: %.2f "
+           "(of %ld)\n",
+           la, others / (fk_time() - wall0), sysconf(_SC_NPROCESSORS_ONLN));
+    for (int i = 0; i < nisa; i++) be[i]->destroy(be[i]);
+    return 0;
+}
+#else
+static int bench_blas(int argc, char **argv) {
+    (void)argc, (void)argv;
+    fprintf(stderr, "bench_ops was built without OpenBLAS (-DFK_BENCH_OPENBLAS): see the header\n");
+    return 1;
+}
+#endif
+
 int main(int argc, char **argv) {
     int rc = 2;
     if (argc > 1 && strcmp(argv[1], "linear") == 0) rc = bench_linear(argc, argv);
@@ -432,12 +610,14 @@ int main(int argc, char **argv) {
     else if (argc > 1 && strcmp(argv[1], "conv") == 0) rc = bench_conv(argc, argv);
     else if (argc > 1 && strcmp(argv[1], "vaeconv") == 0) rc = bench_vaeconv(argc, argv);
     else if (argc > 1 && strcmp(argv[1], "gemv") == 0) rc = bench_gemv(argc, argv);
+    else if (argc > 1 && strcmp(argv[1], "blas") == 0) rc = bench_blas(argc, argv);
     if (rc == 2)
         fprintf(stderr, "usage: bench_ops linear M K N WDTYPE THREADS [KERNEL] [REPS]\n"
                         "       bench_ops attention L H D THREADS [KERNEL] [REPS]\n"
                         "       bench_ops dit [THREADS] [REPS]\n"
                         "       bench_ops gemv [WDTYPE] [THREADS] [REPS]\n"
                         "       bench_ops conv B CI H W CO KSIZE STRIDE THREADS [KERNEL] [REPS]\n"
-                        "       bench_ops vaeconv [RES] [THREADS] [REPS]\n");
+                        "       bench_ops vaeconv [RES] [THREADS] [REPS]\n"
+                        "       bench_ops blas [THREADS] [REPS] [ISA|all]\n");
     return rc;
 }

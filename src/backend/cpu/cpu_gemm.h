@@ -14,13 +14,23 @@
 
 #include "backend/cpu/cpu.h"
 
-/* Blocking (floats). KC: reduction block; NC: columns of B per packed block;
- * MC: rows of A per packed block (a multiple of every kernel's MR). */
+/* Blocking (floats) of fk_gemm_block's users (attention). KC: reduction
+ * block; NC: columns of B per packed block. MR_MAX / NR_MAX bound every
+ * kernel's tile. */
 #define FK_GEMM_KC 256
 #define FK_GEMM_NC 512
-#define FK_GEMM_MC 192
 #define FK_GEMM_MR_MAX 16
 #define FK_GEMM_NR_MAX 32
+
+/* Blocking of the linear driver (fk_cpu_gemm, cpu_linear.c): KC of the
+ * reduction per pass over C, NC columns of B per packed block at most (a
+ * multiple of every driver kernel's NR; fewer when half the L2 cache is
+ * smaller); the B block (LIN_KC × nc floats) lives in L2, the A micro-panel
+ * (LIN_KC × MR) in L1. Measured on Sapphire Rapids (2 MiB L2, 48 KiB L1d):
+ * KC = 192, 320, 384 or 512 (with NC filling the same scratch) are no
+ * faster; C reloads and A repacking balance. */
+#define FK_GEMM_LIN_KC 256
+#define FK_GEMM_LIN_NC 960
 
 /* One MR×NR tile: c (MR, NR) with row stride ldc  =  (c if accumulate else 0)
  *   + ap (kc, MR) packed · bp (kc, NR) with row stride ldb (NR when packed). */
@@ -31,6 +41,42 @@ typedef struct fk_gemm_kernel {
     int mr, nr;
     fk_gemm_kernel_fn fn;
 } fk_gemm_kernel;
+
+/* ---- the linear driver (fk_cpu_gemm) ----
+ * Its own per-ISA pieces: a micro-kernel (which may differ from
+ * fk_gemm_kernel_for's, e.g. MR = 14 where attention needs MR | 192) and the
+ * packing of one micro-panel of A and of B, in registers where the ISA has a
+ * transpose. Packing moves and widens values exactly, so it never changes a
+ * result. See cpu_linear.c for the blocking. */
+
+/* One A micro-panel: ap (kc, mr) with ap[k·mr + i] = a[i·lda + k] for
+ * i < rows (<= mr), 0 for rows <= i < mr. */
+typedef void (*fk_gemm_pack_a_fn)(float *ap, const float *a, int64_t lda, int64_t rows,
+                                  int64_t kc);
+/* One B micro-panel: bp (kc, nr) with bp[k·nr + j] = f32(b[j·ldb + k]) (b of
+ * dtype bdt, ldb in elements) for j < cols (<= nr), 0 for cols <= j < nr.
+ * `tmp` holds nr·kc floats (dtypes converted through memory first). `next`:
+ * the next panel the caller will pack (nr full rows, or NULL), prefetched. */
+typedef void (*fk_gemm_pack_b_fn)(float *bp, const void *b, fk_dtype bdt, int64_t ldb,
+                                  int64_t cols, int64_t kc, float *tmp, const void *next);
+
+typedef struct fk_gemm_driver {
+    fk_gemm_kernel kern;
+    fk_gemm_pack_a_fn pack_a;
+    fk_gemm_pack_b_fn pack_b;
+} fk_gemm_driver;
+
+/* The driver pieces of an ISA (portable if the ISA was not compiled in). */
+const fk_gemm_driver *fk_gemm_driver_for(fk_cpu_isa isa);
+/* x86 (cpu_kernels_x86.c); NULL on other architectures. */
+const fk_gemm_driver *fk_gemm_driver_avx2(void);
+const fk_gemm_driver *fk_gemm_driver_avx512(void);
+
+/* Portable micro-panel packing (any mr, nr <= FK_GEMM_NR_MAX): the
+ * fk_gemm_pack_a_fn / fk_gemm_pack_b_fn contracts with explicit mr, nr. */
+void fk_gemm_pack_a_panel(float *ap, const float *a, int64_t lda, int64_t rows, int64_t kc, int mr);
+void fk_gemm_pack_b_panel(float *bp, const void *b, fk_dtype bdt, int64_t ldb, int64_t cols,
+                          int64_t kc, int nr, float *tmp);
 
 /* The kernel of an ISA (the portable one if the ISA was not compiled in). */
 const fk_gemm_kernel *fk_gemm_kernel_for(fk_cpu_isa isa);
