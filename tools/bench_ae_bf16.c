@@ -13,7 +13,12 @@
  * decodes per mode, the best one is reported (default 1); thp: activations
  * in 2 MB pages (mmap + MADV_HUGEPAGE) instead of fk_alloc's 4 KB pages;
  * heap: glibc keeps freed activations for reuse (mallopt: no mmap per
- * buffer, no trimming), so they are not faulted in afresh every time. */
+ * buffer, no trimming), so they are not faulted in afresh every time.
+ * Since the runner keeps all activations of a run in one arena (one
+ * be->alloc per decode, see src/model/vae.c), thp puts that arena in 2 MB
+ * pages, and heap only matters across decodes (the arena of the next
+ * decode reuses the freed one instead of faulting it in again). The
+ * backend allocations are counted and printed. */
 #include "backend/cpu/cpu.h"
 #include "core/rng.h"
 #include "model/vae.h"
@@ -60,6 +65,7 @@ static void w_norm(fk_backend *be, fk_tensor *y, const fk_tensor *x, int groups,
  * 64-byte header keeps the length), to measure what first-touch page faults
  * of fresh 4 KB pages cost the decode. */
 static bool use_thp;
+static int n_allocs;
 static void *thp_alloc(fk_backend *be, size_t bytes) {
     (void)be;
     size_t len = (bytes + 64 + ((size_t)2 << 20) - 1) & ~(((size_t)2 << 20) - 1);
@@ -78,6 +84,16 @@ static void thp_free(fk_backend *be, void *q) {
     munmap(p, len);
 }
 
+/* Every backend allocation goes through here (counted). */
+static void *w_alloc(fk_backend *be, size_t bytes) {
+    n_allocs++;
+    return use_thp ? thp_alloc(be, bytes) : saved.alloc(be, bytes);
+}
+static void w_free(fk_backend *be, void *p) {
+    if (use_thp) thp_free(be, p);
+    else saved.free(be, p);
+}
+
 /* Decode z with the given precision; best of reps; the image into *img. */
 static int decode(fk_context *ctx, const fk_vae *v, const fk_tensor *z, int threads, bool bf16,
                   int reps, fk_tensor *img) {
@@ -90,10 +106,9 @@ static int decode(fk_context *ctx, const fk_vae *v, const fk_tensor *z, int thre
     be->linear = w_linear;
     be->attention = w_attn;
     be->group_norm = w_norm;
-    if (use_thp) {
-        be->alloc = thp_alloc;
-        be->free = thp_free;
-    }
+    be->alloc = w_alloc;
+    be->free = w_free;
+    n_allocs = 0;
     double best = 1e30, best_ops[OP_COUNT] = {0};
     for (int r = 0; r < reps; r++) {
         fk_tensor out = {0};
@@ -121,7 +136,7 @@ static int decode(fk_context *ctx, const fk_vae *v, const fk_tensor *z, int thre
         printf(" %s %.2f s", op_names[i], best_ops[i]);
         sum += best_ops[i];
     }
-    printf(" | rest %.2f s\n", best - sum);
+    printf(" | rest %.2f s | %.1f backend allocations per decode\n", best - sum, (double)n_allocs / reps);
     fflush(stdout);
     be->destroy(be);
     return 0;

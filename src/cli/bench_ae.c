@@ -1,9 +1,13 @@
 /* fluxkit bench ae: time the autoencoder's decoder (and with --encode its
  * encoder) at one or more square resolutions, untiled and tiled, and print
- * a table and one JSON line per resolution and direction: seconds, GFLOP/s,
- * the peak of live activation buffers, the process's peak RSS during the run
+ * a table and one JSON line per resolution and direction: seconds (the best
+ * of --repeat runs, and the first), GFLOP/s, the peak activation memory
+ * (fk_vae_opts.peak_act_bytes), the process's peak RSS during the run
  * (reset before each run through /proc/self/clear_refs where available), and
  * the relative L2 difference of the tiled result from the untiled one.
+ * --precision picks the CPU backend's mode (bf16 by default, as generate);
+ * --profile wraps the backend with the op profiler (backend/profile.h) and
+ * prints the per-op table of the runs after the first of each case.
  *
  * Inputs are synthetic: a N(0, 1) latent (decode) and a uniform [−1, 1] image
  * (encode) from the Philox generator with --seed.
@@ -14,6 +18,7 @@
  * recompute the overlaps: their GFLOP/s use the untiled FLOP count (useful
  * work per second). */
 #include "backend/cpu/cpu.h"
+#include "cli/cli_profile.h"
 #include "cli/cli_util.h"
 #include "core/rng.h"
 #include "model/vae.h"
@@ -28,6 +33,7 @@ static void fk_bench_ae_usage(FILE *f) {
     fprintf(f,
             "usage: fluxkit bench ae (--weights FILE | --preset NAME) [--res 512,1024] [--tile N]\n"
             "                        [--overlap N] [--encode] [--json] [--threads N] [--seed N]\n"
+            "                        [--precision bf16|f32] [--repeat N] [--profile]\n"
             "\n"
             "Decode a random latent (and with --encode, encode a random image) at each square\n"
             "resolution, untiled and tiled, and print time, GFLOP/s, peak activation bytes, peak\n"
@@ -43,6 +49,11 @@ static void fk_bench_ae_usage(FILE *f) {
             "  --json           print only the JSON lines\n"
             "  --threads N      CPU threads (default: all)\n"
             "  --seed N         seed of the inputs and of --preset weights (default 0)\n"
+            "  --precision P    bf16 (default, as generate: AMX tiles, bf16-rounded operands, f32\n"
+            "                   accumulation; f32 kernels where AMX is missing) or f32\n"
+            "  --repeat N       runs of each case; the best time is reported (default 1)\n"
+            "  --profile        time every op of the runs after the first of each case (ms per\n"
+            "                   run, share, TFLOP/s of the products, GB/s of the rest)\n"
             "  -h, --help       this message\n",
             fk_vae_preset_list(), FK_VAE_DEFAULT_TILE, FK_VAE_DEFAULT_TILE * 8, FK_VAE_DEFAULT_OVERLAP);
 }
@@ -111,25 +122,71 @@ static void fk_bench_ae_reset_peak(void) {
     fclose(f);
 }
 
+typedef struct fk_bench_ae_opts {
+    const char *weights, *preset;
+    int res[FK_BENCH_AE_MAX_RES], n_res;
+    long tile, overlap, threads, repeat;
+    uint64_t seed;
+    int precision;
+    bool encode, json, profile;
+} fk_bench_ae_opts;
+
+/* One case (direction, resolution, tiling) run o->repeat times. */
 typedef struct fk_bench_ae_run {
-    double seconds;
+    double best, first; /* seconds */
+    double timed;       /* seconds of the profiled runs (all but the first) */
     uint64_t act_peak, rss_peak;
+    char *profile_json; /* the "profile" member (--profile --json), malloc'd */
 } fk_bench_ae_run;
 
-static fk_status fk_bench_ae_once(fk_context *ctx, fk_backend *be, const fk_vae *v, bool encode,
-                                  const fk_tensor *in, int tile, int overlap, fk_tensor *out,
-                                  fk_bench_ae_run *r) {
-    fk_vae_opts o;
-    fk_vae_opts_init(&o);
-    o.tile = tile;
-    o.overlap = overlap;
-    o.peak_act_bytes = &r->act_peak;
-    fk_bench_ae_reset_peak();
-    double t0 = fk_time();
-    fk_status st = encode ? fk_vae_encode(ctx, be, v, in, out, &o) : fk_vae_decode(ctx, be, v, in, out, &o);
-    r->seconds = fk_time() - t0;
-    r->rss_peak = fk_peak_rss();
-    return st;
+/* Run a case; *out gets the first run's result (the runs give the same bits).
+ * prof (may be NULL): the profiling wrapper that be is, reset after the
+ * first run so that the profile covers the rest. */
+static fk_status fk_bench_ae_runs(fk_context *ctx, fk_backend *be, fk_backend *prof, const fk_vae *v,
+                                  const fk_bench_ae_opts *o, bool encode, const fk_tensor *in, int tile,
+                                  fk_tensor *out, fk_bench_ae_run *r) {
+    fk_vae_opts vo;
+    fk_vae_opts_init(&vo);
+    vo.tile = tile;
+    vo.overlap = (int)o->overlap;
+    vo.peak_act_bytes = &r->act_peak;
+    if (prof) fk_backend_profile_reset(prof);
+    r->best = 1e300;
+    for (long i = 0; i < o->repeat; i++) {
+        if (prof && i == 1) fk_backend_profile_reset(prof);
+        fk_tensor y = {0};
+        fk_bench_ae_reset_peak();
+        double t0 = fk_time();
+        fk_status st =
+            encode ? fk_vae_encode(ctx, be, v, in, &y, &vo) : fk_vae_decode(ctx, be, v, in, &y, &vo);
+        double dt = fk_time() - t0;
+        if (st) return st;
+        uint64_t rss = fk_peak_rss();
+        if (rss > r->rss_peak) r->rss_peak = rss;
+        if (i == 0) r->first = dt;
+        if (i > 0 || o->repeat == 1) r->timed += dt;
+        if (dt < r->best) r->best = dt;
+        if (i == 0) *out = y;
+        else fk_tensor_free(&y);
+    }
+    return FK_OK;
+}
+
+/* The profile of a case's runs: kept as a JSON member (--json) or printed. */
+static void fk_bench_ae_profile(fk_backend *prof, const fk_bench_ae_opts *o, fk_bench_ae_run *r) {
+    if (!prof) return;
+    const double per = o->repeat > 1 ? (double)(o->repeat - 1) : 1.0;
+    if (o->json) {
+        size_t n = 0;
+        FILE *f = open_memstream(&r->profile_json, &n);
+        if (f) {
+            fk_cli_profile_json(f, prof, per);
+            fclose(f);
+        }
+        return;
+    }
+    printf("    profile per run (%s):\n", o->repeat > 1 ? "the runs after the first" : "the only run");
+    fk_cli_profile_print(stdout, prof, per, r->timed);
 }
 
 static double fk_bench_ae_rel(const fk_tensor *a, const fk_tensor *b) {
@@ -150,16 +207,22 @@ static bool fk_bench_ae_finite(const fk_tensor *t) {
     return true;
 }
 
-typedef struct fk_bench_ae_opts {
-    const char *weights, *preset;
-    int res[FK_BENCH_AE_MAX_RES], n_res;
-    long tile, overlap, threads;
-    uint64_t seed;
-    bool encode, json;
-} fk_bench_ae_opts;
+static void fk_bench_ae_row(int res, const char *what, const char *tiling, const fk_bench_ae_run *r,
+                            double flops) {
+    char b1[32], b2[32];
+    printf("  %5d  %-6s  %-9s %9.2f s %8.2f s %8.1f  %10s  %10s", res, what, tiling, r->best, r->first,
+           flops / r->best * 1e-9, fk_cli_fmt_bytes(r->act_peak, b1, sizeof(b1)),
+           fk_cli_fmt_bytes(r->rss_peak, b2, sizeof(b2)));
+}
+
+static void fk_bench_ae_json_run(const fk_bench_ae_run *r) {
+    printf("\"s\": %.3f, \"first_s\": %.3f, \"act_peak_bytes\": %llu, \"peak_rss_bytes\": %llu", r->best,
+           r->first, (unsigned long long)r->act_peak, (unsigned long long)r->rss_peak);
+    if (r->profile_json) printf(", %s", r->profile_json);
+}
 
 /* Untiled and tiled runs of one direction at one resolution; prints. */
-static fk_status fk_bench_ae_case(fk_context *ctx, fk_backend *be, const fk_vae *v,
+static fk_status fk_bench_ae_case(fk_context *ctx, fk_backend *be, fk_backend *prof, const fk_vae *v,
                                   const fk_bench_ae_opts *o, const char *model, int res, bool encode) {
     const fk_vae_config *c = fk_vae_get_config(v);
     const int64_t f = fk_vae_downscale(c), lat = res / f;
@@ -178,46 +241,48 @@ static fk_status fk_bench_ae_case(fk_context *ctx, fk_backend *be, const fk_vae 
                                 : fk_bench_ae_dec_flops(c, (double)lat, (double)lat);
     const char *what = encode ? "encode" : "decode";
     fk_bench_ae_run ru = {0}, rt = {0};
-    if ((st = fk_bench_ae_once(ctx, be, v, encode, &in, 0, 0, &ref, &ru))) goto done;
+    if ((st = fk_bench_ae_runs(ctx, be, prof, v, o, encode, &in, 0, &ref, &ru))) goto done;
     if (!fk_bench_ae_finite(&ref)) {
         st = fk_error(ctx, FK_ERR_INTERNAL, "bench ae: the untiled %s at %d px is not finite", what, res);
         goto done;
     }
+    if (!o->json) {
+        fk_bench_ae_row(res, what, "untiled", &ru, flops);
+        printf("\n");
+    }
+    fk_bench_ae_profile(prof, o, &ru);
     const bool tiled = o->tile > 0 && lat > o->tile;
     double rel = 0;
     if (tiled) {
-        st = fk_bench_ae_once(ctx, be, v, encode, &in, (int)o->tile, (int)o->overlap, &til, &rt);
-        if (st) goto done;
+        if ((st = fk_bench_ae_runs(ctx, be, prof, v, o, encode, &in, (int)o->tile, &til, &rt))) goto done;
         rel = fk_bench_ae_rel(&til, &ref);
-    }
-    char b1[32], b2[32];
-    if (!o->json) {
-        printf("  %5d  %-6s  %-9s %9.2f s %8.1f  %10s  %10s\n", res, what, "untiled", ru.seconds,
-               flops / ru.seconds * 1e-9, fk_cli_fmt_bytes(ru.act_peak, b1, sizeof(b1)),
-               fk_cli_fmt_bytes(ru.rss_peak, b2, sizeof(b2)));
-        if (tiled) {
+        if (!o->json) {
             char tl[32];
             snprintf(tl, sizeof(tl), "%ld/%ld", o->tile, o->overlap);
-            printf("  %5d  %-6s  %-9s %9.2f s %8.1f  %10s  %10s  %.3g\n", res, what, tl, rt.seconds,
-                   flops / rt.seconds * 1e-9, fk_cli_fmt_bytes(rt.act_peak, b1, sizeof(b1)),
-                   fk_cli_fmt_bytes(rt.rss_peak, b2, sizeof(b2)), rel);
-        } else if (o->tile > 0) {
-            printf("  %5d  %-6s  %-9s (the %lld-pixel latent fits one tile of %ld: same as untiled)\n", res,
-                   what, "tiled", (long long)lat, o->tile);
+            fk_bench_ae_row(res, what, tl, &rt, flops);
+            printf("  %.3g\n", rel);
         }
+        fk_bench_ae_profile(prof, o, &rt);
+    } else if (o->tile > 0 && !o->json) {
+        printf("  %5d  %-6s  %-9s (the %lld-pixel latent fits one tile of %ld: same as untiled)\n", res, what,
+               "tiled", (long long)lat, o->tile);
     }
     printf("{\"component\": \"ae\", \"model\": \"%s\", \"op\": \"%s\", \"res\": %d, \"threads\": %d, "
-           "\"gflop\": %.1f, \"untiled\": {\"s\": %.3f, \"act_peak_bytes\": %llu, \"peak_rss_bytes\": %llu}",
-           model, what, res, be->n_threads, flops * 1e-9, ru.seconds, (unsigned long long)ru.act_peak,
-           (unsigned long long)ru.rss_peak);
-    if (tiled)
-        printf(", \"tiled\": {\"tile\": %ld, \"overlap\": %ld, \"s\": %.3f, \"act_peak_bytes\": %llu, "
-               "\"peak_rss_bytes\": %llu, \"rel_l2_vs_untiled\": %.6g}",
-               o->tile, o->overlap, rt.seconds, (unsigned long long)rt.act_peak,
-               (unsigned long long)rt.rss_peak, rel);
+           "\"precision\": \"%s\", \"kernels\": \"%s\", \"repeat\": %ld, \"gflop\": %.1f, \"untiled\": {",
+           model, what, res, be->n_threads, fk_cli_precision_name(o->precision),
+           fk_cli_kernel_desc(prof ? fk_backend_profile_inner(prof) : be), o->repeat, flops * 1e-9);
+    fk_bench_ae_json_run(&ru);
+    printf("}");
+    if (tiled) {
+        printf(", \"tiled\": {\"tile\": %ld, \"overlap\": %ld, ", o->tile, o->overlap);
+        fk_bench_ae_json_run(&rt);
+        printf(", \"rel_l2_vs_untiled\": %.6g}", rel);
+    }
     printf("}\n");
     fflush(stdout);
 done:
+    free(ru.profile_json);
+    free(rt.profile_json);
     fk_tensor_free(&in);
     fk_tensor_free(&ref);
     fk_tensor_free(&til);
@@ -246,12 +311,15 @@ int fk_bench_ae(int argc, char **argv) {
         {"overlap", required_argument, NULL, 'O'}, {"encode", no_argument, NULL, 'E'},
         {"json", no_argument, NULL, 'J'},          {"threads", required_argument, NULL, 't'},
         {"seed", required_argument, NULL, 's'},    {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0},
+        {"precision", required_argument, NULL, 'P'}, {"repeat", required_argument, NULL, 'n'},
+        {"profile", no_argument, NULL, 'R'},       {NULL, 0, NULL, 0},
     };
     fk_bench_ae_opts o;
     memset(&o, 0, sizeof(o));
     o.tile = FK_VAE_DEFAULT_TILE;
     o.overlap = FK_VAE_DEFAULT_OVERLAP;
+    o.repeat = 1;
+    o.precision = FK_PREC_BF16;
     fk_bench_ae_parse_res("512,1024", &o);
     fk_cli_getopt_reset();
     int c;
@@ -278,6 +346,13 @@ int fk_bench_ae(int argc, char **argv) {
         case 's':
             if (!fk_cli_parse_u64("--seed", optarg, &o.seed)) return FK_EXIT_USAGE;
             break;
+        case 'P':
+            if (!fk_cli_parse_precision("--precision", optarg, &o.precision)) return FK_EXIT_USAGE;
+            break;
+        case 'n':
+            if (!fk_cli_parse_int("--repeat", optarg, 1, 100, &o.repeat)) return FK_EXIT_USAGE;
+            break;
+        case 'R': o.profile = true; break;
         case 'h': fk_bench_ae_usage(stdout); return FK_EXIT_OK;
         default: return fk_cli_getopt_failure("bench ae", argv, c);
         }
@@ -302,8 +377,11 @@ int fk_bench_ae(int argc, char **argv) {
     double t0 = fk_time();
     fk_status st = o.preset ? fk_vae_create_random(ctx, &pcfg, o.seed, &v) : fk_vae_open(ctx, o.weights, &v);
     double t_load = fk_time() - t0;
-    fk_backend *be = st == FK_OK ? fk_backend_cpu_create(fk_context_threads(ctx)) : NULL;
-    if (st == FK_OK && !be) st = fk_error(ctx, FK_ERR_NOMEM, "out of memory creating the CPU backend");
+    fk_backend *be0 = st == FK_OK ? fk_cli_backend_create(fk_context_threads(ctx), o.precision) : NULL;
+    fk_backend *prof = o.profile && be0 ? fk_backend_profile_wrap(be0) : NULL;
+    fk_backend *be = prof ? prof : be0;
+    if (st == FK_OK && (!be0 || (o.profile && !prof)))
+        st = fk_error(ctx, FK_ERR_NOMEM, "out of memory creating the CPU backend");
     int rc = FK_EXIT_OK;
     if (st != FK_OK) {
         rc = fk_cli_fail(ctx);
@@ -325,20 +403,22 @@ int fk_bench_ae(int argc, char **argv) {
     if (!o.json) {
         char pc[32];
         printf("bench ae: %s (%s%s), %s parameters, loaded in %.2f s; cpu %s, %d threads, "
-               "f32 activations\n",
+               "precision %s (kernels %s), f32 activations, best of %ld\n",
                model, fk_vae_format(v), o.preset ? ", random weights" : "",
                fk_cli_fmt_count(fk_vae_param_count(cfg), pc, sizeof(pc)), t_load,
-               fk_cpu_isa_name(fk_cpu_impl_of(be)->isa), be->n_threads);
-        printf("  %5s  %-6s  %-9s %11s %8s  %10s  %10s  %s\n", "res", "op", "tiling", "time", "GFLOP/s",
-               "act peak", "RSS peak", "rel L2 vs untiled");
+               fk_cpu_isa_name(fk_cpu_impl_of(be0)->isa), be->n_threads, fk_cli_precision_name(o.precision),
+               fk_cli_kernel_desc(be0), o.repeat);
+        printf("  %5s  %-6s  %-9s %11s %10s %8s  %10s  %10s  %s\n", "res", "op", "tiling", "time", "first",
+               "GFLOP/s", "act peak", "RSS peak", "rel L2 vs untiled");
     }
     for (int i = 0; i < o.n_res && st == FK_OK; i++) {
-        st = fk_bench_ae_case(ctx, be, v, &o, model, o.res[i], false);
-        if (st == FK_OK && o.encode) st = fk_bench_ae_case(ctx, be, v, &o, model, o.res[i], true);
+        st = fk_bench_ae_case(ctx, be, prof, v, &o, model, o.res[i], false);
+        if (st == FK_OK && o.encode) st = fk_bench_ae_case(ctx, be, prof, v, &o, model, o.res[i], true);
     }
     if (st != FK_OK) rc = fk_cli_fail(ctx);
 out:
-    if (be) be->destroy(be);
+    if (prof) prof->destroy(prof);
+    if (be0) be0->destroy(be0);
     fk_vae_free(v);
     fk_context_free(ctx);
     return rc;

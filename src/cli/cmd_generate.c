@@ -63,7 +63,7 @@ static void fk_gen_usage(FILE *f) {
             "  --format png|ppm      file format (default: from the name, else png; ppm has no metadata)\n"
             "  -f, --force           overwrite an existing output file\n"
             "  --json                print a JSON summary on stdout\n"
-            "  --vae-tile N          decode in latent tiles of N (0 = never; default: above 512x512)\n"
+            "  --vae-tile N          decode in latent tiles of N (0 = never; default: above 1024x1024)\n"
             "  -t, --threads N       CPU threads (default: all)\n"
             "  --precision P         bf16 (default: AMX tiles where the CPU has them, f32\n"
             "                        accumulation) or f32 (the reference kernels, slower)\n"

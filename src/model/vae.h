@@ -140,12 +140,15 @@ typedef struct fk_vae_opts {
     int overlap;
     fk_vae_dbg_fn dbg;
     void *dbg_user;
-    /* out (may be NULL): the largest sum of live buffers the run allocated
-     * (backend activations plus host scratch: unscaled latent, tile buffers,
-     * blending weights; not the weights, the input or the output), bytes.
-     * Measured peaks (FLUX ae, f32): untiled decode 671 MB at 512², 2.69 GB
-     * at 1024² (~2.56 kB per output pixel); tiled decode with 64/16 tiles
-     * 679 MB for any size, plus 4 bytes per output pixel of blending weights. */
+    /* out (may be NULL): the most memory the run held for activations, in
+     * bytes: its activation arena — one backend allocation per run, reused
+     * by every layer, image and tile, sized by a dry run to the largest sum
+     * of live activation buffers of one image or tile — plus host scratch
+     * (unscaled latent, tile buffers, blending weights); not the weights,
+     * the input or the output. Peaks (FLUX ae, f32 activations): untiled
+     * decode 537 MB at 512², 2.15 GB at 1024² (~2.05 kB per output pixel);
+     * tiled decode with 64/16 tiles 541 MB for any size, plus 4 bytes per
+     * output pixel of blending weights; untiled encode 403 MB at 512². */
     uint64_t *peak_act_bytes;
 } fk_vae_opts;
 

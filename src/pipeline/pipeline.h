@@ -105,7 +105,7 @@ typedef struct fk_pipeline_params {
     double strength;             /* img2img: (0, 1]; 1 = start from pure noise (a double,
                                     as diffusers computes the start index in Python floats) */
     int vae_tile;                /* latent tile side for decoding; −1 = auto (tile above
-                                    64×64 latents, i.e. 512×512 pixels), 0 = never */
+                                    128×128 latents, i.e. 1024×1024 pixels), 0 = never */
     bool bf16_text;              /* round text embeddings to bf16 like the reference (default on) */
     int precision;               /* CPU matmuls: FK_PREC_F32 (default, the reference) or
                                     FK_PREC_BF16 (AMX tiles; see backend/cpu/cpu.h) */
