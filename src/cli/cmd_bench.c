@@ -48,7 +48,7 @@ static void fk_bench_usage(FILE *f) {
             "  --seed S         seed of the random inputs / weights (default 1)\n"
             "  --json           one JSON object per resolution instead of the table\n"
             "  --weight-cache on|off  keep the large weights pre-packed for the backend's\n"
-            "                   products (default on; bf16 mode; packing time reported)\n"
+            "                   products (default off; bf16 mode; packing time reported)\n"
             "  --profile        time every op (steps after the first): ms per step, share,\n"
             "                   TFLOP/s of the products (matmul, attention), GB/s of the rest\n"
             "  -v, --verbose    the memory plan on stderr\n"
@@ -219,7 +219,7 @@ static int fk_bench_flux(int argc, char **argv) {
         {NULL, 0, NULL, 0}};
     const char *weights = NULL, *preset = NULL, *res_list = "256";
     int precision = FK_PREC_BF16;
-    bool check = false, profile = false, wcache = true;
+    bool check = false, profile = false, wcache = false;
     fk_dtype dtype = FK_BF16;
     long steps = 2, txt_len = 512, threads = 0;
     uint64_t seed = 1;

@@ -111,8 +111,9 @@ typedef struct fk_pipeline_params {
                                     FK_PREC_BF16 (AMX tiles; see backend/cpu/cpu.h) */
     int weight_cache;            /* transformer weights pre-packed for the backend's products
                                     (fk_flux_runner_cache_weights, the same bits): 1 on, 0 off,
-                                    −1 auto = on when at least FK_PIPELINE_WCACHE_MIN_STEPS
-                                    steps run (packing costs about one step) */
+                                    −1 auto = off for now: on the development VM packing
+                                    4.6 GB costs ~12 s (fresh pages) for 0–5% per step
+                                    (docs/PERF.md) */
     fk_pipeline_progress_fn progress;
     void *progress_user;
     fk_pipeline_dbg_fn dbg;
@@ -124,7 +125,7 @@ typedef struct fk_pipeline_params {
 void fk_pipeline_params_init(fk_pipeline_params *p);
 
 #define FK_PIPELINE_MAX_STEPS 1000
-#define FK_PIPELINE_WCACHE_MIN_STEPS 8
+#define FK_PIPELINE_WCACHE_MIN_STEPS 1000000 /* auto: see weight_cache */
 
 typedef struct fk_pipeline_report {
     fk_pipeline_model_info model;
