@@ -145,6 +145,8 @@ static fk_status fk_bench_flux_res(fk_context *ctx, const fk_flux_model *m, fk_b
         goto done;
     }
     fk_sampling_schedule(ts, steps, n_img, c->guidance_embed); /* schnell (no guidance): no shift */
+    /* the steps' modulation vectors up front, as generate does */
+    if ((st = fk_flux_runner_precompute(ctx, r, ts, steps, 3.5f, &y))) goto done;
     fk_flux_inputs in = {.img = &img, .img_ids = &img_ids, .txt = &txt, .txt_ids = &txt_ids,
                          .y = &y, .guidance = 3.5f};
     double total = 0, first = 0;

@@ -676,6 +676,10 @@ static fk_status fk_pl_denoise(fk_pl_run *r) {
             fk_log(ctx, FK_LOG_INFO, "transformer weights pre-packed: %.1f MB in %.2f s",
                    (double)rep->wcache_bytes / 1e6, rep->t_wcache);
     }
+    /* every step's modulation vectors in a few products (bitwise the per-step ones) */
+    if ((st = fk_flux_runner_precompute(ctx, run, r->ts + rep->t_start, rep->steps - rep->t_start,
+                                        rep->guidance, &r->vec)))
+        goto done;
     const fk_flux_plan *plan = fk_flux_runner_plan(run);
     rep->flux_weight_bytes = plan->weight_bytes;
     rep->flux_act_bytes = plan->act_bytes;
