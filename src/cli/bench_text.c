@@ -114,6 +114,14 @@ static void fk_bench_text_sanity(const char *what, const float *x, size_t n) {
     printf("  %-22s %zu values, %zu non-finite, rms %.4g\n", what, n, bad, n > bad ? sqrt(ss / (double)(n - bad)) : 0.0);
 }
 
+/* The op profile of the encodes after the first (of the only one if there is one). */
+static void fk_bench_text_profile(const fk_backend *prof, const double *t_enc, int repeat) {
+    double per = repeat > 1 ? (double)(repeat - 1) : 1.0, wall = 0;
+    for (int r = repeat > 1 ? 1 : 0; r < repeat; r++) wall += t_enc[r];
+    printf("  profile per encode (%s):\n", repeat > 1 ? "encodes after the first" : "the only one");
+    fk_cli_profile_print(stdout, prof, per, wall);
+}
+
 static void fk_bench_text_report(const char *comp, const char *weights, const char *model, const char *wdtype,
                                  int len, int threads, double t_load, const double *t_enc, int repeat,
                                  double gflop, uint64_t wbytes, uint64_t abytes, uint64_t peak, uint64_t after) {
@@ -202,12 +210,7 @@ int fk_bench_clip(int argc, char **argv) {
                              (int)o.repeat, gflop, wbytes, abytes, peak, fk_current_rss());
         fk_bench_text_sanity("last_hidden_state", hid, (size_t)n * (size_t)width);
         fk_bench_text_sanity("pooler_output", pool, (size_t)width);
-        if (prof) {
-            double per = o.repeat > 1 ? (double)(o.repeat - 1) : 1.0, wall = 0;
-            for (int r = o.repeat > 1 ? 1 : 0; r < o.repeat; r++) wall += t_enc[r];
-            printf("  profile per encode (%s):\n", o.repeat > 1 ? "encodes after the first" : "the only one");
-            fk_cli_profile_print(stdout, prof, per, wall);
-        }
+        if (prof) fk_bench_text_profile(prof, t_enc, (int)o.repeat);
     }
 done:
     free(t_enc);
@@ -278,12 +281,7 @@ int fk_bench_t5(int argc, char **argv) {
         fk_bench_text_report("t5", o.weights, model, wdt, n, fk_context_threads(ctx), t_load, t_enc, (int)o.repeat,
                              gflop, wbytes, abytes, peak, fk_current_rss());
         fk_bench_text_sanity("last_hidden_state", hid, (size_t)n * (size_t)d_model);
-        if (prof) {
-            double per = o.repeat > 1 ? (double)(o.repeat - 1) : 1.0, wall = 0;
-            for (int r = o.repeat > 1 ? 1 : 0; r < o.repeat; r++) wall += t_enc[r];
-            printf("  profile per encode (%s):\n", o.repeat > 1 ? "encodes after the first" : "the only one");
-            fk_cli_profile_print(stdout, prof, per, wall);
-        }
+        if (prof) fk_bench_text_profile(prof, t_enc, (int)o.repeat);
     }
 done:
     free(t_enc);

@@ -386,20 +386,36 @@ static void fk_flux_attention(fk_flux_runner *r) {
     be->attention(be, &ta, &tq, &tk, &tv, NULL, (float)(1.0 / sqrt((double)D)), false);
 }
 
-/* Offsets in a precomputed row (floats): double block bi stream s (0 txt,
- * 1 img) at (2·bi + s)·6C, single block bi after them at 12C·depth_double +
- * 3C·bi, then the final layer's shift and scale (2C). */
-static int64_t fk_flux_pre_stride(const fk_flux_config *c) {
-    const int64_t C = c->hidden;
-    return 12 * C * c->depth_double + 3 * C * c->depth_single + 2 * C;
+/* The modulation linears, numbered in "slots": double block bi stream s
+ * (0 txt, 1 img) is slot 2·bi + s (6C outputs), single block bi is slot
+ * 2·depth_double + bi (3C), then the final layer's shift and scale (C each).
+ * A precomputed row holds their outputs in slot order. */
+static int fk_flux_mod_slots(const fk_flux_config *c) {
+    return 2 * c->depth_double + c->depth_single + 2;
 }
 
-/* The modulation of one linear for this step: the precomputed row when there
- * is one, else lin(SiLU(vec)) into dst. */
-static const float *fk_flux_mod(fk_flux_runner *r, float *dst, const fk_flux_linear *lin,
-                                int64_t off) {
-    if (r->cur) return r->cur + off;
-    fk_flux_linear_rows(r->be, dst, r->svec, 1, lin);
+static const fk_flux_linear *fk_flux_mod_linear(const fk_flux_model *m, int slot) {
+    const int nd = m->cfg.depth_double, ns = m->cfg.depth_single;
+    if (slot < 2 * nd) return slot % 2 ? &m->w.dbl[slot / 2].img.mod : &m->w.dbl[slot / 2].txt.mod;
+    if (slot < 2 * nd + ns) return &m->w.sgl[slot - 2 * nd].mod;
+    return slot == 2 * nd + ns ? &m->w.final_shift : &m->w.final_scale;
+}
+
+/* Offset of a slot in a precomputed row (floats); slot = number of slots:
+ * the row's length. */
+static int64_t fk_flux_mod_offset(const fk_flux_config *c, int slot) {
+    const int64_t C = c->hidden;
+    const int nd = c->depth_double, ns = c->depth_single;
+    if (slot <= 2 * nd) return 6 * C * slot;
+    if (slot <= 2 * nd + ns) return 12 * C * nd + 3 * C * (slot - 2 * nd);
+    return 12 * C * nd + 3 * C * ns + C * (slot - 2 * nd - ns);
+}
+
+/* The modulation of one slot for this step: the precomputed row when there
+ * is one, else its linear on SiLU(vec) into dst. */
+static const float *fk_flux_mod(fk_flux_runner *r, float *dst, int slot) {
+    if (r->cur) return r->cur + fk_flux_mod_offset(&r->m->cfg, slot);
+    fk_flux_linear_rows(r->be, dst, r->svec, 1, fk_flux_mod_linear(r->m, slot));
     return dst;
 }
 
@@ -418,7 +434,7 @@ static void fk_flux_double_block(fk_flux_runner *r, int bi) {
     char name[64];
 
     for (int s = 1; s >= 0; s--) {
-        mod[s] = fk_flux_mod(r, mbuf[s], &S[s]->mod, (2 * bi + s) * 6 * C); /* (6C) */
+        mod[s] = fk_flux_mod(r, mbuf[s], 2 * bi + s); /* (6C) */
         if (dbg) {
             snprintf(name, sizeof(name), "dbg.double0.%s_mod", sname[s]);
             fk_flux_emit(r, name, mod[s], 1, 6 * C, false);
@@ -462,8 +478,7 @@ static void fk_flux_single_block(fk_flux_runner *r, int bi) {
     fk_backend *be = r->be;
     const int64_t C = c->hidden, M = c->mlp_hidden, L = r->L;
     const bool dbg = bi == 0 && fk_flux_want(r, FK_FLUX_HOOK_DEBUG);
-    const float *mod = fk_flux_mod(r, r->mod_img, &S->mod,
-                                   12 * C * c->depth_double + 3 * C * bi); /* (3C): shift, scale, gate */
+    const float *mod = fk_flux_mod(r, r->mod_img, 2 * c->depth_double + bi); /* (3C): shift, scale, gate */
     if (dbg) fk_flux_emit(r, "dbg.single0.mod", mod, 1, 3 * C, false);
     fk_flux_ln_modulate(be, r->xmod, r->x, L, C, mod, mod + C);
     fk_flux_linear_rows(be, r->q, r->xmod, L, &S->q);
@@ -533,23 +548,10 @@ static void fk_flux_cond(fk_flux_runner *r, float timestep, float guidance, cons
  * sv (m, C): written into pre at each linear's offset. */
 static void fk_flux_pre_rows(fk_flux_runner *r, const float *sv, int64_t m, int64_t k0, float *tmp) {
     const fk_flux_config *c = &r->m->cfg;
-    const fk_flux_weights *w = &r->m->w;
-    const int64_t C = c->hidden, stride = r->pre_stride;
-    const int nd = c->depth_double, ns = c->depth_single;
-    for (int i = 0; i < 2 * nd + ns + 2; i++) {
-        const fk_flux_linear *lin;
-        int64_t off;
-        if (i < 2 * nd) {
-            lin = i % 2 ? &w->dbl[i / 2].img.mod : &w->dbl[i / 2].txt.mod;
-            off = (int64_t)i * 6 * C;
-        } else if (i < 2 * nd + ns) {
-            lin = &w->sgl[i - 2 * nd].mod;
-            off = 12 * C * nd + 3 * C * (i - 2 * nd);
-        } else {
-            lin = i == 2 * nd + ns ? &w->final_shift : &w->final_scale;
-            off = 12 * C * nd + 3 * C * ns + (i - 2 * nd - ns) * C;
-        }
-        const int64_t n = lin->w.shape[0];
+    const int64_t stride = r->pre_stride;
+    for (int i = 0; i < fk_flux_mod_slots(c); i++) {
+        const fk_flux_linear *lin = fk_flux_mod_linear(r->m, i);
+        const int64_t off = fk_flux_mod_offset(c, i), n = lin->w.shape[0];
         fk_flux_linear_rows(r->be, tmp, sv, m, lin); /* (m, n) */
         for (int64_t k = 0; k < m; k++)
             memcpy(r->pre + (k0 + k) * stride + off, tmp + k * n, (size_t)n * sizeof(float));
@@ -574,7 +576,7 @@ fk_status fk_flux_runner_precompute(fk_context *ctx, fk_flux_runner *r, const fl
             return fk_error(ctx, FK_ERR_ARG, "flux precompute: timestep %d is not finite", k);
     if (!isfinite(guidance)) return fk_error(ctx, FK_ERR_ARG, "flux precompute: guidance must be finite");
     const int64_t C = c->hidden;
-    r->pre_stride = fk_flux_pre_stride(c);
+    r->pre_stride = fk_flux_mod_offset(c, fk_flux_mod_slots(c));
     int64_t nmax = 6 * C; /* widest modulation output */
     r->pre = malloc(sizeof(float) * (size_t)n * (size_t)r->pre_stride);
     r->pre_ts = malloc(sizeof(float) * (size_t)n);
@@ -676,9 +678,9 @@ fk_status fk_flux_forward(fk_context *ctx, fk_flux_runner *r, const fk_flux_inpu
     /* final layer on the image rows: shift, scale = adaLN(vec) */
     const float *ximg = r->x + Lt * C;
     if (dbg) fk_flux_emit(r, "dbg.final_in", ximg, Li, C, true);
-    const int64_t fo = 12 * C * c->depth_double + 3 * C * c->depth_single;
-    const float *shift = fk_flux_mod(r, r->mod_img, &w->final_shift, fo);
-    const float *scale = fk_flux_mod(r, r->mod_img + C, &w->final_scale, fo + C);
+    const int fs = fk_flux_mod_slots(c) - 2; /* the final layer's shift, then scale */
+    const float *shift = fk_flux_mod(r, r->mod_img, fs);
+    const float *scale = fk_flux_mod(r, r->mod_img + C, fs + 1);
     fk_flux_ln_modulate(be, r->xmod, ximg, Li, C, shift, scale);
     fk_flux_linear_rows(be, out->data, r->xmod, Li, &w->final_linear);
     return FK_OK;

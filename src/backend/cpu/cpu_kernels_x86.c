@@ -193,24 +193,31 @@ __attribute__((target("avx512f"))) static void fk_gemm_pack_a_avx512(float *ap, 
     if (k0 < kc) fk_gemm_pack_a_panel(ap + k0 * FK_L512_MR, a + k0, lda, rows, kc - k0, FK_L512_MR);
 }
 
+/* Common start of the B packers: prefetch the next panel's nr rows towards
+ * L2 (one prefetch per 64 bytes), and convert dtypes without an in-register
+ * widening (fp8, f64) row by row into tmp, which then stands in for b. */
+static void fk_gemm_pack_b_prologue(const void **b, fk_dtype *bdt, int64_t *ldb, int64_t cols,
+                                    int64_t kc, float *tmp, const void *next, int64_t nr) {
+    const size_t esz = fk_dtype_size(*bdt);
+    if (next)
+        for (int64_t j = 0; j < nr; j++)
+            for (int64_t off = 0; off < kc * (int64_t)esz; off += 64)
+                _mm_prefetch((const char *)next + (size_t)(j * *ldb) * esz + off, _MM_HINT_T1);
+    if (*bdt != FK_F32 && *bdt != FK_BF16 && *bdt != FK_F16) {
+        for (int64_t j = 0; j < cols; j++)
+            fk_convert_to_f32(tmp + j * kc, (const char *)*b + (size_t)(j * *ldb) * esz, *bdt,
+                              (size_t)kc);
+        *b = tmp, *bdt = FK_F32, *ldb = kc;
+    }
+}
+
 /* A B micro-panel of 32 columns: two 16 × 16 blocks per 16 k; F32, BF16 and
  * F16 are widened in registers, other dtypes converted row by row into tmp. */
 __attribute__((target("avx512f"))) static void fk_gemm_pack_b_avx512(float *bp, const void *b,
                                                                     fk_dtype bdt, int64_t ldb,
                                                                     int64_t cols, int64_t kc,
                                                                     float *tmp, const void *next) {
-    const size_t esz0 = fk_dtype_size(bdt);
-    if (next) /* the next panel's rows towards L2, one prefetch per 64 bytes */
-        for (int64_t j = 0; j < FK_L512_NR; j++)
-            for (int64_t off = 0; off < kc * (int64_t)esz0; off += 64)
-                _mm_prefetch((const char *)next + (size_t)(j * ldb) * esz0 + off, _MM_HINT_T1);
-    if (bdt != FK_F32 && bdt != FK_BF16 && bdt != FK_F16) {
-        size_t esz = fk_dtype_size(bdt);
-        for (int64_t j = 0; j < cols; j++)
-            fk_convert_to_f32(tmp + j * kc, (const char *)b + (size_t)(j * ldb) * esz, bdt,
-                              (size_t)kc);
-        b = tmp, bdt = FK_F32, ldb = kc;
-    }
+    fk_gemm_pack_b_prologue(&b, &bdt, &ldb, cols, kc, tmp, next, FK_L512_NR);
     const size_t esz = fk_dtype_size(bdt);
     int64_t k0 = 0;
     for (; k0 + 16 <= kc; k0 += 16) {
@@ -285,18 +292,7 @@ __attribute__((target("avx2,fma,f16c"))) static void fk_gemm_pack_b_avx2(float *
                                                                         fk_dtype bdt, int64_t ldb,
                                                                         int64_t cols, int64_t kc,
                                                                         float *tmp, const void *next) {
-    const size_t esz0 = fk_dtype_size(bdt);
-    if (next) /* the next panel's rows towards L2, one prefetch per 64 bytes */
-        for (int64_t j = 0; j < FK_A2_NR; j++)
-            for (int64_t off = 0; off < kc * (int64_t)esz0; off += 64)
-                _mm_prefetch((const char *)next + (size_t)(j * ldb) * esz0 + off, _MM_HINT_T1);
-    if (bdt != FK_F32 && bdt != FK_BF16 && bdt != FK_F16) {
-        size_t esz = fk_dtype_size(bdt);
-        for (int64_t j = 0; j < cols; j++)
-            fk_convert_to_f32(tmp + j * kc, (const char *)b + (size_t)(j * ldb) * esz, bdt,
-                              (size_t)kc);
-        b = tmp, bdt = FK_F32, ldb = kc;
-    }
+    fk_gemm_pack_b_prologue(&b, &bdt, &ldb, cols, kc, tmp, next, FK_A2_NR);
     const size_t esz = fk_dtype_size(bdt);
     int64_t k0 = 0;
     for (; k0 + 8 <= kc; k0 += 8) {
