@@ -1,6 +1,8 @@
 /* text/clip_tokenizer: CLIP byte-level BPE (see clip_tokenizer.h). */
 #include "text/clip_tokenizer.h"
 
+#include "io/st_private.h" /* fk_st_printable */
+
 #include "text/ftfy.h"
 #include "text/unicode.h"
 #include "text/vocab_data.h"
@@ -150,12 +152,14 @@ static fk_status fk_clip_parse_vocab(fk_context *ctx, fk_clip_tokenizer *t, cons
     int32_t max_id = -1;
     for (cJSON *e = root->child; e; e = e->next) {
         if (!e->string) return fk_error(ctx, FK_ERR_FORMAT, "%s: entry without a key", name);
+        char shown[64]; /* escaped: keys may hold control characters (one-line messages) */
         if (!cJSON_IsNumber(e))
-            return fk_error(ctx, FK_ERR_FORMAT, "%s: token \"%.40s\" has a non-numeric id", name, e->string);
+            return fk_error(ctx, FK_ERR_FORMAT, "%s: token \"%s\" has a non-numeric id", name,
+                            fk_st_printable(e->string, shown, sizeof(shown)));
         double v = e->valuedouble;
         if (!(v >= 0 && v < FK_CLIP_MAX_VOCAB) || v != floor(v))
-            return fk_error(ctx, FK_ERR_FORMAT, "%s: token \"%.40s\" has id %g, expected an integer in [0, %d)", name,
-                            e->string, v, FK_CLIP_MAX_VOCAB);
+            return fk_error(ctx, FK_ERR_FORMAT, "%s: token \"%s\" has id %g, expected an integer in [0, %d)", name,
+                            fk_st_printable(e->string, shown, sizeof(shown)), v, FK_CLIP_MAX_VOCAB);
         if ((int32_t)v > max_id) max_id = (int32_t)v;
         count++;
         chars += strlen(e->string) + 1;
@@ -256,9 +260,10 @@ static fk_status fk_clip_parse_merges(fk_context *ctx, fk_clip_tokenizer *t, con
             int32_t ir = fk_strmap_get(vocab, sym[2], fl[0] + fl[1]);
             for (int q = 0; q < 3; q++) {
                 int32_t id = q == 0 ? ia : q == 1 ? ib : ir;
+                char shown[80];
                 if (id < 0)
-                    return fk_error(ctx, FK_ERR_FORMAT, "%s: line %zu: symbol \"%.60s\" is not in vocab.json", name,
-                                    line + 1, sym[q]);
+                    return fk_error(ctx, FK_ERR_FORMAT, "%s: line %zu: symbol \"%s\" is not in vocab.json", name,
+                                    line + 1, fk_st_printable(sym[q], shown, sizeof(shown)));
             }
             size_t slot = fk_merge_find(t, ia, ib);
             t->m_key[slot] = fk_pair_key(ia, ib); /* a repeated pair keeps its last rank, like dict() */

@@ -1,6 +1,8 @@
 /* text/t5_tokenizer: SentencePiece unigram tokenizer (see t5_tokenizer.h). */
 #include "text/t5_tokenizer.h"
 
+#include "io/st_private.h" /* fk_st_printable_n */
+
 #include "text/unicode.h"
 #include "text/vocab_data.h"
 
@@ -464,8 +466,10 @@ static fk_status fk_t5_setup(fk_context *ctx, fk_t5_tokenizer *t, fk_t5_parse *p
         if (x->len == y->len && memcmp(x->p, y->p, x->len) == 0) {
             int32_t lo = x->id < y->id ? x->id : y->id, hi = x->id < y->id ? y->id : x->id;
             free(keys);
-            return fk_error(ctx, FK_ERR_FORMAT, "%s: piece \"%.40s\" is defined twice (ids %d and %d)", name,
-                            t->chars + t->piece_off[lo], lo, hi);
+            char shown[64]; /* escaped: a piece may hold control characters (one-line messages) */
+            fk_st_printable_n(t->chars + t->piece_off[lo], (size_t)t->piece_len[lo], shown, sizeof(shown));
+            return fk_error(ctx, FK_ERR_FORMAT, "%s: piece \"%s\" is defined twice (ids %d and %d)", name,
+                            shown, lo, hi);
         }
     }
     int32_t nl = 0; /* the lattice skips UNUSED pieces */
