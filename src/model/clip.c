@@ -432,9 +432,8 @@ fk_status fk_clip_load_model(fk_context *ctx, fk_backend *be, fk_st_model *m, bo
     c->m = m;
     c->owns_m = take_ownership;
     fk_status st = FK_OK;
-    if (be->device != FK_DEVICE_CPU)
-        st = fk_error(ctx, FK_ERR_UNSUPPORTED, "CLIP text model: backend %s not supported yet (CPU only)",
-                      be->name);
+    if (!be->alloc || !be->free || !be->upload || !be->download)
+        st = fk_error(ctx, FK_ERR_ARG, "CLIP text model: backend %s has no memory functions", be->name);
     if (st == FK_OK) st = fk_clip_config_infer(ctx, m, &c->cfg, c->prefix, sizeof(c->prefix));
     const fk_clip_config *g = &c->cfg;
     int64_t W = g->width, I = g->mlp_hidden;
@@ -533,6 +532,19 @@ static fk_status fk_clip_reserve(fk_context *ctx, fk_clip *c, int n) {
     return FK_OK;
 }
 
+/* An f32 view of activation memory, on the backend's device. */
+static fk_tensor fk_clip_v2(const fk_backend *be, float *p, int64_t d0, int64_t d1) {
+    fk_tensor t = fk_view2(FK_F32, p, d0, d1);
+    t.device = be->device;
+    return t;
+}
+
+static fk_tensor fk_clip_v3(const fk_backend *be, float *p, int64_t d0, int64_t d1, int64_t d2) {
+    fk_tensor t = fk_view3(FK_F32, p, d0, d1, d2);
+    t.device = be->device;
+    return t;
+}
+
 fk_status fk_clip_encode(fk_context *ctx, fk_clip *c, const int64_t *ids, int n, fk_tensor *hidden,
                          fk_tensor *pooled) {
     const fk_clip_config *g = &c->cfg;
@@ -550,28 +562,48 @@ fk_status fk_clip_encode(fk_context *ctx, fk_clip *c, const int64_t *ids, int n,
     if (pooled && (pooled->dtype != FK_F32 || fk_tensor_numel(pooled) != W || !pooled->data))
         return fk_error(ctx, FK_ERR_ARG, "CLIP text model: output pooler_output must be f32 with %lld elements",
                         (long long)W);
+    fk_backend *be = c->be;
+    if ((hidden->device != FK_DEVICE_CPU && hidden->device != be->device) ||
+        (pooled && pooled->device != FK_DEVICE_CPU && pooled->device != be->device))
+        return fk_error(ctx, FK_ERR_ARG, "CLIP text model: the outputs must be in host memory or on the "
+                        "backend's device (%s)", be->name);
     fk_status st = fk_clip_reserve(ctx, c, n);
     if (st != FK_OK) return st;
-    fk_backend *be = c->be;
+    const bool on_host = be->device == FK_DEVICE_CPU;
     float *p = c->buf;
-    fk_tensor x = fk_view2(FK_F32, p, n, W);         /* (L, W) residual stream */
-    fk_tensor h = fk_view2(FK_F32, p += n * W, n, W); /* (L, W) normed */
-    fk_tensor q = fk_view2(FK_F32, p += n * W, n, W); /* (L, H·D) */
-    fk_tensor k = fk_view2(FK_F32, p += n * W, n, W);
-    fk_tensor v = fk_view2(FK_F32, p += n * W, n, W);
-    fk_tensor a = fk_view2(FK_F32, p += n * W, n, W); /* (L, W) attention out / projections */
-    fk_tensor f = fk_view2(FK_F32, p += n * W, n, I); /* (L, I) MLP hidden */
-    fk_tensor q3 = fk_view3(FK_F32, q.data, n, H, D), k3 = fk_view3(FK_F32, k.data, n, H, D),
-              v3 = fk_view3(FK_F32, v.data, n, H, D);
+    fk_tensor x = fk_clip_v2(be, p, n, W);         /* (L, W) residual stream */
+    fk_tensor h = fk_clip_v2(be, p += n * W, n, W); /* (L, W) normed */
+    fk_tensor q = fk_clip_v2(be, p += n * W, n, W); /* (L, H·D) */
+    fk_tensor k = fk_clip_v2(be, p += n * W, n, W);
+    fk_tensor v = fk_clip_v2(be, p += n * W, n, W);
+    fk_tensor a = fk_clip_v2(be, p += n * W, n, W); /* (L, W) attention out / projections */
+    fk_tensor f = fk_clip_v2(be, p += n * W, n, I); /* (L, I) MLP hidden */
+    fk_tensor q3 = fk_clip_v3(be, q.data, n, H, D), k3 = fk_clip_v3(be, k.data, n, H, D),
+              v3 = fk_clip_v3(be, v.data, n, H, D);
 
-    /* embeddings: x[i] = token_embedding[ids[i]] + position_embedding[i] */
+    /* embeddings: x[i] = token_embedding[ids[i]] + position_embedding[i]; the
+     * rows are gathered on the host (in place on the CPU backend, in host
+     * staging uploaded to a device), the sum is an op */
+    float *xh = x.data, *hh = h.data, *stage = NULL;
+    if (!on_host) {
+        stage = malloc(2 * fk_tensor_nbytes(&x));
+        if (!stage)
+            return fk_error(ctx, FK_ERR_NOMEM, "out of memory: CLIP host staging for %d tokens", n);
+        xh = stage;
+        hh = stage + (int64_t)n * W;
+    }
     size_t es = fk_dtype_size(c->tok_emb.dtype), ps = fk_dtype_size(c->pos_emb.dtype);
     for (int i = 0; i < n; i++) {
-        float *xi = (float *)x.data + (int64_t)i * W, *hi = (float *)h.data + (int64_t)i * W;
+        float *xi = xh + (int64_t)i * W, *hi = hh + (int64_t)i * W;
         fk_convert_to_f32(xi, (const char *)c->tok_emb.data + (size_t)ids[i] * (size_t)W * es, c->tok_emb.dtype,
                           (size_t)W);
         fk_convert_to_f32(hi, (const char *)c->pos_emb.data + (size_t)i * (size_t)W * ps, c->pos_emb.dtype,
                           (size_t)W);
+    }
+    if (stage) {
+        be->upload(be, x.data, xh, fk_tensor_nbytes(&x));
+        be->upload(be, h.data, hh, fk_tensor_nbytes(&h));
+        free(stage);
     }
     be->add(be, &x, &x, &h);
 
@@ -591,11 +623,25 @@ fk_status fk_clip_encode(fk_context *ctx, fk_clip *c, const int64_t *ids, int n,
         be->linear(be, &h, &f, &L->fc2_w, &L->fc2_b);
         be->add(be, &x, &x, &h);
     }
-    fk_tensor out = fk_view2(FK_F32, hidden->data, n, W);
+    /* last_hidden_state: in place when hidden is on the device, else through a */
+    fk_tensor out = hidden->device == be->device ? fk_clip_v2(be, hidden->data, n, W) : a;
     be->layernorm(be, &out, &x, &c->lnf_w, &c->lnf_b, g->eps);
+    if (out.data != hidden->data) be->download(be, hidden->data, out.data, fk_tensor_nbytes(&out));
     if (pooled) {
-        int pi = fk_clip_pool_index(g, ids, n);
-        memcpy(pooled->data, (const float *)hidden->data + (int64_t)pi * W, (size_t)W * sizeof(float));
+        /* pooler_output = row pi of last_hidden_state, wherever each lives */
+        const int pi = fk_clip_pool_index(g, ids, n);
+        const size_t bytes = (size_t)W * sizeof(float);
+        float *row = (float *)hidden->data + (int64_t)pi * W;
+        if (pooled->device == FK_DEVICE_CPU && hidden->device == FK_DEVICE_CPU) {
+            memcpy(pooled->data, row, bytes);
+        } else if (pooled->device == FK_DEVICE_CPU) {
+            be->download(be, pooled->data, row, bytes);
+        } else if (hidden->device == FK_DEVICE_CPU) {
+            be->upload(be, pooled->data, row, bytes);
+        } else {
+            fk_tensor dst = fk_clip_v2(be, pooled->data, 1, W), src = fk_clip_v2(be, row, 1, W);
+            be->copy_cols(be, &dst, 0, &src, 0, W);
+        }
     }
     return FK_OK;
 }

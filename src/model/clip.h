@@ -80,8 +80,8 @@ typedef struct fk_clip fk_clip;
 /* Open weights (a .safetensors file, an index file or a folder, see
  * fk_st_model_open), infer the config, check every tensor's shape and dtype,
  * and bind views. The model owns the mapping; caller frees with fk_clip_free.
- * Only CPU backends for now (FK_ERR_UNSUPPORTED otherwise). be must outlive
- * the model. */
+ * Any backend (activations in be->alloc memory; the embedding rows are
+ * gathered on the host and uploaded). be must outlive the model. */
 fk_status fk_clip_load(fk_context *ctx, fk_backend *be, const char *path, fk_clip **out);
 /* Same from an opened checkpoint; with take_ownership the model closes m in
  * fk_clip_free (also on failure), else m must outlive the model. */
@@ -99,8 +99,9 @@ fk_dtype fk_clip_linear_dtype(const fk_clip *c);
 int fk_clip_pool_index(const fk_clip_config *cfg, const int64_t *ids, int n);
 
 /* Encode one sequence: ids (n), 1 <= n <= max_positions, each in [0, vocab).
- * hidden (n, width) f32 CPU tensor, caller-allocated, gets last_hidden_state;
- * pooled (width) f32 or NULL gets pooler_output. Activation buffers are
+ * hidden (n, width) f32 tensor, caller-allocated, gets last_hidden_state;
+ * pooled (width) f32 or NULL gets pooler_output; each in host memory or on
+ * the backend's device (host outputs are downloaded). Activation buffers are
  * allocated on first use (sized for n, grown when needed) and kept until
  * fk_clip_release_buffers / fk_clip_free. Errors name the bad id / length. */
 fk_status fk_clip_encode(fk_context *ctx, fk_clip *c, const int64_t *ids, int n, fk_tensor *hidden,

@@ -11,7 +11,10 @@
  *                  the q/k/v projection weights
  *   attn  (L, C)   attention output; xmod (L, C) modulated input and
  *                  projection output; mlp (L, M); cat (L, C+M) = [attn | mlp]
- * Glue that is not an op (timestep embedding, RoPE table) is O(L·D) plain C. */
+ * Glue that is not an op (timestep embedding, RoPE table) is O(L·D) plain C
+ * on the host, uploaded into runner memory; runner memory (one be->alloc
+ * block) is never touched by host code, so the runner works on any backend
+ * device (proven on the simulated device, tests/unit/test_flux_devsim.c). */
 #include "model/flux.h"
 
 #include <math.h>
@@ -32,7 +35,9 @@ struct fk_flux_runner {
     fk_backend *be;
     fk_flux_plan plan;
     int64_t Lt, Li, L;
-    void *mem;        /* one allocation for everything below */
+    /* runner memory on the backend's device: one be->alloc for everything
+     * below (views of it carry .device = be->device) */
+    void *mem;
     float *x;         /* (L, C) */
     float *xmod;      /* (L, C) */
     float *q, *k, *v; /* (L, H, D) each */
@@ -40,19 +45,32 @@ struct fk_flux_runner {
     float *mlp;       /* (L, M) */
     float *cat;       /* (L, C + M) */
     float *pe;        /* (L, D/2, 2, 2) */
-    float *ids;       /* (L, 3) the ids pe was computed for */
-    bool pe_valid;
     float *emb;       /* (256) sinusoidal embedding */
     float *hid;       /* (C) embedder hidden */
     float *tin, *gin, *vin; /* (C) time_in, guidance_in, vector_in outputs */
     float *vec;       /* (C) conditioning vector */
     float *svec;      /* (C) SiLU(vec), the input of every modulation */
     float *mod_img, *mod_txt; /* (6C) */
+    /* device backends only (NULL on the CPU, where inputs and outputs are
+     * used in place): staging for host inputs and the host output */
+    float *io_img;    /* (Li, in_channels) */
+    float *io_txt;    /* (Lt, context_dim) */
+    float *io_y;      /* (vec_dim) */
+    float *io_out;    /* (Li, out_channels) */
+    /* host memory: the glue computed on the host. On the CPU pe_host and
+     * emb_host are pe and emb themselves (nothing is copied). */
+    void *host;       /* one allocation for ids, ids_in (and pe_host, emb_host) */
+    float *ids;       /* (L, 3) the ids pe was computed for */
+    float *ids_in;    /* (L, 3) device ids inputs downloaded */
+    float *pe_host;   /* (L, D/2, 2, 2) */
+    float *emb_host;  /* (256) */
+    bool pe_valid;
     fk_flux_hook_fn hook;
     unsigned hook_flags;
     void *hook_user;
     /* modulation vectors precomputed for a list of timesteps
-     * (fk_flux_runner_precompute): (n_pre, pre_stride) */
+     * (fk_flux_runner_precompute): (n_pre, pre_stride) in runner memory,
+     * pre_ts (n_pre) on the host */
     float *pre, *pre_ts;
     int n_pre;
     int64_t pre_stride;
@@ -60,6 +78,40 @@ struct fk_flux_runner {
     const void *pre_y;
     const float *cur; /* this step's row of pre, or NULL: computed per step */
 };
+
+/* ---- device helpers ------------------------------------------------------------------------
+ * Runner memory lives on the backend's device; host code never reads or
+ * writes it. On the CPU backend host and device are one memory: the host
+ * buffers alias the device ones and every transfer below is skipped, so the
+ * CPU path does exactly what it did before. */
+
+static bool fk_flux_on_host(const fk_flux_runner *r) { return r->be->device == FK_DEVICE_CPU; }
+
+/* f32 views of runner memory, tagged with the backend's device. */
+static fk_tensor fk_flux_d2(const fk_backend *be, const float *p, int64_t d0, int64_t d1) {
+    fk_tensor t = fk_view2(FK_F32, (void *)p, d0, d1);
+    t.device = be->device;
+    return t;
+}
+
+static fk_tensor fk_flux_d3(const fk_backend *be, const float *p, int64_t d0, int64_t d1,
+                            int64_t d2) {
+    fk_tensor t = fk_view3(FK_F32, (void *)p, d0, d1, d2);
+    t.device = be->device;
+    return t;
+}
+
+static fk_tensor fk_flux_d4(const fk_backend *be, const float *p, int64_t d0, int64_t d1,
+                            int64_t d2, int64_t d3) {
+    fk_tensor t = fk_view4(FK_F32, (void *)p, d0, d1, d2, d3);
+    t.device = be->device;
+    return t;
+}
+
+/* host → runner memory; nothing to do when src already is dst (the CPU). */
+static void fk_flux_put(fk_flux_runner *r, void *dst, const void *src, size_t bytes) {
+    if (dst != src) r->be->upload(r->be, dst, src, bytes);
+}
 
 /* ---- small glue ------------------------------------------------------------------ */
 
@@ -144,7 +196,8 @@ static bool fk_flux_be_supports(fk_backend *be, fk_op op, const fk_tensor *const
 static fk_status fk_flux_check_backend(fk_context *ctx, const fk_flux_model *m, fk_backend *be) {
     const fk_flux_weights *w = &m->w;
     float dummy = 0;
-    fk_tensor x = fk_view2(FK_F32, &dummy, 1, 1);
+    fk_tensor x = fk_view2(FK_F32, &dummy, 1, 1); /* an activation: on the backend's device */
+    x.device = be->device;
     const fk_flux_linear *lin[8] = {&w->img_in, &w->txt_in, &w->final_linear, &w->final_shift,
                                     &w->time_in.in_layer, &w->vector_in.out_layer, NULL, NULL};
     int nl = 6;
@@ -170,6 +223,17 @@ static fk_status fk_flux_check_backend(fk_context *ctx, const fk_flux_model *m, 
     return FK_OK;
 }
 
+/* Carve n buffers of sizes[i] floats, each 64-byte aligned, from base (NULL:
+ * only count). Returns the total bytes. */
+static size_t fk_flux_carve(char *base, const size_t *sizes, float **const *ptrs, int n) {
+    size_t off = 0;
+    for (int i = 0; i < n; i++) {
+        if (base) *ptrs[i] = sizes[i] ? (float *)(base + off) : NULL;
+        off += (sizes[i] * sizeof(float) + 63) & ~(size_t)63;
+    }
+    return off;
+}
+
 fk_status fk_flux_runner_create(fk_context *ctx, const fk_flux_model *m, fk_backend *be,
                                 int64_t n_img, int64_t n_txt, fk_flux_runner **out) {
     if (!m || !be || !out) return fk_error(ctx, FK_ERR_ARG, "fk_flux_runner_create: NULL argument");
@@ -178,9 +242,8 @@ fk_status fk_flux_runner_create(fk_context *ctx, const fk_flux_model *m, fk_back
         return fk_error(ctx, FK_ERR_ARG,
                         "flux: %lld image and %lld text tokens, expected 1..%d and 0..%d",
                         (long long)n_img, (long long)n_txt, 1 << 22, 1 << 22);
-    if (be->device != FK_DEVICE_CPU)
-        return fk_error(ctx, FK_ERR_UNSUPPORTED, "flux: backend %s: only CPU buffers are planned "
-                        "so far", be->name);
+    if (!be->alloc || !be->free || !be->upload || !be->download)
+        return fk_error(ctx, FK_ERR_ARG, "flux: backend %s has no memory functions", be->name);
     if (fk_flux_check_backend(ctx, m, be) != FK_OK) return FK_ERR_UNSUPPORTED;
     const fk_flux_config *c = &m->cfg;
     fk_flux_runner *r = calloc(1, sizeof(*r));
@@ -193,26 +256,43 @@ fk_status fk_flux_runner_create(fk_context *ctx, const fk_flux_model *m, fk_back
     fk_flux_plan_compute(c, n_img, n_txt, &r->plan);
     r->plan.weight_bytes = m->mapped_bytes + m->copied_bytes;
     const size_t C = (size_t)c->hidden, M = (size_t)c->mlp_hidden, D = (size_t)c->head_dim;
-    const size_t L = (size_t)r->L;
-    /* carve the buffers, each 64-byte aligned */
-    size_t sizes[] = {L * C, L * C, L * C, L * C, L * C, L * C, L * M, L * (C + M), L * D * 2,
-                      L * 3, 256, C, C, C, C, C, C, 6 * C, 6 * C};
-    float **ptrs[] = {&r->x, &r->xmod, &r->q, &r->k, &r->v, &r->attn, &r->mlp, &r->cat, &r->pe,
-                      &r->ids, &r->emb, &r->hid, &r->tin, &r->gin, &r->vin, &r->vec, &r->svec,
-                      &r->mod_img, &r->mod_txt};
+    const size_t L = (size_t)r->L, Li = (size_t)n_img, Lt = (size_t)n_txt;
+    const bool host = be->device == FK_DEVICE_CPU;
+    /* runner memory on the device, each buffer 64-byte aligned; the staging
+     * of host inputs/outputs only on a device */
+    const size_t sizes[] = {L * C, L * C, L * C, L * C, L * C, L * C, L * M, L * (C + M), L * D * 2,
+                            256, C, C, C, C, C, C, 6 * C, 6 * C,
+                            host ? 0 : Li * (size_t)c->in_channels,
+                            host ? 0 : Lt * (size_t)c->context_dim, host ? 0 : (size_t)c->vec_dim,
+                            host ? 0 : Li * (size_t)c->out_channels};
+    float **const ptrs[] = {&r->x, &r->xmod, &r->q, &r->k, &r->v, &r->attn, &r->mlp, &r->cat,
+                            &r->pe, &r->emb, &r->hid, &r->tin, &r->gin, &r->vin, &r->vec,
+                            &r->svec, &r->mod_img, &r->mod_txt, &r->io_img, &r->io_txt, &r->io_y,
+                            &r->io_out};
     const int nb = (int)(sizeof(sizes) / sizeof(sizes[0]));
-    size_t total = 0;
-    for (int i = 0; i < nb; i++) total += (sizes[i] * sizeof(float) + 63) & ~(size_t)63;
-    r->mem = fk_calloc(total);
-    if (!r->mem) {
+    const size_t total = fk_flux_carve(NULL, sizes, ptrs, nb);
+    /* host memory: ids (and on a device the host copies of pe and emb) */
+    const size_t hsizes[] = {L * 3, L * 3, host ? 0 : L * D * 2, host ? 0 : 256};
+    float **const hptrs[] = {&r->ids, &r->ids_in, &r->pe_host, &r->emb_host};
+    const size_t htotal = fk_flux_carve(NULL, hsizes, hptrs, 4);
+    r->plan.io_bytes = total - fk_flux_carve(NULL, sizes, ptrs, nb - 4);
+    r->mem = be->alloc(be, total);
+    r->host = fk_calloc(htotal);
+    if (!r->mem || !r->host) {
+        if (r->mem) be->free(be, r->mem);
+        fk_free(r->host);
         free(r);
-        return fk_error(ctx, FK_ERR_NOMEM, "out of memory: flux buffers for %lld tokens need %zu bytes",
-                        (long long)L, total);
+        return fk_error(ctx, FK_ERR_NOMEM,
+                        "out of memory: flux buffers for %lld tokens need %zu bytes on %s",
+                        (long long)L, total, be->name);
     }
-    size_t off = 0;
-    for (int i = 0; i < nb; i++) {
-        *ptrs[i] = (float *)((char *)r->mem + off);
-        off += (sizes[i] * sizeof(float) + 63) & ~(size_t)63;
+    /* not zeroed: every buffer is written before it is read (the devsim
+     * test runs on NaN-filled memory and gets the CPU's bits) */
+    fk_flux_carve(r->mem, sizes, ptrs, nb);
+    fk_flux_carve(r->host, hsizes, hptrs, 4);
+    if (host) {
+        r->pe_host = r->pe;
+        r->emb_host = r->emb;
     }
     *out = r;
     return FK_OK;
@@ -220,9 +300,10 @@ fk_status fk_flux_runner_create(fk_context *ctx, const fk_flux_model *m, fk_back
 
 void fk_flux_runner_free(fk_flux_runner *r) {
     if (!r) return;
-    free(r->pre);
+    if (r->pre) r->be->free(r->be, r->pre);
     free(r->pre_ts);
-    fk_free(r->mem);
+    r->be->free(r->be, r->mem);
+    fk_free(r->host);
     free(r);
 }
 
@@ -276,12 +357,29 @@ static bool fk_flux_want(const fk_flux_runner *r, unsigned flag) {
     return r->hook && (r->hook_flags & flag);
 }
 
+/* Report rows of runner memory under `name`, as a host tensor of shape
+ * (ndim, shape): downloaded into a temporary on a device, in place on the
+ * CPU. */
+static void fk_flux_emit_shape(fk_flux_runner *r, const char *name, const float *data, int ndim,
+                               const int64_t *shape) {
+    fk_tensor t = fk_tensor_view(FK_F32, (void *)data, ndim, shape);
+    float *tmp = NULL;
+    if (!fk_flux_on_host(r)) {
+        const size_t nb = fk_tensor_nbytes(&t);
+        tmp = malloc(nb ? nb : 1);
+        if (!tmp) return; /* debug output only */
+        r->be->download(r->be, tmp, data, nb);
+        t.data = tmp;
+    }
+    r->hook(r->hook_user, name, &t);
+    free(tmp);
+}
+
 /* Report (1, n) or (1, rows, cols) in the reference's batch-1 shapes. */
 static void fk_flux_emit(fk_flux_runner *r, const char *name, const float *data, int64_t rows,
                          int64_t cols, bool tokens) {
-    fk_tensor t = tokens ? fk_view3(FK_F32, (void *)data, 1, rows, cols)
-                         : fk_view2(FK_F32, (void *)data, 1, cols);
-    r->hook(r->hook_user, name, &t);
+    const int64_t sh3[3] = {1, rows, cols}, sh2[2] = {1, cols};
+    fk_flux_emit_shape(r, name, data, tokens ? 3 : 2, tokens ? sh3 : sh2);
 }
 
 static void fk_flux_emit_block(fk_flux_runner *r, const char *kind, int i) {
@@ -295,22 +393,23 @@ static void fk_flux_emit_block(fk_flux_runner *r, const char *kind, int i) {
 }
 
 /* Debug only: [q | k | v (| mlp)] rows r0..r0+n before the QK norm, as the
- * reference's fused projection output. Allocated on demand. */
+ * reference's fused projection output. Allocated on demand (runner memory). */
 static void fk_flux_emit_fused(fk_flux_runner *r, const char *name, int64_t r0, int64_t n,
                                bool with_mlp) {
     const int64_t C = r->m->cfg.hidden, M = r->m->cfg.mlp_hidden;
     const int64_t W = 3 * C + (with_mlp ? M : 0);
-    float *buf = fk_alloc((size_t)(n * W) * sizeof(float));
+    fk_backend *be = r->be;
+    float *buf = be->alloc(be, (size_t)(n * W) * sizeof(float));
     if (!buf) return; /* debug output only */
-    fk_tensor dst = fk_view2(FK_F32, buf, n, W);
+    fk_tensor dst = fk_flux_d2(be, buf, n, W);
     const float *parts[4] = {r->q, r->k, r->v, r->mlp};
     for (int p = 0; p < (with_mlp ? 4 : 3); p++) {
         int64_t w = p < 3 ? C : M;
-        fk_tensor src = fk_view2(FK_F32, (void *)(parts[p] + r0 * w), n, w);
-        r->be->copy_cols(r->be, &dst, p * C, &src, 0, w);
+        fk_tensor src = fk_flux_d2(be, parts[p] + r0 * w, n, w);
+        be->copy_cols(be, &dst, p * C, &src, 0, w);
     }
     fk_flux_emit(r, name, buf, n, W, true);
-    fk_free(buf);
+    be->free(be, buf);
 }
 
 /* ---- building blocks ---------------------------------------------------------------------- */
@@ -321,8 +420,8 @@ static const fk_tensor *fk_flux_bias(const fk_flux_linear *l) { return l->b.data
 static void fk_flux_linear_rows(fk_backend *be, float *y, const float *x, int64_t rows,
                                 const fk_flux_linear *l) {
     const int64_t out = l->w.shape[0], in = l->w.shape[1];
-    fk_tensor ty = fk_view2(FK_F32, y, rows, out);
-    fk_tensor tx = fk_view2(FK_F32, (void *)x, rows, in);
+    fk_tensor ty = fk_flux_d2(be, y, rows, out);
+    fk_tensor tx = fk_flux_d2(be, x, rows, in);
     be->linear(be, &ty, &tx, &l->w, fk_flux_bias(l));
 }
 
@@ -330,8 +429,8 @@ static void fk_flux_linear_rows(fk_backend *be, float *y, const float *x, int64_
 static void fk_flux_linear_act_rows(fk_backend *be, float *y, const float *x, int64_t rows,
                                     const fk_flux_linear *l, fk_act act) {
     const int64_t out = l->w.shape[0], in = l->w.shape[1];
-    fk_tensor ty = fk_view2(FK_F32, y, rows, out);
-    fk_tensor tx = fk_view2(FK_F32, (void *)x, rows, in);
+    fk_tensor ty = fk_flux_d2(be, y, rows, out);
+    fk_tensor tx = fk_flux_d2(be, x, rows, in);
     be->linear_act(be, &ty, &tx, &l->w, fk_flux_bias(l), act);
 }
 
@@ -341,7 +440,7 @@ static void fk_flux_embedder_fwd(fk_flux_runner *r, const fk_flux_embedder *e, c
     fk_backend *be = r->be;
     const int64_t C = r->m->cfg.hidden;
     fk_flux_linear_rows(be, r->hid, x, 1, &e->in_layer);
-    fk_tensor h = fk_view2(FK_F32, r->hid, 1, C);
+    fk_tensor h = fk_flux_d2(be, r->hid, 1, C);
     be->silu(be, &h, &h);
     fk_flux_linear_rows(be, out, r->hid, 1, &e->out_layer);
 }
@@ -349,17 +448,17 @@ static void fk_flux_embedder_fwd(fk_flux_runner *r, const fk_flux_embedder *e, c
 /* y (n, C) = (1 + scale)·LayerNorm(x) + shift, shift/scale (C) */
 static void fk_flux_ln_modulate(fk_backend *be, float *y, const float *x, int64_t n, int64_t C,
                                 const float *shift, const float *scale) {
-    fk_tensor ty = fk_view2(FK_F32, y, n, C), tx = fk_view2(FK_F32, (void *)x, n, C);
-    fk_tensor tsh = fk_view2(FK_F32, (void *)shift, 1, C);
-    fk_tensor tsc = fk_view2(FK_F32, (void *)scale, 1, C);
+    fk_tensor ty = fk_flux_d2(be, y, n, C), tx = fk_flux_d2(be, x, n, C);
+    fk_tensor tsh = fk_flux_d2(be, shift, 1, C);
+    fk_tensor tsc = fk_flux_d2(be, scale, 1, C);
     be->layernorm_modulate(be, &ty, &tx, &tsh, &tsc, FK_FLUX_EPS);
 }
 
 /* x (n, C) += gate (C) · y (n, C) */
 static void fk_flux_gated(fk_backend *be, float *x, const float *y, int64_t n, int64_t C,
                           const float *gate) {
-    fk_tensor tx = fk_view2(FK_F32, x, n, C), ty = fk_view2(FK_F32, (void *)y, n, C);
-    fk_tensor tg = fk_view2(FK_F32, (void *)gate, 1, C);
+    fk_tensor tx = fk_flux_d2(be, x, n, C), ty = fk_flux_d2(be, y, n, C);
+    fk_tensor tg = fk_flux_d2(be, gate, 1, C);
     be->gated_add(be, &tx, &ty, &tg);
 }
 
@@ -368,11 +467,12 @@ static void fk_flux_qk_norm_rope(fk_flux_runner *r, int64_t r0, int64_t n,
                                  const fk_tensor *q_scale, const fk_tensor *k_scale) {
     const fk_flux_config *c = &r->m->cfg;
     const int64_t C = c->hidden, H = c->num_heads, D = c->head_dim;
-    fk_tensor tq = fk_view3(FK_F32, r->q + r0 * C, n, H, D);
-    fk_tensor tk = fk_view3(FK_F32, r->k + r0 * C, n, H, D);
-    fk_tensor pe = fk_view4(FK_F32, r->pe + r0 * D * 2, n, D / 2, 2, 2); /* rows r0.. */
-    r->be->rmsnorm_rope(r->be, &tq, q_scale, &pe, FK_FLUX_EPS);
-    r->be->rmsnorm_rope(r->be, &tk, k_scale, &pe, FK_FLUX_EPS);
+    fk_backend *be = r->be;
+    fk_tensor tq = fk_flux_d3(be, r->q + r0 * C, n, H, D);
+    fk_tensor tk = fk_flux_d3(be, r->k + r0 * C, n, H, D);
+    fk_tensor pe = fk_flux_d4(be, r->pe + r0 * D * 2, n, D / 2, 2, 2); /* rows r0.. */
+    be->rmsnorm_rope(be, &tq, q_scale, &pe, FK_FLUX_EPS);
+    be->rmsnorm_rope(be, &tk, k_scale, &pe, FK_FLUX_EPS);
 }
 
 /* attn (L, C) = softmax(q·kᵀ/√D)·v over the joint sequence (q, k normed and rotated). */
@@ -380,9 +480,9 @@ static void fk_flux_attention(fk_flux_runner *r) {
     const fk_flux_config *c = &r->m->cfg;
     const int64_t L = r->L, H = c->num_heads, D = c->head_dim, C = c->hidden;
     fk_backend *be = r->be;
-    fk_tensor tq = fk_view3(FK_F32, r->q, L, H, D), tk = fk_view3(FK_F32, r->k, L, H, D);
-    fk_tensor tv = fk_view3(FK_F32, r->v, L, H, D);
-    fk_tensor ta = fk_view2(FK_F32, r->attn, L, C);
+    fk_tensor tq = fk_flux_d3(be, r->q, L, H, D), tk = fk_flux_d3(be, r->k, L, H, D);
+    fk_tensor tv = fk_flux_d3(be, r->v, L, H, D);
+    fk_tensor ta = fk_flux_d2(be, r->attn, L, C);
     be->attention(be, &ta, &tq, &tk, &tv, NULL, (float)(1.0 / sqrt((double)D)), false);
 }
 
@@ -484,7 +584,7 @@ static void fk_flux_single_block(fk_flux_runner *r, int bi) {
     fk_flux_linear_rows(be, r->q, r->xmod, L, &S->q);
     fk_flux_linear_rows(be, r->k, r->xmod, L, &S->k);
     fk_flux_linear_rows(be, r->v, r->xmod, L, &S->v);
-    fk_tensor tm = fk_view2(FK_F32, r->mlp, L, M);
+    fk_tensor tm = fk_flux_d2(be, r->mlp, L, M);
     if (dbg) { /* the reference's fused projection output, before the GELU */
         fk_flux_linear_rows(be, r->mlp, r->xmod, L, &S->mlp);
         fk_flux_emit_fused(r, "dbg.single0.linear1", 0, L, true);
@@ -494,15 +594,15 @@ static void fk_flux_single_block(fk_flux_runner *r, int bi) {
     }
     fk_flux_qk_norm_rope(r, 0, L, &S->q_scale, &S->k_scale);
     fk_flux_attention(r);
-    fk_tensor tcat = fk_view2(FK_F32, r->cat, L, C + M);
-    fk_tensor ta = fk_view2(FK_F32, r->attn, L, C);
+    fk_tensor tcat = fk_flux_d2(be, r->cat, L, C + M);
+    fk_tensor ta = fk_flux_d2(be, r->attn, L, C);
     if (dbg) {
         be->copy_cols(be, &tcat, 0, &ta, 0, C);
         be->copy_cols(be, &tcat, C, &tm, 0, M);
         fk_flux_emit(r, "dbg.single0.linear2_in", r->cat, L, C + M, true);
     }
     /* linear2 on [attn | mlp], joined in cat only by backends that need it */
-    fk_tensor txm = fk_view2(FK_F32, r->xmod, L, C);
+    fk_tensor txm = fk_flux_d2(be, r->xmod, L, C);
     be->linear_cat(be, &txm, &ta, &tm, &S->linear2.w, fk_flux_bias(&S->linear2), &tcat);
     fk_flux_gated(be, r->x, r->xmod, L, C, mod + 2 * C);
     fk_flux_emit_block(r, "single", bi);
@@ -510,66 +610,94 @@ static void fk_flux_single_block(fk_flux_runner *r, int bi) {
 
 /* ---- forward ------------------------------------------------------------------------------ */
 
-static fk_status fk_flux_check_input(fk_context *ctx, const char *what, const fk_tensor *t,
-                                     int64_t rows, int64_t cols);
+static fk_status fk_flux_check_input(fk_context *ctx, const fk_flux_runner *r, const char *what,
+                                     const fk_tensor *t, int64_t rows, int64_t cols);
 
-/* vec = time_in(emb(t)) [+ guidance_in(emb(g))] + vector_in(y), svec = SiLU(vec). */
+/* The data of input t in runner memory: t itself when it is on the
+ * backend's device (always on the CPU), else uploaded into staging. */
+static const float *fk_flux_in(fk_flux_runner *r, const fk_tensor *t, float *staging) {
+    if (t->device == r->be->device) return t->data;
+    r->be->upload(r->be, staging, t->data, fk_tensor_nbytes(t));
+    return staging;
+}
+
+/* The data of ids input t on the host: t itself, or downloaded into buf. */
+static const float *fk_flux_host_ids(fk_flux_runner *r, const fk_tensor *t, float *buf) {
+    if (t->device == FK_DEVICE_CPU) return t->data;
+    r->be->download(r->be, buf, t->data, fk_tensor_nbytes(t));
+    return buf;
+}
+
+/* vec = time_in(emb(t)) [+ guidance_in(emb(g))] + vector_in(y),
+ * svec (C) = SiLU(vec). y (vec_dim) in runner memory. */
 static void fk_flux_cond(fk_flux_runner *r, float timestep, float guidance, const float *y,
-                         bool dbg) {
+                         float *svec, bool dbg) {
     const fk_flux_config *c = &r->m->cfg;
     const fk_flux_weights *w = &r->m->w;
     fk_backend *be = r->be;
     const int64_t C = c->hidden;
-    /* conditioning: vec = time_in(emb(t)) [+ guidance_in(emb(g))] + vector_in(y) */
-    fk_flux_timestep_embedding(timestep, r->emb);
+    const size_t eb = 256 * sizeof(float);
+    /* the sinusoidal embeddings are computed on the host and uploaded */
+    fk_flux_timestep_embedding(timestep, r->emb_host);
+    fk_flux_put(r, r->emb, r->emb_host, eb);
     if (dbg) fk_flux_emit(r, "dbg.t_emb", r->emb, 1, 256, false);
     fk_flux_embedder_fwd(r, &w->time_in, r->emb, r->tin);
     if (dbg) fk_flux_emit(r, "dbg.time_in", r->tin, 1, C, false);
-    fk_tensor tvec = fk_view2(FK_F32, r->vec, 1, C);
-    memcpy(r->vec, r->tin, (size_t)C * sizeof(float));
+    fk_tensor tvec = fk_flux_d2(be, r->vec, 1, C), ttin = fk_flux_d2(be, r->tin, 1, C);
+    fk_tensor tv = fk_flux_d2(be, r->vin, 1, C);
+    const fk_tensor *acc = &ttin; /* the sum so far: tin, then vec */
     if (c->guidance_embed) {
-        fk_flux_timestep_embedding(guidance, r->emb);
+        fk_flux_timestep_embedding(guidance, r->emb_host);
+        fk_flux_put(r, r->emb, r->emb_host, eb);
         if (dbg) fk_flux_emit(r, "dbg.g_emb", r->emb, 1, 256, false);
         fk_flux_embedder_fwd(r, &w->guidance_in, r->emb, r->gin);
         if (dbg) fk_flux_emit(r, "dbg.guidance_in", r->gin, 1, C, false);
-        fk_tensor tg = fk_view2(FK_F32, r->gin, 1, C);
-        be->add(be, &tvec, &tvec, &tg);
+        fk_tensor tg = fk_flux_d2(be, r->gin, 1, C);
+        be->add(be, &tvec, acc, &tg); /* vec = tin + gin */
+        acc = &tvec;
     }
     fk_flux_embedder_fwd(r, &w->vector_in, y, r->vin);
     if (dbg) fk_flux_emit(r, "dbg.vector_in", r->vin, 1, C, false);
-    fk_tensor tv = fk_view2(FK_F32, r->vin, 1, C);
-    be->add(be, &tvec, &tvec, &tv);
+    be->add(be, &tvec, acc, &tv); /* vec (+)= vin */
     if (dbg) fk_flux_emit(r, "dbg.vec", r->vec, 1, C, false);
-    fk_tensor tsv = fk_view2(FK_F32, r->svec, 1, C);
+    fk_tensor tsv = fk_flux_d2(be, svec, 1, C);
     be->silu(be, &tsv, &tvec);
 }
 
 /* Rows [k0, k0 + m) of every modulation linear for the conditioning rows
- * sv (m, C): written into pre at each linear's offset. */
+ * sv (m, C): written into pre (n_pre, stride) at each linear's column
+ * offset. tmp (m, 6C) scratch; all runner memory. */
 static void fk_flux_pre_rows(fk_flux_runner *r, const float *sv, int64_t m, int64_t k0, float *tmp) {
     const fk_flux_config *c = &r->m->cfg;
+    fk_backend *be = r->be;
     const int64_t stride = r->pre_stride;
+    fk_tensor dst = fk_flux_d2(be, r->pre + k0 * stride, m, stride);
     for (int i = 0; i < fk_flux_mod_slots(c); i++) {
         const fk_flux_linear *lin = fk_flux_mod_linear(r->m, i);
         const int64_t off = fk_flux_mod_offset(c, i), n = lin->w.shape[0];
-        fk_flux_linear_rows(r->be, tmp, sv, m, lin); /* (m, n) */
-        for (int64_t k = 0; k < m; k++)
-            memcpy(r->pre + (k0 + k) * stride + off, tmp + k * n, (size_t)n * sizeof(float));
+        fk_flux_linear_rows(be, tmp, sv, m, lin); /* (m, n) */
+        fk_tensor src = fk_flux_d2(be, tmp, m, n);
+        be->copy_cols(be, &dst, off, &src, 0, n);
     }
+}
+
+static void fk_flux_pre_drop(fk_flux_runner *r) {
+    if (r->pre) r->be->free(r->be, r->pre);
+    free(r->pre_ts);
+    r->pre = r->pre_ts = NULL;
+    r->n_pre = 0;
+    r->cur = NULL;
 }
 
 fk_status fk_flux_runner_precompute(fk_context *ctx, fk_flux_runner *r, const float *timesteps,
                                     int n, float guidance, const fk_tensor *y) {
     if (!r || (n > 0 && !timesteps))
         return fk_error(ctx, FK_ERR_ARG, "fk_flux_runner_precompute: NULL argument");
-    free(r->pre);
-    free(r->pre_ts);
-    r->pre = r->pre_ts = NULL;
-    r->n_pre = 0;
-    r->cur = NULL;
+    fk_flux_pre_drop(r);
     if (n <= 0) return FK_OK;
     const fk_flux_config *c = &r->m->cfg;
-    fk_status st = fk_flux_check_input(ctx, "y", y, 1, c->vec_dim);
+    fk_backend *be = r->be;
+    fk_status st = fk_flux_check_input(ctx, r, "y", y, 1, c->vec_dim);
     if (st) return st;
     for (int k = 0; k < n; k++)
         if (!isfinite(timesteps[k]))
@@ -578,43 +706,46 @@ fk_status fk_flux_runner_precompute(fk_context *ctx, fk_flux_runner *r, const fl
     const int64_t C = c->hidden;
     r->pre_stride = fk_flux_mod_offset(c, fk_flux_mod_slots(c));
     int64_t nmax = 6 * C; /* widest modulation output */
-    r->pre = malloc(sizeof(float) * (size_t)n * (size_t)r->pre_stride);
+    r->pre = be->alloc(be, sizeof(float) * (size_t)n * (size_t)r->pre_stride);
     r->pre_ts = malloc(sizeof(float) * (size_t)n);
-    float *sv = malloc(sizeof(float) * (size_t)(FK_FLUX_PRE_ROWS * C));
-    float *tmp = malloc(sizeof(float) * (size_t)(FK_FLUX_PRE_ROWS * nmax));
+    float *sv = be->alloc(be, sizeof(float) * (size_t)(FK_FLUX_PRE_ROWS * C));
+    float *tmp = be->alloc(be, sizeof(float) * (size_t)(FK_FLUX_PRE_ROWS * nmax));
     if (!r->pre || !r->pre_ts || !sv || !tmp) {
-        free(r->pre);
-        free(r->pre_ts);
-        free(sv);
-        free(tmp);
-        r->pre = r->pre_ts = NULL;
-        return fk_error(ctx, FK_ERR_NOMEM, "out of memory: flux modulations for %d steps", n);
+        fk_flux_pre_drop(r);
+        if (sv) be->free(be, sv);
+        if (tmp) be->free(be, tmp);
+        return fk_error(ctx, FK_ERR_NOMEM, "out of memory: flux modulations for %d steps on %s", n,
+                        be->name);
     }
     memcpy(r->pre_ts, timesteps, sizeof(float) * (size_t)n);
+    const float *yd = fk_flux_in(r, y, r->io_y);
     for (int k0 = 0; k0 < n; k0 += FK_FLUX_PRE_ROWS) {
         const int m = n - k0 < FK_FLUX_PRE_ROWS ? n - k0 : FK_FLUX_PRE_ROWS;
-        for (int k = 0; k < m; k++) {
-            fk_flux_cond(r, timesteps[k0 + k], guidance, y->data, false);
-            memcpy(sv + (int64_t)k * C, r->svec, sizeof(float) * (size_t)C);
-        }
+        for (int k = 0; k < m; k++) fk_flux_cond(r, timesteps[k0 + k], guidance, yd, sv + k * C, false);
         fk_flux_pre_rows(r, sv, m, k0, tmp);
     }
-    free(sv);
-    free(tmp);
+    be->free(be, sv);
+    be->free(be, tmp);
     r->n_pre = n;
     r->pre_g = guidance;
     r->pre_y = y->data;
     return FK_OK;
 }
 
-static fk_status fk_flux_check_input(fk_context *ctx, const char *what, const fk_tensor *t,
-                                     int64_t rows, int64_t cols) {
+/* An input or output tensor: f32 of (rows, cols), on the host or on the
+ * runner's device. */
+static fk_status fk_flux_check_input(fk_context *ctx, const fk_flux_runner *r, const char *what,
+                                     const fk_tensor *t, int64_t rows, int64_t cols) {
     if (!t || !t->data)
         return fk_error(ctx, FK_ERR_ARG, "flux forward: input %s missing", what);
     char buf[128];
-    if (t->dtype != FK_F32 || t->device != FK_DEVICE_CPU)
-        return fk_error(ctx, FK_ERR_SHAPE, "flux forward: input %s must be f32 on the CPU, got %s",
-                        what, fk_dtype_name(t->dtype));
+    if (t->dtype != FK_F32)
+        return fk_error(ctx, FK_ERR_SHAPE, "flux forward: input %s must be f32, got %s", what,
+                        fk_dtype_name(t->dtype));
+    if (t->device != FK_DEVICE_CPU && t->device != r->be->device)
+        return fk_error(ctx, FK_ERR_ARG,
+                        "flux forward: input %s is on another device than the backend %s (expected "
+                        "host memory or the backend's device)", what, r->be->name);
     if (fk_tensor_rows(t) != rows || fk_tensor_cols(t) != cols)
         return fk_error(ctx, FK_ERR_SHAPE, "flux forward: input %s has shape %s, expected (%lld, %lld)",
                         what, fk_shape_str(t, buf, sizeof(buf)), (long long)rows, (long long)cols);
@@ -630,23 +761,26 @@ fk_status fk_flux_forward(fk_context *ctx, fk_flux_runner *r, const fk_flux_inpu
     fk_backend *be = r->be;
     const int64_t C = c->hidden, Lt = r->Lt, Li = r->Li, L = r->L, D = c->head_dim;
     fk_status st;
-    if ((st = fk_flux_check_input(ctx, "img", in->img, Li, c->in_channels)) ||
-        (st = fk_flux_check_input(ctx, "img_ids", in->img_ids, Li, 3)) ||
-        (st = fk_flux_check_input(ctx, "txt", in->txt, Lt, c->context_dim)) ||
-        (st = fk_flux_check_input(ctx, "txt_ids", in->txt_ids, Lt, 3)) ||
-        (st = fk_flux_check_input(ctx, "y", in->y, 1, c->vec_dim)) ||
-        (st = fk_flux_check_input(ctx, "output", out, Li, c->out_channels)))
+    if ((st = fk_flux_check_input(ctx, r, "img", in->img, Li, c->in_channels)) ||
+        (st = fk_flux_check_input(ctx, r, "img_ids", in->img_ids, Li, 3)) ||
+        (st = fk_flux_check_input(ctx, r, "txt", in->txt, Lt, c->context_dim)) ||
+        (st = fk_flux_check_input(ctx, r, "txt_ids", in->txt_ids, Lt, 3)) ||
+        (st = fk_flux_check_input(ctx, r, "y", in->y, 1, c->vec_dim)) ||
+        (st = fk_flux_check_input(ctx, r, "output", out, Li, c->out_channels)))
         return st;
     if (!isfinite(in->timestep) || !isfinite(in->guidance))
         return fk_error(ctx, FK_ERR_ARG, "flux forward: timestep and guidance must be finite");
 
-    /* RoPE table for ids = [txt_ids; img_ids], recomputed only when they change */
+    /* RoPE table for ids = [txt_ids; img_ids], computed on the host and
+     * uploaded only when the ids change */
     const size_t tb = (size_t)Lt * 3 * sizeof(float), ib = (size_t)Li * 3 * sizeof(float);
-    if (!r->pe_valid || memcmp(r->ids, in->txt_ids->data, tb) ||
-        memcmp(r->ids + Lt * 3, in->img_ids->data, ib)) {
-        memcpy(r->ids, in->txt_ids->data, tb);
-        memcpy(r->ids + Lt * 3, in->img_ids->data, ib);
-        fk_flux_rope_table(c, r->ids, L, r->pe);
+    const float *tid = fk_flux_host_ids(r, in->txt_ids, r->ids_in);
+    const float *iid = fk_flux_host_ids(r, in->img_ids, r->ids_in + Lt * 3);
+    if (!r->pe_valid || memcmp(r->ids, tid, tb) || memcmp(r->ids + Lt * 3, iid, ib)) {
+        memcpy(r->ids, tid, tb);
+        memcpy(r->ids + Lt * 3, iid, ib);
+        fk_flux_rope_table(c, r->ids, L, r->pe_host);
+        fk_flux_put(r, r->pe, r->pe_host, (size_t)(L * D * 2) * sizeof(float));
         r->pe_valid = true;
     }
     const bool dbg = fk_flux_want(r, FK_FLUX_HOOK_DEBUG);
@@ -660,16 +794,16 @@ fk_status fk_flux_forward(fk_context *ctx, fk_flux_runner *r, const fk_flux_inpu
                 r->cur = r->pre + (int64_t)k * r->pre_stride;
                 break;
             }
-    if (!r->cur) fk_flux_cond(r, in->timestep, in->guidance, in->y->data, dbg);
+    if (!r->cur)
+        fk_flux_cond(r, in->timestep, in->guidance, fk_flux_in(r, in->y, r->io_y), r->svec, dbg);
 
     /* input projections into the joint stream: text rows, then image rows */
-    fk_flux_linear_rows(be, r->x + Lt * C, in->img->data, Li, &w->img_in);
-    if (Lt) fk_flux_linear_rows(be, r->x, in->txt->data, Lt, &w->txt_in);
+    fk_flux_linear_rows(be, r->x + Lt * C, fk_flux_in(r, in->img, r->io_img), Li, &w->img_in);
+    if (Lt) fk_flux_linear_rows(be, r->x, fk_flux_in(r, in->txt, r->io_txt), Lt, &w->txt_in);
     if (dbg) {
         fk_flux_emit(r, "dbg.img_in", r->x + Lt * C, Li, C, true);
         fk_flux_emit(r, "dbg.txt_in", r->x, Lt, C, true);
-        fk_tensor tpe = fk_tensor_view(FK_F32, r->pe, 6, (const int64_t[]){1, 1, L, D / 2, 2, 2});
-        r->hook(r->hook_user, "dbg.pe", &tpe);
+        fk_flux_emit_shape(r, "dbg.pe", r->pe, 6, (const int64_t[]){1, 1, L, D / 2, 2, 2});
     }
 
     for (int i = 0; i < c->depth_double; i++) fk_flux_double_block(r, i);
@@ -682,6 +816,9 @@ fk_status fk_flux_forward(fk_context *ctx, fk_flux_runner *r, const fk_flux_inpu
     const float *shift = fk_flux_mod(r, r->mod_img, fs);
     const float *scale = fk_flux_mod(r, r->mod_img + C, fs + 1);
     fk_flux_ln_modulate(be, r->xmod, ximg, Li, C, shift, scale);
-    fk_flux_linear_rows(be, out->data, r->xmod, Li, &w->final_linear);
+    /* the output: written in place when it is on the device, else downloaded */
+    float *o = out->device == be->device ? out->data : r->io_out;
+    fk_flux_linear_rows(be, o, r->xmod, Li, &w->final_linear);
+    if (o != out->data) be->download(be, out->data, o, fk_tensor_nbytes(out));
     return FK_OK;
 }

@@ -179,13 +179,17 @@ typedef struct fk_flux_plan {
     uint64_t act_bytes;     /* residual stream (L, C), output, conditioning, RoPE table */
     uint64_t scratch_bytes; /* per-block temporaries: xmod, q, k, v, attn (L, C), mlp (L, M),
                                [attn | mlp] (L, C+M) */
+    uint64_t io_bytes;      /* runners on a device backend: staging of host inputs and the
+                               host output (img, txt, y, out) in device memory; 0 on the CPU
+                               and from fk_flux_plan_compute */
 } fk_flux_plan;
 
 void fk_flux_plan_compute(const fk_flux_config *cfg, int64_t n_img, int64_t n_txt,
                           fk_flux_plan *plan);
 
 /* Named intermediate tensors, reported through a hook while the forward runs.
- * The tensor is valid only during the call (copy what you keep). Names:
+ * The tensor is a host tensor (downloaded from a device backend's memory),
+ * valid only during the call (copy what you keep). Names:
  *   FK_FLUX_HOOK_BLOCKS: "double.{i}.img", "double.{i}.txt", "single.{i}.img",
  *                        "single.{i}.txt" (each block's output, (n, C));
  *   FK_FLUX_HOOK_DEBUG:  "dbg.t_emb", "dbg.g_emb", "dbg.time_in", "dbg.guidance_in",
@@ -200,6 +204,11 @@ void fk_flux_plan_compute(const fk_flux_config *cfg, int64_t n_img, int64_t n_tx
 #define FK_FLUX_HOOK_DEBUG 2u
 typedef void (*fk_flux_hook_fn)(void *user, const char *name, const fk_tensor *t);
 
+/* Inputs (and the output of fk_flux_forward) may be in host memory
+ * (device FK_DEVICE_CPU) or on the runner's backend device: host tensors
+ * are uploaded into the runner's staging memory (img, txt, y) or read on the
+ * host (the ids, for the RoPE table), the host output is downloaded. On the
+ * CPU backend everything is used in place (no copy). */
 typedef struct fk_flux_inputs {
     const fk_tensor *img;     /* (n_img, in_channels) f32; leading dims of 1 allowed */
     const fk_tensor *img_ids; /* (n_img, 3) f32: (0, patch row, patch column) */
@@ -213,8 +222,13 @@ typedef struct fk_flux_inputs {
 typedef struct fk_flux_runner fk_flux_runner;
 
 /* Allocate the buffers of the plan for (n_img, n_txt) on backend `be`
- * (borrowed; so is the model). Checks that the backend supports the weights'
- * dtypes. Caller frees with fk_flux_runner_free. */
+ * (borrowed; so is the model): one be->alloc block of device memory for the
+ * activations (plus, on a device backend, io_bytes of input/output staging),
+ * a small host block for the glue computed on the host (RoPE ids and table,
+ * timestep embedding), which is uploaded. Any backend device. Checks that
+ * the backend supports the weights' dtypes (weights stay host tensors: a
+ * device backend uploads / caches them itself). Caller frees with
+ * fk_flux_runner_free. */
 fk_status fk_flux_runner_create(fk_context *ctx, const fk_flux_model *m, fk_backend *be,
                                 int64_t n_img, int64_t n_txt, fk_flux_runner **out);
 void fk_flux_runner_free(fk_flux_runner *r);
@@ -229,7 +243,8 @@ const fk_flux_plan *fk_flux_runner_plan(const fk_flux_runner *r);
  * pointer: do not change y's contents afterwards); any other call computes
  * its own. Results are bitwise those of the per-step computation. Memory:
  * n · (12·depth_double + 3·depth_single + 2) · hidden floats (1.1 MB per
- * step for Flux-mini). n = 0 drops them. */
+ * step for Flux-mini) of backend memory. y in host memory or on the device.
+ * n = 0 drops them. */
 fk_status fk_flux_runner_precompute(fk_context *ctx, fk_flux_runner *r, const float *timesteps,
                                     int n, float guidance, const fk_tensor *y);
 
@@ -249,8 +264,10 @@ fk_status fk_flux_runner_cache_weights(fk_context *ctx, fk_flux_runner *r, bool 
 void fk_flux_runner_set_hook(fk_flux_runner *r, fk_flux_hook_fn fn, unsigned flags, void *user);
 
 /* velocity = model(img, txt, ...). out (n_img, out_channels) f32 (leading dims
- * of 1 allowed); out must not alias the inputs. Shapes are checked against
- * the runner's (n_img, n_txt) and the config: FK_ERR_SHAPE naming the input. */
+ * of 1 allowed), host or device (see fk_flux_inputs); out must not alias the
+ * inputs. Shapes are checked against the runner's (n_img, n_txt) and the
+ * config: FK_ERR_SHAPE naming the input; a tensor on another device than the
+ * host or the backend's: FK_ERR_ARG. */
 fk_status fk_flux_forward(fk_context *ctx, fk_flux_runner *r, const fk_flux_inputs *in,
                           fk_tensor *out);
 

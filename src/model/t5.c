@@ -507,8 +507,8 @@ fk_status fk_t5_load_model(fk_context *ctx, fk_backend *be, fk_st_model *m, bool
     t->m = m;
     t->owns_m = take_ownership;
     fk_status st = FK_OK;
-    if (be->device != FK_DEVICE_CPU)
-        st = fk_error(ctx, FK_ERR_UNSUPPORTED, "T5 encoder: backend %s not supported yet (CPU only)", be->name);
+    if (!be->alloc || !be->free || !be->upload || !be->download)
+        st = fk_error(ctx, FK_ERR_ARG, "T5 encoder: backend %s has no memory functions", be->name);
     if (st == FK_OK) st = fk_t5_config_infer(ctx, m, &t->cfg, t->prefix, sizeof(t->prefix));
     const fk_t5_config *g = &t->cfg;
     const int64_t d = g->d_model, inner = (int64_t)g->heads * g->d_kv, ff = g->d_ff;
@@ -608,18 +608,48 @@ static fk_status fk_t5_reserve(fk_context *ctx, fk_t5 *t, int n) {
     return FK_OK;
 }
 
-/* y = x·wᵀ, then the fp8 scale if any. y (M, N), x (M, K). */
-static void fk_t5_apply_linear(fk_backend *be, fk_tensor *y, const fk_tensor *x, const fk_t5_linear *lin) {
+/* y = x·wᵀ, then the fp8 scale if any. y (M, N), x (M, K) activations.
+ * The scale is applied on the host: in place on the CPU backend; on a device
+ * backend as a host round trip (download, scale, upload) —
+ * STOPGAP (issue #8): the op table has no column-scale op (y[:, j] *= s[j])
+ * yet; only ComfyUI "scaled" fp8 checkpoints take this path. A device
+ * backend should get such an op (or a scaled linear) and this branch should
+ * then go. Returns false when out of host memory (device backends only). */
+static bool fk_t5_apply_linear(fk_backend *be, fk_tensor *y, const fk_tensor *x, const fk_t5_linear *lin) {
     be->linear(be, y, x, &lin->w, NULL);
-    if (!lin->scaled) return;
+    if (!lin->scaled) return true;
     int64_t M = fk_tensor_rows(y), N = fk_tensor_cols(y);
-    float *p = y->data;
+    float *p = y->data, *host = NULL;
+    if (be->device != FK_DEVICE_CPU) {
+        host = malloc(fk_tensor_nbytes(y));
+        if (!host) return false;
+        be->download(be, host, y->data, fk_tensor_nbytes(y));
+        p = host;
+    }
     if (lin->row_scale) {
         for (int64_t i = 0; i < M; i++)
             for (int64_t j = 0; j < N; j++) p[i * N + j] *= lin->row_scale[j];
     } else {
         for (int64_t i = 0; i < M * N; i++) p[i] *= lin->scale;
     }
+    if (host) {
+        be->upload(be, y->data, host, fk_tensor_nbytes(y));
+        free(host);
+    }
+    return true;
+}
+
+/* An f32 view of activation memory, on the backend's device. */
+static fk_tensor fk_t5_v2(const fk_backend *be, float *p, int64_t d0, int64_t d1) {
+    fk_tensor t = fk_view2(FK_F32, p, d0, d1);
+    t.device = be->device;
+    return t;
+}
+
+static fk_tensor fk_t5_v3(const fk_backend *be, float *p, int64_t d0, int64_t d1, int64_t d2) {
+    fk_tensor t = fk_view3(FK_F32, p, d0, d1, d2);
+    t.device = be->device;
+    return t;
 }
 
 fk_status fk_t5_encode(fk_context *ctx, fk_t5 *t, const int64_t *ids, int n, fk_tensor *out) {
@@ -634,27 +664,44 @@ fk_status fk_t5_encode(fk_context *ctx, fk_t5 *t, const int64_t *ids, int n, fk_
     if (!out || out->dtype != FK_F32 || fk_tensor_numel(out) != (int64_t)n * d || !out->data)
         return fk_error(ctx, FK_ERR_ARG, "T5 encoder: output last_hidden_state must be f32 with %lld elements",
                         (long long)n * d);
+    fk_backend *be = t->be;
+    if (out->device != FK_DEVICE_CPU && out->device != be->device)
+        return fk_error(ctx, FK_ERR_ARG, "T5 encoder: output last_hidden_state must be in host memory or on "
+                        "the backend's device (%s)", be->name);
     fk_status st = fk_t5_reserve(ctx, t, n);
     if (st != FK_OK) return st;
-    fk_backend *be = t->be;
+    const bool on_host = be->device == FK_DEVICE_CPU;
     float *p = t->buf;
-    fk_tensor x = fk_view2(FK_F32, p, n, d);                 /* (L, d) residual stream */
-    fk_tensor h = fk_view2(FK_F32, p += n * d, n, d);        /* (L, d) normed / projections */
-    fk_tensor q = fk_view2(FK_F32, p += n * d, n, inner);    /* (L, H·dkv) */
-    fk_tensor k = fk_view2(FK_F32, p += n * inner, n, inner);
-    fk_tensor v = fk_view2(FK_F32, p += n * inner, n, inner);
-    fk_tensor a = fk_view2(FK_F32, p += n * inner, n, inner); /* attention output */
-    fk_tensor gt = fk_view2(FK_F32, p += n * inner, n, ff);   /* (L, ff) gelu(wi_0 h) */
-    fk_tensor u = fk_view2(FK_F32, p += n * ff, n, ff);       /* (L, ff) wi_1 h */
-    float *bias_data = p + n * ff;                            /* (H, L, L) */
-    fk_tensor bias = fk_view3(FK_F32, bias_data, H, n, n);
-    fk_tensor q3 = fk_view3(FK_F32, q.data, n, H, Dk), k3 = fk_view3(FK_F32, k.data, n, H, Dk),
-              v3 = fk_view3(FK_F32, v.data, n, H, Dk);
+    fk_tensor x = fk_t5_v2(be, p, n, d);                 /* (L, d) residual stream */
+    fk_tensor h = fk_t5_v2(be, p += n * d, n, d);        /* (L, d) normed / projections */
+    fk_tensor q = fk_t5_v2(be, p += n * d, n, inner);    /* (L, H·dkv) */
+    fk_tensor k = fk_t5_v2(be, p += n * inner, n, inner);
+    fk_tensor v = fk_t5_v2(be, p += n * inner, n, inner);
+    fk_tensor a = fk_t5_v2(be, p += n * inner, n, inner); /* attention output */
+    fk_tensor gt = fk_t5_v2(be, p += n * inner, n, ff);   /* (L, ff) gelu(wi_0 h) */
+    fk_tensor u = fk_t5_v2(be, p += n * ff, n, ff);       /* (L, ff) wi_1 h */
+    float *bias_dev = p + n * ff;                         /* (H, L, L) */
+    fk_tensor bias = fk_t5_v3(be, bias_dev, H, n, n);
+    fk_tensor q3 = fk_t5_v3(be, q.data, n, H, Dk), k3 = fk_t5_v3(be, k.data, n, H, Dk),
+              v3 = fk_t5_v3(be, v.data, n, H, Dk);
+
+    /* The embedding rows and the position bias are built on the host: in
+     * place on the CPU backend, in host staging uploaded to a device. */
+    float *xh = x.data, *bias_data = bias_dev, *stage = NULL;
+    if (!on_host) {
+        uint64_t floats = (uint64_t)n * (uint64_t)d + (uint64_t)H * (uint64_t)n * (uint64_t)n;
+        stage = malloc((size_t)floats * sizeof(float));
+        if (!stage)
+            return fk_error(ctx, FK_ERR_NOMEM, "out of memory: T5 host staging (%llu bytes) for %d tokens",
+                            (unsigned long long)(floats * sizeof(float)), n);
+        xh = stage;
+        bias_data = stage + (int64_t)n * d;
+    }
 
     /* embedding lookup */
     size_t es = fk_dtype_size(t->emb.dtype);
     for (int i = 0; i < n; i++)
-        fk_convert_to_f32((float *)x.data + (int64_t)i * d, (const char *)t->emb.data + (size_t)ids[i] * (size_t)d * es,
+        fk_convert_to_f32(xh + (int64_t)i * d, (const char *)t->emb.data + (size_t)ids[i] * (size_t)d * es,
                           t->emb.dtype, (size_t)d);
 
     /* position bias (H, L, L) from layer 0's table, shared by all layers */
@@ -669,25 +716,34 @@ fk_status fk_t5_encode(fk_context *ctx, fk_t5 *t, const int64_t *ids, int n, fk_
             for (int64_t i = i0; i < i1; i++) bh[i * n + (i + r)] = val;
         }
     }
+    if (stage) {
+        be->upload(be, x.data, xh, fk_tensor_nbytes(&x));
+        be->upload(be, bias_dev, bias_data, fk_tensor_nbytes(&bias));
+        free(stage);
+    }
 
+    bool ok = true;
     for (int l = 0; l < g->layers; l++) {
         const fk_t5_layer *L = &t->layers[l];
         be->rmsnorm(be, &h, &x, &L->ln0, g->eps);
-        fk_t5_apply_linear(be, &q, &h, &L->q);
-        fk_t5_apply_linear(be, &k, &h, &L->k);
-        fk_t5_apply_linear(be, &v, &h, &L->v);
+        ok &= fk_t5_apply_linear(be, &q, &h, &L->q);
+        ok &= fk_t5_apply_linear(be, &k, &h, &L->k);
+        ok &= fk_t5_apply_linear(be, &v, &h, &L->v);
         be->attention(be, &a, &q3, &k3, &v3, &bias, 1.0f, false); /* T5: no 1/√d scaling */
-        fk_t5_apply_linear(be, &h, &a, &L->o);
+        ok &= fk_t5_apply_linear(be, &h, &a, &L->o);
         be->add(be, &x, &x, &h);
         be->rmsnorm(be, &h, &x, &L->ln1, g->eps);
-        fk_t5_apply_linear(be, &gt, &h, &L->wi0);
+        ok &= fk_t5_apply_linear(be, &gt, &h, &L->wi0);
         be->gelu_tanh(be, &gt, &gt);
-        fk_t5_apply_linear(be, &u, &h, &L->wi1);
+        ok &= fk_t5_apply_linear(be, &u, &h, &L->wi1);
         be->mul(be, &gt, &gt, &u);
-        fk_t5_apply_linear(be, &h, &gt, &L->wo);
+        ok &= fk_t5_apply_linear(be, &h, &gt, &L->wo);
         be->add(be, &x, &x, &h);
     }
-    fk_tensor y = fk_view2(FK_F32, out->data, n, d);
+    if (!ok) return fk_error(ctx, FK_ERR_NOMEM, "out of memory: T5 fp8 scale staging for %d tokens", n);
+    /* the output: written in place when it is on the device, else through h */
+    fk_tensor y = out->device == be->device ? fk_t5_v2(be, out->data, n, d) : h;
     be->rmsnorm(be, &y, &x, &t->lnf, g->eps);
+    if (y.data != out->data) be->download(be, out->data, y.data, fk_tensor_nbytes(&y));
     return FK_OK;
 }

@@ -78,7 +78,10 @@ typedef struct fk_t5 fk_t5;
 
 /* Open weights (file, index file or folder), infer the config, check every
  * tensor's shape and dtype, bind views. The model owns the mapping; caller
- * frees with fk_t5_free. CPU backends only for now. be must outlive it. */
+ * frees with fk_t5_free. Any backend (activations in be->alloc memory, the
+ * embedding rows and position bias built on the host and uploaded; the fp8
+ * scale of "scaled" checkpoints is a host round trip on device backends, a
+ * stopgap). be must outlive it. */
 fk_status fk_t5_load(fk_context *ctx, fk_backend *be, const char *path, fk_t5 **out);
 /* Same from an opened checkpoint (take_ownership: closed by fk_t5_free, also
  * on failure). */
@@ -98,7 +101,8 @@ fk_dtype fk_t5_linear_dtype(const fk_t5 *t);
 fk_dtype fk_t5_embedding_dtype(const fk_t5 *t);
 
 /* Encode one sequence: ids (n), n >= 1, each in [0, vocab). out (n, d_model)
- * f32 CPU tensor, caller-allocated, gets last_hidden_state. Buffers (incl. the
+ * f32 tensor in host memory or on the backend's device (downloaded into a
+ * host one), caller-allocated, gets last_hidden_state. Buffers (incl. the
  * (H, n, n) position bias) are allocated on first use and kept until
  * fk_t5_release_buffers / fk_t5_free. */
 fk_status fk_t5_encode(fk_context *ctx, fk_t5 *t, const int64_t *ids, int n, fk_tensor *out);

@@ -21,7 +21,9 @@
  *
  * The attention block needs token-major (L, C) activations for the linear
  * and attention ops; the transposes (C, L) ↔ (L, C) are done here on host
- * memory (the CPU backend) — a device backend will need a transpose op.
+ * memory: in place on the CPU backend, through a download / upload round
+ * trip on a device backend (a stopgap until the op table has a transpose
+ * op, see fk_vae_transpose_act).
  */
 #include "model/vae_internal.h"
 
@@ -326,6 +328,48 @@ static void fk_vae_transpose(float *dst, const float *src, int64_t rows, int64_t
         }
 }
 
+/* dst (cols, rows) = src (rows, cols)ᵀ, both activations on the backend.
+ * On the CPU backend in place on the memory. On a device backend:
+ * STOPGAP (issue #8) — the op table has no transpose op yet, so this is a
+ * host round trip (download src, transpose on the host, upload into dst),
+ * 2·rows·cols floats over the bus per call, host scratch counted with the
+ * activations. A device backend should get a transpose op (or the attention
+ * block a channel-major layout) and this branch should then go. */
+static fk_status fk_vae_transpose_act(fk_vae_run *r, fk_tensor *dst, const fk_tensor *src,
+                                      int64_t rows, int64_t cols) {
+    if (r->plan) return FK_OK;
+    if (fk_vae_on_host(r)) {
+        fk_vae_transpose(dst->data, src->data, rows, cols);
+        return FK_OK;
+    }
+    const int64_t n = rows * cols;
+    float *a = fk_vae_host(r, n, "attention transpose (host round trip)");
+    float *b = a ? fk_vae_host(r, n, "attention transpose (host round trip)") : NULL;
+    if (!a || !b) {
+        fk_vae_host_free(r, a, n);
+        return FK_ERR_NOMEM;
+    }
+    r->be->download(r->be, a, src->data, (size_t)n * sizeof(float));
+    fk_vae_transpose(b, a, rows, cols);
+    r->be->upload(r->be, dst->data, b, (size_t)n * sizeof(float));
+    fk_vae_host_free(r, b, n);
+    fk_vae_host_free(r, a, n);
+    return FK_OK;
+}
+
+/* An f32 view of an activation's data, on the backend's device. */
+static fk_tensor fk_vae_v2(const fk_vae_run *r, void *data, int64_t d0, int64_t d1) {
+    fk_tensor t = fk_view2(FK_F32, data, d0, d1);
+    t.device = r->be->device;
+    return t;
+}
+
+static fk_tensor fk_vae_v3(const fk_vae_run *r, void *data, int64_t d0, int64_t d1, int64_t d2) {
+    fk_tensor t = fk_view3(FK_F32, data, d0, d1, d2);
+    t.device = r->be->device;
+    return t;
+}
+
 /* A (C, C) linear-weight view of a 1×1 conv (C, C, 1, 1). */
 static fk_tensor fk_vae_lin_w(const fk_tensor *w) {
     fk_tensor v = *w;
@@ -339,26 +383,21 @@ static fk_tensor fk_vae_lin_w(const fk_tensor *w) {
  * freed, o on A, v k q freed, the projection p on B, o freed, p transposed
  * into pt on A, x += pt, pt and p freed: x is left where it was. */
 static fk_status fk_vae_attn_fwd(fk_vae_run *r, const fk_vae_attn *a, fk_tensor *x, fk_tensor *out) {
-    if (!fk_vae_on_host(r)) {
-        fk_vae_act_free(r, x);
-        return fk_error(r->ctx, FK_ERR_UNSUPPORTED,
-                        "autoencoder: the attention block needs a transpose op on backend %s", r->be->name);
-    }
     const int64_t C = x->shape[1], H = x->shape[2], W = x->shape[3], L = H * W;
     fk_tensor h = {0}, ht = {0}, q = {0}, k = {0}, v = {0}, o = {0}, p = {0}, pt = {0};
     fk_status st;
     if ((st = fk_vae_act(r, &h, C, H, W, "attention input", x))) goto done;
     r->be->group_norm(r->be, &h, x, r->v->cfg.groups, &a->norm.w, &a->norm.b, r->v->cfg.eps);
     if ((st = fk_vae_act(r, &ht, 1, L, C, "attention tokens", &h))) goto done;
-    if (!r->plan) fk_vae_transpose(ht.data, h.data, C, L);
+    if ((st = fk_vae_transpose_act(r, &ht, &h, C, L))) goto done;
     fk_vae_act_free(r, &h);
     if ((st = fk_vae_act(r, &q, 1, L, C, "attention q", &ht))) goto done;
     if ((st = fk_vae_act(r, &k, 1, L, C, "attention k", &ht))) goto done;
     if ((st = fk_vae_act(r, &v, 1, L, C, "attention v", &ht))) goto done;
     {
-        fk_tensor x2 = fk_view2(FK_F32, ht.data, L, C);
-        fk_tensor q2 = fk_view2(FK_F32, q.data, L, C), k2 = fk_view2(FK_F32, k.data, L, C),
-                  v2 = fk_view2(FK_F32, v.data, L, C);
+        fk_tensor x2 = fk_vae_v2(r, ht.data, L, C);
+        fk_tensor q2 = fk_vae_v2(r, q.data, L, C), k2 = fk_vae_v2(r, k.data, L, C),
+                  v2 = fk_vae_v2(r, v.data, L, C);
         fk_tensor wq = fk_vae_lin_w(&a->q.w), wk = fk_vae_lin_w(&a->k.w), wv = fk_vae_lin_w(&a->v.w);
         r->be->linear(r->be, &q2, &x2, &wq, &a->q.b);
         r->be->linear(r->be, &k2, &x2, &wk, &a->k.b);
@@ -367,8 +406,8 @@ static fk_status fk_vae_attn_fwd(fk_vae_run *r, const fk_vae_attn *a, fk_tensor 
     fk_vae_act_free(r, &ht);
     if ((st = fk_vae_act(r, &o, 1, L, C, "attention output", &q))) goto done;
     {
-        fk_tensor q3 = fk_view3(FK_F32, q.data, L, 1, C), k3 = fk_view3(FK_F32, k.data, L, 1, C),
-                  v3 = fk_view3(FK_F32, v.data, L, 1, C), o2 = fk_view2(FK_F32, o.data, L, C);
+        fk_tensor q3 = fk_vae_v3(r, q.data, L, 1, C), k3 = fk_vae_v3(r, k.data, L, 1, C),
+                  v3 = fk_vae_v3(r, v.data, L, 1, C), o2 = fk_vae_v2(r, o.data, L, C);
         r->be->attention(r->be, &o2, &q3, &k3, &v3, NULL, (float)(1.0 / sqrt((double)C)), false);
     }
     fk_vae_act_free(r, &v);
@@ -376,13 +415,13 @@ static fk_status fk_vae_attn_fwd(fk_vae_run *r, const fk_vae_attn *a, fk_tensor 
     fk_vae_act_free(r, &q);
     if ((st = fk_vae_act(r, &p, 1, L, C, "attention projection", &o))) goto done;
     {
-        fk_tensor o2 = fk_view2(FK_F32, o.data, L, C), p2 = fk_view2(FK_F32, p.data, L, C);
+        fk_tensor o2 = fk_vae_v2(r, o.data, L, C), p2 = fk_vae_v2(r, p.data, L, C);
         fk_tensor wp = fk_vae_lin_w(&a->proj.w);
         r->be->linear(r->be, &p2, &o2, &wp, &a->proj.b);
     }
     fk_vae_act_free(r, &o);
     if ((st = fk_vae_act(r, &pt, C, H, W, "attention block output", &p))) goto done;
-    if (!r->plan) fk_vae_transpose(pt.data, p.data, L, C);
+    if ((st = fk_vae_transpose_act(r, &pt, &p, L, C))) goto done;
     r->be->add(r->be, x, x, &pt);
     *out = *x;
     x->data = NULL;
