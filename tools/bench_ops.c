@@ -121,6 +121,10 @@ static double run_linear(int64_t M, int64_t K, int64_t N, fk_dtype wdt, int thre
     fk_tensor tw = fk_view2(wdt, w, N, K);
     fk_free(wf);
     wf = NULL;
+    /* FK_BENCH_WCACHE=1: the weight pre-packed once (be->cache_weight), as
+     * with `--weight-cache on` */
+    if (getenv("FK_BENCH_WCACHE") && atoi(getenv("FK_BENCH_WCACHE")) > 0)
+        (void)be->cache_weight(be, &tw);
     /* bf16: one untimed call grows the workspace (first-touch page faults) */
     if (bk != FK_CPU_BF16_NONE) be->linear(be, &ty, &tx, &tw, NULL);
     double best = 1e30, best_cpu = 1e30;

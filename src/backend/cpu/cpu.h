@@ -169,7 +169,7 @@ void fk_backend_cpu_set_bf16_attention(fk_backend *be, bool on);
 /* Bytes of the backend's bf16 workspace, grown by the largest bf16 op so far:
  * linear: packed activations round32(M)·round32(K)·2 plus, per thread, two
  * weight panels 2·256·round32(K)·2 and two f32 output panels 2·256·256·4;
- * attention: packed K and V, H·round128(Lk)·D·4 (cpu_amx.c); conv2d: packed
+ * attention: per thread one head's packed K and V, round128(Lk)·D·4 (cpu_amx.c); conv2d: packed
  * weights, and per thread an input band and two output chunks (cpu_conv_amx.c). */
 size_t fk_backend_cpu_workspace_bytes(const fk_backend *be);
 

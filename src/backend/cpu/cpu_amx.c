@@ -58,9 +58,9 @@
  * Memory: the workspace (fk_backend_cpu_workspace_bytes) holds packed A,
  * Mp·Kp·2 bytes, plus per thread two B panels (2·NC·Kp·2 bytes) and two C
  * panels (2·MC·NC·4 bytes): for Flux-mini at 512² (M = 1536, K ≤ 15360,
- * 2 threads) 47 + 31 + 1 MB at most; attention needs H·round128(Lk)·D·4
- * bytes for packed K and V (Flux-mini at 1024², L = 4608: 57 MB; the same
- * workspace, they never run at once). It is grown on demand, kept, and
+ * 2 threads) 47 + 31 + 1 MB at most; attention needs, per thread, one
+ * head's packed K and V, round128(Lk)·D·4 bytes (Flux-mini at 1024², L =
+ * 4608: 2.4 MB; the same workspace, they never run at once). It is grown on demand, kept, and
  * allocated in 2 MB pages where Linux allows (madvise). Weights are packed
  * on the fly from the mmapped file on every call: no packed copy of the
  * model is kept (it would double the weight memory, 6.4 GB for Flux-mini in
@@ -836,7 +836,8 @@ bool fk_cpu_gemm_bf16_cat(fk_backend *be, int64_t M, int64_t N, int64_t K, const
  *              block, then double);  Oᵀ ← Oᵀ·α
  *   Oᵀ (D, bq) += bf16(V_h)ᵀ · bf16(P)ᵀ     tdpbf16ps, f32 accumulation over j
  *   out = (Oᵀ)ᵀ / l
- * Packed once per call per head (workspace): K as A tiles (16 keys × 32 d),
+ * Packed per head by each thread that has tasks of the head, into its part
+ * of the workspace, right before them: K as A tiles (16 keys × 32 d),
  * Vᵀ as A tiles (16 d × 32 keys); per task Qᵀ as VNNI B tiles (over d
  * pairs, 16 queries); per block Pᵀ as VNNI B tiles (over key pairs).
  * Each task is independent and computed in a fixed order: bitwise identical
@@ -856,7 +857,6 @@ bool fk_cpu_gemm_bf16_cat(fk_backend *be, int64_t M, int64_t N, int64_t K, const
 typedef struct fk_att16_args {
     int64_t Lq, Lk, Lkp, H, D;
     const float *q;          /* (Lq, H, D) */
-    const uint16_t *kp, *vp; /* packed K, Vᵀ: (H, Lkp·D) each */
     float *out;              /* (Lq, H·D) */
     float scale;
     const float *bias;       /* (H, Lq, Lk) added to the scaled scores, or NULL */
@@ -885,17 +885,23 @@ __attribute__((target(FK_BF16_TARGET))) static inline __m512 fk_bf16_exp2_16(__m
     return _mm512_scalef_ps(q, n);
 }
 
-/* K and V of head h into the packed layouts: K as A tiles (strip of 16
- * keys at s·16·D, tile t over d 32t .. 32t+31 at t·512), Vᵀ as A tiles
- * (strip of 16 d's at s·16·Lkp, tile t over keys 32t .. 32t+31 at t·512);
- * keys past Lk are zero. */
+/* K and V of head h into the packed layouts, kh and vh (Lkp·D bf16 each):
+ * K as A tiles (strip of 16 keys at s·16·D, tile t over d 32t .. 32t+31 at
+ * t·512), Vᵀ as A tiles (strip of 16 d's at s·16·Lkp, tile t over keys
+ * 32t .. 32t+31 at t·512); keys past Lk are zero. The rows of one head are
+ * H·D floats apart (a few hundred bytes each): the hardware prefetchers do
+ * not follow that stride, so the rows are prefetched ahead here. */
+#define FK_ATT16_PF_ROWS 8
 __attribute__((target(FK_BF16_TARGET))) static void fk_att16_pack_kv(const fk_att16_args *g,
                                                                      const float *k, const float *v,
-                                                                     uint16_t *kp, uint16_t *vp,
+                                                                     uint16_t *kh, uint16_t *vh,
                                                                      int64_t h) {
     const int64_t HD = g->H * g->D, D = g->D, Lk = g->Lk, Lkp = g->Lkp;
-    uint16_t *kh = kp + h * Lkp * D, *vh = vp + h * Lkp * D;
     for (int64_t j = 0; j < Lkp; j++) {
+        if (j + FK_ATT16_PF_ROWS < Lk)
+            for (int64_t c = 0; c < D; c += 16)
+                _mm_prefetch((const char *)(k + (j + FK_ATT16_PF_ROWS) * HD + h * D + c),
+                             _MM_HINT_T0);
         uint16_t *dst = kh + (j / 16) * 16 * D + (j % 16) * 32;
         for (int64_t t = 0; t < D / 32; t++)
             _mm512_storeu_si512(dst + t * 512, j < Lk
@@ -905,6 +911,10 @@ __attribute__((target(FK_BF16_TARGET))) static void fk_att16_pack_kv(const fk_at
     for (int64_t t = 0; t < Lkp / 32; t++)     /* 32 keys */
         for (int64_t s = 0; s < D / 16; s++) { /* 16 d's */
             __m512i lo[16], hi[16]; /* rows: keys 32t + i and 32t + 16 + i, 16 d's as f32 bits */
+            for (int64_t i = 0; i < 32; i++) /* line s of the next 32 keys' rows */
+                if (32 * t + 32 + i < Lk)
+                    _mm_prefetch((const char *)(v + (32 * t + 32 + i) * HD + h * D + 16 * s),
+                                 _MM_HINT_T0);
             for (int64_t i = 0; i < 16; i++) {
                 int64_t j0 = 32 * t + i, j1 = j0 + 16;
                 lo[i] = j0 < Lk ? _mm512_loadu_si512(v + j0 * HD + h * D + 16 * s)
@@ -965,8 +975,12 @@ static void fk_att16_qk_run(fk_att16_qk *q, int64_t upto) {
     }
 }
 
+/* The task of head h, query rows [l0, l0 + bq), with that head's packed K
+ * and Vᵀ (kh, vh). nq, nbq: the next task's query rows (nq + i·H·D, i <
+ * nbq), prefetched into L2 a few per key block (NULL: none). */
 __attribute__((target(FK_BF16_TARGET))) static void
-fk_att16_task(const fk_att16_args *g, float *scratch, int64_t h, int64_t l0) {
+fk_att16_task(const fk_att16_args *g, float *scratch, int64_t h, int64_t l0, const uint16_t *kh,
+              const uint16_t *vh, const float *nq, int64_t nbq) {
     enum { BQ = FK_ATT16_BQ, BK = FK_ATT16_BK, NG = FK_ATT16_BQ / 16 };
     const int64_t HD = g->H * g->D, D = g->D, Lk = g->Lk, Lkp = g->Lkp;
     const int64_t bq = fk_bf16_min(BQ, g->Lq - l0), bqp = fk_bf16_round32(bq);
@@ -977,7 +991,7 @@ fk_att16_task(const fk_att16_args *g, float *scratch, int64_t h, int64_t l0) {
     float *rows = (float *)(lrow + BQ);          /* (16, 32) */
     uint16_t *Qb = (uint16_t *)(rows + 16 * 32); /* (BQ / 16, D / 32, 512) */
     uint16_t *Pb = Qb + BQ * FK_ATT16_DMAX;      /* (BQ / 16, BK / 32, 512) */
-    const uint16_t *kh = g->kp + h * Lkp * D, *vh = g->vp + h * Lkp * D;
+    const int64_t nblk = (Lk + BK - 1) / BK, pf_rows = nq ? (nbq + nblk - 1) / nblk : 0;
 
     /* Qᵀ as VNNI B tiles: strip of 16 queries, tile over d pairs (zero past bq) */
     fk_bf16_bpack pk;
@@ -1003,6 +1017,9 @@ fk_att16_task(const fk_att16_args *g, float *scratch, int64_t h, int64_t l0) {
     for (int64_t j0 = 0; j0 < Lk; j0 += BK, cur ^= 1) {
         const int64_t bk = fk_bf16_min(BK, Lk - j0), bkp = fk_bf16_round32(bk);
         float *St = Stb[cur];
+        for (int64_t i = (j0 / BK) * pf_rows; i < fk_bf16_min(nbq, (j0 / BK + 1) * pf_rows); i++)
+            for (int64_t c = 0; c < D; c += 16)
+                _mm_prefetch((const char *)(nq + i * HD + c), _MM_HINT_T1);
         fk_att16_qk_init(&qk, kh, Qb, Stb[cur ^ 1], j0 + BK,
                          j0 + BK < Lk ? fk_bf16_min(BK, Lk - j0 - BK) : 0, bqp, D);
         const int64_t ngroups = bqp / 16, slots = 2 * ngroups; /* two per group */
@@ -1100,7 +1117,8 @@ void fk_cpu_attention_bf16(fk_backend *be, fk_tensor *out, const fk_tensor *q, c
     const int64_t Lq = q->ndim == 3 ? q->shape[0] : 0, H = q->ndim == 3 ? q->shape[1] : 0;
     const int64_t D = q->ndim == 3 ? q->shape[2] : 0, Lk = k->ndim == 3 ? k->shape[0] : 0;
     const int64_t Lkp = (Lk + FK_ATT16_BK - 1) / FK_ATT16_BK * FK_ATT16_BK;
-    uint64_t need = (uint64_t)H * (uint64_t)Lkp * (uint64_t)D * 4u; /* packed K and V, bf16 */
+    /* per thread: one head's packed K and V, bf16 */
+    uint64_t need = (uint64_t)impl->n_threads * (uint64_t)Lkp * (uint64_t)D * 4u;
     bool ok = impl->bf16_kernel == FK_CPU_BF16_AMX && impl->bf16_attention && !causal &&
               (!bias || (bias->dtype == FK_F32 && fk_tensor_numel(bias) == H * Lq * Lk)) &&
               scale > 0.0f && scale < INFINITY && q->dtype == FK_F32 && k->dtype == FK_F32 &&
@@ -1115,21 +1133,36 @@ void fk_cpu_attention_bf16(fk_backend *be, fk_tensor *out, const fk_tensor *q, c
         return;
     }
     fk_cpu_not_nested();
-    uint16_t *kp = impl->bf16_ws, *vp = kp + H * Lkp * D;
-    fk_att16_args g = {Lq, Lk, Lkp, H, D, q->data, kp, vp, out->data, scale,
+    fk_att16_args g = {Lq, Lk, Lkp, H, D, q->data, out->data, scale,
                        bias ? (const float *)bias->data : NULL};
     const float *kd = k->data, *vd = v->data;
     int nt = impl->n_threads;
-    (void)nt;
-    FK_CPU_PARALLEL_FOR(nt)
-    for (int64_t h = 0; h < H; h++) fk_att16_pack_kv(&g, kd, vd, kp, vp, h);
-    /* tasks head-major: a thread's consecutive tasks reuse one head's K, V from L2 */
+    /* Tasks head-major, a contiguous range per thread: each thread packs the
+     * K and V of a head into its own buffers just before its first task on
+     * that head, so the tasks read them from L2 (a head at 512²: 0.8 MB);
+     * a head split between two threads is packed by both. */
     const int64_t nqb = (Lq + FK_ATT16_BQ - 1) / FK_ATT16_BQ, ntasks = H * nqb;
     FK_CPU_PARALLEL_FOR(nt)
-    for (int64_t t = 0; t < ntasks; t++) {
-        fk_bf16_amx_begin();
-        fk_att16_task(&g, fk_cpu_scratch(be, fk_cpu_thread_id()), t / nqb, (t % nqb) * FK_ATT16_BQ);
-        fk_bf16_amx_end();
+    for (int64_t th = 0; th < nt; th++) {
+        const int64_t t0 = ntasks * th / nt, t1 = ntasks * (th + 1) / nt;
+        const int tid = fk_cpu_thread_id();
+        uint16_t *kb = (uint16_t *)impl->bf16_ws + (int64_t)tid * 2 * Lkp * D, *vb = kb + Lkp * D;
+        float *scratch = fk_cpu_scratch(be, tid);
+        int64_t hcur = -1;
+        if (t0 < t1) fk_bf16_amx_begin();
+        for (int64_t t = t0; t < t1; t++) {
+            const int64_t h = t / nqb, l0 = (t % nqb) * FK_ATT16_BQ;
+            if (h != hcur) fk_att16_pack_kv(&g, kd, vd, kb, vb, h), hcur = h;
+            const float *nq = NULL;
+            int64_t nbq = 0;
+            if (t + 1 < t1) {
+                const int64_t hn = (t + 1) / nqb, ln = ((t + 1) % nqb) * FK_ATT16_BQ;
+                nq = g.q + ln * H * D + hn * D;
+                nbq = fk_bf16_min(FK_ATT16_BQ, Lq - ln);
+            }
+            fk_att16_task(&g, scratch, h, l0, kb, vb, nq, nbq);
+        }
+        if (t0 < t1) fk_bf16_amx_end();
     }
 }
 
