@@ -26,6 +26,8 @@ const char *fk_op_name(fk_op op) {
         [FK_OP_LAYERNORM_MODULATE] = "layernorm_modulate",
         [FK_OP_RMSNORM_ROPE] = "rmsnorm_rope",
         [FK_OP_LINEAR_CAT] = "linear_cat",
+        [FK_OP_TRANSPOSE] = "transpose",
+        [FK_OP_SCALE_COLS] = "scale_cols",
     };
     if ((unsigned)op >= FK_OP_COUNT || !names[op]) return "unknown";
     return names[op];

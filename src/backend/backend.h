@@ -10,7 +10,14 @@
  * - Ops do not allocate and do not fail on valid input: callers check shapes
  *   at load time; ops FK_ASSERT their preconditions (a failed assert is a bug).
  * - Unless stated, y may alias x (in-place) for elementwise ops, never for
- *   linear, attention or conv2d.
+ *   linear, attention, conv2d or transpose.
+ * - Operand roles: the weight operands are w and b of linear, linear_act,
+ *   linear_cat and conv2d; w and b of layernorm and group_norm; scale of
+ *   rmsnorm and rmsnorm_rope; s of scale_cols. Every other tensor operand is
+ *   an activation. On a device backend activations are device memory, while
+ *   a weight operand may be either device memory or a host tensor
+ *   (FK_DEVICE_CPU) whose contents never change, which the backend may copy
+ *   to the device once and cache by pointer (devsim.h checks both rules).
  * - Determinism: the CPU reference parallelizes only over independent outputs,
  *   so results are bitwise identical for any thread count.
  * - Backward ops (training) will be added beside each forward op with the same
@@ -46,6 +53,8 @@ typedef enum fk_op {
     FK_OP_LAYERNORM_MODULATE,
     FK_OP_RMSNORM_ROPE,
     FK_OP_LINEAR_CAT,
+    FK_OP_TRANSPOSE,
+    FK_OP_SCALE_COLS,
     FK_OP_COUNT
 } fk_op;
 
@@ -190,6 +199,20 @@ struct fk_backend {
 
     /* Nearest-neighbour ×2: y (B, C, 2H, 2W), x (B, C, H, W). */
     void (*upsample_nearest2x)(fk_backend *be, fk_tensor *y, const fk_tensor *x);
+
+    /* Batched transpose of the last two dims, pure data movement (the bits
+     * of x are copied): y[b, c, r] = x[b, r, c]. x (B, R, C) f32, y (B, C, R)
+     * f32: the same ndim >= 2, the same leading dims (B = their product; 1
+     * for ndim 2), the last two swapped. y never overlaps x. Channel-major ↔
+     * token-major (the VAE attention block: (1, C, H·W) ↔ (1, H·W, C)). */
+    void (*transpose)(fk_backend *be, fk_tensor *y, const fk_tensor *x);
+
+    /* Column scale: y[i, j] = x[i, j] · s[j], one f32 multiply (round to
+     * nearest) per element. y, x (M, N) f32 (rows = product of the leading
+     * dims); s (N) a weight operand of any float dtype, decoded to f32 as
+     * fk_convert_to_f32 does. y may alias x. (Scaled fp8 checkpoints: the
+     * per-output-channel scale after the product.) */
+    void (*scale_cols)(fk_backend *be, fk_tensor *y, const fk_tensor *x, const fk_tensor *s);
 };
 
 /* The CPU backend (fp32 reference). n_threads <= 0: all online CPUs.

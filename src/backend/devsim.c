@@ -405,6 +405,23 @@ static void fk_ds_group_norm(fk_backend *be, fk_tensor *y, const fk_tensor *x, i
     FK_DS_CALL(in_->group_norm(in_, py, px, groups, pw, pb, eps));
 }
 
+static void fk_ds_transpose(fk_backend *be, fk_tensor *y, const fk_tensor *x) {
+    FK_DS_BEGIN(FK_OP_TRANSPOSE);
+    fk_tensor c_y, c_x;
+    fk_tensor *py = FK_DS_ACT(y);
+    const fk_tensor *px = FK_DS_ACT(x);
+    FK_DS_CALL(in_->transpose(in_, py, px));
+}
+
+static void fk_ds_scale_cols(fk_backend *be, fk_tensor *y, const fk_tensor *x,
+                             const fk_tensor *s) {
+    FK_DS_BEGIN(FK_OP_SCALE_COLS);
+    fk_tensor c_y, c_x, c_s;
+    fk_tensor *py = FK_DS_ACT(y);
+    const fk_tensor *px = FK_DS_ACT(x), *ps = FK_DS_WGT(s);
+    FK_DS_CALL(in_->scale_cols(in_, py, px, ps));
+}
+
 /* ---- memory ---- */
 
 static void *fk_ds_alloc(fk_backend *be, size_t bytes) {
@@ -589,6 +606,8 @@ fk_backend *fk_backend_devsim_wrap(fk_backend *inner) {
     be->conv2d = fk_ds_conv2d;
     be->group_norm = fk_ds_group_norm;
     be->upsample_nearest2x = fk_ds_upsample;
+    be->transpose = fk_ds_transpose;
+    be->scale_cols = fk_ds_scale_cols;
     return be;
 }
 

@@ -12,11 +12,11 @@
  * - Every op checks its operands: outputs and activation inputs must be
  *   tagged FK_DEVICE_CUDA and lie entirely inside a live allocation; the
  *   weight operands (linear/linear_act/linear_cat w and b, norm scales and
- *   affines, conv2d w and b) may instead be host tensors (FK_DEVICE_CPU),
- *   which must be constant: the first time a host (pointer, size, dtype) is
- *   seen its contents are hashed (FNV-1a; for tensors over 256 KB the first
- *   and last 4 KB plus 64 spread samples), and a later call that finds other
- *   contents aborts. That catches a runner passing a changing host buffer (a
+ *   affines, conv2d w and b, scale_cols s: the list in backend.h) may
+ *   instead be host tensors (FK_DEVICE_CPU), which must be constant: the
+ *   first time a host (pointer, size, dtype) is seen its contents are
+ *   hashed (FNV-1a; for tensors over 256 KB the first and last 4 KB plus 64
+ *   spread samples), and a later call that finds other contents aborts. That catches a runner passing a changing host buffer (a
  *   per-step vector) as a "weight", which a GPU backend would upload once
  *   and cache.
  * - upload / download check that the device side lies in a live allocation

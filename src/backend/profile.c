@@ -219,6 +219,20 @@ static void fk_prof_group_norm(fk_backend *be, fk_tensor *y, const fk_tensor *x,
     FK_PROF_END(FK_OP_GROUP_NORM, false, 0, fk_prof_nbytes(y) + fk_prof_nbytes(x));
 }
 
+static void fk_prof_transpose(fk_backend *be, fk_tensor *y, const fk_tensor *x) {
+    FK_PROF_BEGIN(be);
+    in_->transpose(in_, y, x);
+    FK_PROF_END(FK_OP_TRANSPOSE, false, 0, fk_prof_nbytes(y) + fk_prof_nbytes(x));
+}
+
+static void fk_prof_scale_cols(fk_backend *be, fk_tensor *y, const fk_tensor *x,
+                               const fk_tensor *s) {
+    FK_PROF_BEGIN(be);
+    in_->scale_cols(in_, y, x, s);
+    FK_PROF_END(FK_OP_SCALE_COLS, false, 0,
+                fk_prof_nbytes(y) + fk_prof_nbytes(x) + fk_prof_nbytes(s));
+}
+
 /* ---- public ---- */
 
 fk_backend *fk_backend_profile_wrap(fk_backend *inner) {
@@ -269,6 +283,8 @@ fk_backend *fk_backend_profile_wrap(fk_backend *inner) {
     FK_PROF_SET(conv2d, fk_prof_conv2d);
     FK_PROF_SET(group_norm, fk_prof_group_norm);
     FK_PROF_SET(upsample_nearest2x, fk_prof_upsample);
+    FK_PROF_SET(transpose, fk_prof_transpose);
+    FK_PROF_SET(scale_cols, fk_prof_scale_cols);
 #undef FK_PROF_SET
     return be;
 }

@@ -382,11 +382,13 @@ fk_status fk_t5_config_infer(fk_context *ctx, const fk_st_model *m, fk_t5_config
 
 /* ---- the model ------------------------------------------------------------ */
 
-/* A linear weight (out, in) with an optional ComfyUI fp8 scale. */
+/* A linear weight (out, in) with an optional ComfyUI fp8 scale, applied to
+ * the product's output columns by the scale_cols op (a weight operand). */
 typedef struct fk_t5_linear {
     fk_tensor w;       /* (out, in) */
-    float scale;       /* per-tensor scale (1 when none) */
-    float *row_scale;  /* (out) per-output-row scale, or NULL; owned */
+    fk_tensor s;       /* (out) the column scale when scaled: the checkpoint's
+                        * per-row tensor in place (any float dtype), or s_own */
+    float *s_own;      /* (out) a per-tensor scale repeated, f32; owned, or NULL */
     bool scaled;
 } fk_t5_linear;
 
@@ -459,7 +461,6 @@ static fk_status fk_t5_bind_linear(fk_context *ctx, fk_t5 *t, fk_t5_linear *lin,
     const fk_st_tensor *w = NULL;
     fk_status st = fk_t5_bind(ctx, t, &lin->w, fmt, l, 2, d0, d1, &w);
     if (st != FK_OK) return st;
-    lin->scale = 1.0f;
     char base[320], name[340];
     size_t bl = strlen(w->name);
     if (bl < strlen(".weight") || bl >= sizeof(base)) return FK_OK;
@@ -478,19 +479,44 @@ static fk_status fk_t5_bind_linear(fk_context *ctx, fk_t5 *t, fk_t5_linear *lin,
         lin->scaled = true;
         t->n_scaled++;
         t->weight_bytes += s->nbytes;
-        if (ne == 1) {
-            fk_convert_to_f32(&lin->scale, sv.data, sv.dtype, 1);
+        if (ne == d0) {
+            lin->s = fk_view1(sv.dtype, sv.data, d0); /* (out), read in place */
         } else {
-            lin->row_scale = malloc((size_t)d0 * sizeof(float));
-            if (!lin->row_scale) return fk_error(ctx, FK_ERR_NOMEM, "out of memory reading %s", name);
-            fk_convert_to_f32(lin->row_scale, sv.data, sv.dtype, (size_t)d0);
+            float scale;
+            fk_convert_to_f32(&scale, sv.data, sv.dtype, 1);
+            lin->s_own = malloc((size_t)d0 * sizeof(float));
+            if (!lin->s_own) return fk_error(ctx, FK_ERR_NOMEM, "out of memory reading %s", name);
+            for (int64_t j = 0; j < d0; j++) lin->s_own[j] = scale;
+            lin->s = fk_view1(FK_F32, lin->s_own, d0);
         }
         break;
     }
     return FK_OK;
 }
 
-static void fk_t5_free_linear(fk_t5_linear *lin) { free(lin->row_scale); }
+static void fk_t5_free_linear(fk_t5_linear *lin) { free(lin->s_own); }
+
+/* Scaled fp8 linears need the backend's scale_cols for their scales' dtype. */
+static fk_status fk_t5_check_scales(fk_context *ctx, const fk_t5 *t) {
+    fk_backend *be = t->be;
+    float dummy = 0;
+    fk_tensor y = fk_view2(FK_F32, &dummy, 1, 1); /* an activation: on the backend's device */
+    y.device = be->device;
+    for (int l = 0; l < t->cfg.layers; l++) {
+        const fk_t5_layer *L = &t->layers[l];
+        const fk_t5_linear *lins[] = {&L->q, &L->k, &L->v, &L->o, &L->wi0, &L->wi1, &L->wo};
+        for (size_t i = 0; i < sizeof(lins) / sizeof(lins[0]); i++) {
+            if (!lins[i]->scaled) continue;
+            const fk_tensor *srcs[3] = {&y, &y, &lins[i]->s}; /* y, x, s */
+            if (!be->scale_cols || (be->supports && !be->supports(be, FK_OP_SCALE_COLS, srcs, 3)))
+                return fk_error(ctx, FK_ERR_UNSUPPORTED,
+                                "T5 encoder: backend %s cannot apply the fp8 scales (scale_cols with %s "
+                                "scales) of %s",
+                                be->name, fk_dtype_name(lins[i]->s.dtype), fk_st_model_path(t->m));
+        }
+    }
+    return FK_OK;
+}
 
 fk_status fk_t5_load_model(fk_context *ctx, fk_backend *be, fk_st_model *m, bool take_ownership, fk_t5 **out) {
     *out = NULL;
@@ -546,6 +572,7 @@ fk_status fk_t5_load_model(fk_context *ctx, fk_backend *be, fk_st_model *m, bool
         if (st == FK_OK) st = fk_t5_bind_linear(ctx, t, &L->wo, "block.%d.layer.1.DenseReluDense.wo.weight", l, d, ff);
     }
     if (st == FK_OK) st = fk_t5_bind(ctx, t, &t->lnf, "final_layer_norm.weight", 0, 1, d, 0, NULL);
+    if (st == FK_OK) st = fk_t5_check_scales(ctx, t);
     if (st != FK_OK) {
         fk_t5_free(t);
         return st;
@@ -608,35 +635,11 @@ static fk_status fk_t5_reserve(fk_context *ctx, fk_t5 *t, int n) {
     return FK_OK;
 }
 
-/* y = x·wᵀ, then the fp8 scale if any. y (M, N), x (M, K) activations.
- * The scale is applied on the host: in place on the CPU backend; on a device
- * backend as a host round trip (download, scale, upload) —
- * STOPGAP (issue #8): the op table has no column-scale op (y[:, j] *= s[j])
- * yet; only ComfyUI "scaled" fp8 checkpoints take this path. A device
- * backend should get such an op (or a scaled linear) and this branch should
- * then go. Returns false when out of host memory (device backends only). */
-static bool fk_t5_apply_linear(fk_backend *be, fk_tensor *y, const fk_tensor *x, const fk_t5_linear *lin) {
+/* y = x·wᵀ, then the fp8 scale if any: y[:, j] *= s[j] in place on the
+ * backend (scale_cols; s a host weight). y (M, N), x (M, K) activations. */
+static void fk_t5_apply_linear(fk_backend *be, fk_tensor *y, const fk_tensor *x, const fk_t5_linear *lin) {
     be->linear(be, y, x, &lin->w, NULL);
-    if (!lin->scaled) return true;
-    int64_t M = fk_tensor_rows(y), N = fk_tensor_cols(y);
-    float *p = y->data, *host = NULL;
-    if (be->device != FK_DEVICE_CPU) {
-        host = malloc(fk_tensor_nbytes(y));
-        if (!host) return false;
-        be->download(be, host, y->data, fk_tensor_nbytes(y));
-        p = host;
-    }
-    if (lin->row_scale) {
-        for (int64_t i = 0; i < M; i++)
-            for (int64_t j = 0; j < N; j++) p[i * N + j] *= lin->row_scale[j];
-    } else {
-        for (int64_t i = 0; i < M * N; i++) p[i] *= lin->scale;
-    }
-    if (host) {
-        be->upload(be, y->data, host, fk_tensor_nbytes(y));
-        free(host);
-    }
-    return true;
+    if (lin->scaled) be->scale_cols(be, y, y, &lin->s);
 }
 
 /* An f32 view of activation memory, on the backend's device. */
@@ -722,25 +725,23 @@ fk_status fk_t5_encode(fk_context *ctx, fk_t5 *t, const int64_t *ids, int n, fk_
         free(stage);
     }
 
-    bool ok = true;
     for (int l = 0; l < g->layers; l++) {
         const fk_t5_layer *L = &t->layers[l];
         be->rmsnorm(be, &h, &x, &L->ln0, g->eps);
-        ok &= fk_t5_apply_linear(be, &q, &h, &L->q);
-        ok &= fk_t5_apply_linear(be, &k, &h, &L->k);
-        ok &= fk_t5_apply_linear(be, &v, &h, &L->v);
+        fk_t5_apply_linear(be, &q, &h, &L->q);
+        fk_t5_apply_linear(be, &k, &h, &L->k);
+        fk_t5_apply_linear(be, &v, &h, &L->v);
         be->attention(be, &a, &q3, &k3, &v3, &bias, 1.0f, false); /* T5: no 1/√d scaling */
-        ok &= fk_t5_apply_linear(be, &h, &a, &L->o);
+        fk_t5_apply_linear(be, &h, &a, &L->o);
         be->add(be, &x, &x, &h);
         be->rmsnorm(be, &h, &x, &L->ln1, g->eps);
-        ok &= fk_t5_apply_linear(be, &gt, &h, &L->wi0);
+        fk_t5_apply_linear(be, &gt, &h, &L->wi0);
         be->gelu_tanh(be, &gt, &gt);
-        ok &= fk_t5_apply_linear(be, &u, &h, &L->wi1);
+        fk_t5_apply_linear(be, &u, &h, &L->wi1);
         be->mul(be, &gt, &gt, &u);
-        ok &= fk_t5_apply_linear(be, &h, &gt, &L->wo);
+        fk_t5_apply_linear(be, &h, &gt, &L->wo);
         be->add(be, &x, &x, &h);
     }
-    if (!ok) return fk_error(ctx, FK_ERR_NOMEM, "out of memory: T5 fp8 scale staging for %d tokens", n);
     /* the output: written in place when it is on the device, else through h */
     fk_tensor y = out->device == be->device ? fk_t5_v2(be, out->data, n, d) : h;
     be->rmsnorm(be, &y, &x, &t->lnf, g->eps);

@@ -80,8 +80,10 @@ typedef struct fk_t5 fk_t5;
  * tensor's shape and dtype, bind views. The model owns the mapping; caller
  * frees with fk_t5_free. Any backend (activations in be->alloc memory, the
  * embedding rows and position bias built on the host and uploaded; the fp8
- * scale of "scaled" checkpoints is a host round trip on device backends, a
- * stopgap). be must outlive it. */
+ * scale of "scaled" checkpoints is the scale_cols op, its scale a host
+ * weight: the checkpoint's per-row tensor, or the single value repeated in a
+ * buffer the model owns). FK_ERR_UNSUPPORTED when a scaled checkpoint meets
+ * a backend without scale_cols for its scale dtype. be must outlive it. */
 fk_status fk_t5_load(fk_context *ctx, fk_backend *be, const char *path, fk_t5 **out);
 /* Same from an opened checkpoint (take_ownership: closed by fk_t5_free, also
  * on failure). */
@@ -108,7 +110,11 @@ fk_dtype fk_t5_embedding_dtype(const fk_t5 *t);
 fk_status fk_t5_encode(fk_context *ctx, fk_t5 *t, const int64_t *ids, int n, fk_tensor *out);
 
 void fk_t5_release_buffers(fk_t5 *t);
-/* Free everything: buffers, views and — when owned — the mapping. NULL ok. */
+/* Free everything: buffers, views and — when owned — the mapping. NULL ok.
+ * A backend that keeps copies of host weights by address (be->cache_weight,
+ * a device backend) must then get be->uncache_weights before another model
+ * is loaded: that model's weights (or the scale buffers above) may reuse
+ * the freed addresses. */
 void fk_t5_free(fk_t5 *t);
 
 #endif /* FK_T5_H */

@@ -20,10 +20,9 @@
  * tile blending run on the host, on latent- or image-sized buffers.
  *
  * The attention block needs token-major (L, C) activations for the linear
- * and attention ops; the transposes (C, L) ↔ (L, C) are done here on host
- * memory: in place on the CPU backend, through a download / upload round
- * trip on a device backend (a stopgap until the op table has a transpose
- * op, see fk_vae_transpose_act).
+ * and attention ops; the transposes (C, L) ↔ (L, C) are the backend's
+ * transpose op, so activations never leave the backend between a run's
+ * input upload and its output download.
  */
 #include "model/vae_internal.h"
 
@@ -228,6 +227,7 @@ static fk_backend fk_vae_plan_backend(const fk_backend *be) {
     p.group_norm = fk_vae_nop_group_norm;
     p.silu = fk_vae_nop_unary;
     p.upsample_nearest2x = fk_vae_nop_unary;
+    p.transpose = fk_vae_nop_unary;
     p.add = fk_vae_nop_binary;
     p.linear = fk_vae_nop_linear;
     p.attention = fk_vae_nop_attention;
@@ -317,46 +317,6 @@ done:
     return st;
 }
 
-/* dst (cols, rows) = src (rows, cols)ᵀ on host memory, in cache blocks. */
-static void fk_vae_transpose(float *dst, const float *src, int64_t rows, int64_t cols) {
-    const int64_t B = 32;
-    for (int64_t i0 = 0; i0 < rows; i0 += B)
-        for (int64_t j0 = 0; j0 < cols; j0 += B) {
-            const int64_t i1 = i0 + B < rows ? i0 + B : rows, j1 = j0 + B < cols ? j0 + B : cols;
-            for (int64_t i = i0; i < i1; i++)
-                for (int64_t j = j0; j < j1; j++) dst[j * rows + i] = src[i * cols + j];
-        }
-}
-
-/* dst (cols, rows) = src (rows, cols)ᵀ, both activations on the backend.
- * On the CPU backend in place on the memory. On a device backend:
- * STOPGAP (issue #8) — the op table has no transpose op yet, so this is a
- * host round trip (download src, transpose on the host, upload into dst),
- * 2·rows·cols floats over the bus per call, host scratch counted with the
- * activations. A device backend should get a transpose op (or the attention
- * block a channel-major layout) and this branch should then go. */
-static fk_status fk_vae_transpose_act(fk_vae_run *r, fk_tensor *dst, const fk_tensor *src,
-                                      int64_t rows, int64_t cols) {
-    if (r->plan) return FK_OK;
-    if (fk_vae_on_host(r)) {
-        fk_vae_transpose(dst->data, src->data, rows, cols);
-        return FK_OK;
-    }
-    const int64_t n = rows * cols;
-    float *a = fk_vae_host(r, n, "attention transpose (host round trip)");
-    float *b = a ? fk_vae_host(r, n, "attention transpose (host round trip)") : NULL;
-    if (!a || !b) {
-        fk_vae_host_free(r, a, n);
-        return FK_ERR_NOMEM;
-    }
-    r->be->download(r->be, a, src->data, (size_t)n * sizeof(float));
-    fk_vae_transpose(b, a, rows, cols);
-    r->be->upload(r->be, dst->data, b, (size_t)n * sizeof(float));
-    fk_vae_host_free(r, b, n);
-    fk_vae_host_free(r, a, n);
-    return FK_OK;
-}
-
 /* An f32 view of an activation's data, on the backend's device. */
 static fk_tensor fk_vae_v2(const fk_vae_run *r, void *data, int64_t d0, int64_t d1) {
     fk_tensor t = fk_view2(FK_F32, data, d0, d1);
@@ -368,6 +328,14 @@ static fk_tensor fk_vae_v3(const fk_vae_run *r, void *data, int64_t d0, int64_t 
     fk_tensor t = fk_view3(FK_F32, data, d0, d1, d2);
     t.device = r->be->device;
     return t;
+}
+
+/* dst (cols, rows) = src (rows, cols)ᵀ, both activations on the backend
+ * (the transpose op on (1, rows, cols) views). */
+static void fk_vae_transpose_act(fk_vae_run *r, fk_tensor *dst, const fk_tensor *src,
+                                 int64_t rows, int64_t cols) {
+    fk_tensor s3 = fk_vae_v3(r, src->data, 1, rows, cols), d3 = fk_vae_v3(r, dst->data, 1, cols, rows);
+    r->be->transpose(r->be, &d3, &s3);
 }
 
 /* A (C, C) linear-weight view of a 1×1 conv (C, C, 1, 1). */
@@ -389,7 +357,7 @@ static fk_status fk_vae_attn_fwd(fk_vae_run *r, const fk_vae_attn *a, fk_tensor 
     if ((st = fk_vae_act(r, &h, C, H, W, "attention input", x))) goto done;
     r->be->group_norm(r->be, &h, x, r->v->cfg.groups, &a->norm.w, &a->norm.b, r->v->cfg.eps);
     if ((st = fk_vae_act(r, &ht, 1, L, C, "attention tokens", &h))) goto done;
-    if ((st = fk_vae_transpose_act(r, &ht, &h, C, L))) goto done;
+    fk_vae_transpose_act(r, &ht, &h, C, L);
     fk_vae_act_free(r, &h);
     if ((st = fk_vae_act(r, &q, 1, L, C, "attention q", &ht))) goto done;
     if ((st = fk_vae_act(r, &k, 1, L, C, "attention k", &ht))) goto done;
@@ -421,7 +389,7 @@ static fk_status fk_vae_attn_fwd(fk_vae_run *r, const fk_vae_attn *a, fk_tensor 
     }
     fk_vae_act_free(r, &o);
     if ((st = fk_vae_act(r, &pt, C, H, W, "attention block output", &p))) goto done;
-    if ((st = fk_vae_transpose_act(r, &pt, &p, L, C))) goto done;
+    fk_vae_transpose_act(r, &pt, &p, L, C);
     r->be->add(r->be, x, x, &pt);
     *out = *x;
     x->data = NULL;
@@ -780,6 +748,19 @@ static fk_status fk_vae_check_input(fk_context *ctx, const fk_tensor *x, int64_t
     return FK_OK;
 }
 
+/* The attention block's transposes need the backend's transpose op. */
+static fk_status fk_vae_check_backend(fk_context *ctx, const fk_backend *be) {
+    float dummy = 0;
+    fk_tensor a = fk_view3(FK_F32, &dummy, 1, 1, 1); /* an activation: on the backend's device */
+    a.device = be->device;
+    const fk_tensor *srcs[2] = {&a, &a}; /* y, x */
+    if (!be->transpose || (be->supports && !be->supports(be, FK_OP_TRANSPOSE, srcs, 2)))
+        return fk_error(ctx, FK_ERR_UNSUPPORTED,
+                        "autoencoder: backend %s has no f32 transpose op (the attention block needs it)",
+                        be->name);
+    return FK_OK;
+}
+
 static fk_status fk_vae_tiling(fk_context *ctx, const fk_vae_opts *o, int64_t lh, int64_t lw,
                                int64_t *t, int64_t *ov) {
     *t = o ? o->tile : 0;
@@ -805,6 +786,7 @@ fk_status fk_vae_encode(fk_context *ctx, fk_backend *be, const fk_vae *v, const 
         return fk_error(ctx, FK_ERR_UNSUPPORTED,
                         "autoencoder: this checkpoint has no encoder (encoder.* tensors)");
     fk_status st = fk_vae_check_input(ctx, img, c->in_channels, "image to encode");
+    if (!st) st = fk_vae_check_backend(ctx, be);
     if (st) return st;
     const int64_t B = img->shape[0], H = img->shape[2], W = img->shape[3];
     const int64_t f = fk_vae_downscale(c);
@@ -851,6 +833,7 @@ fk_status fk_vae_decode(fk_context *ctx, fk_backend *be, const fk_vae *v, const 
         return fk_error(ctx, FK_ERR_UNSUPPORTED,
                         "autoencoder: this checkpoint has no decoder (decoder.* tensors)");
     fk_status st = fk_vae_check_input(ctx, zin, c->z_channels, "latent to decode");
+    if (!st) st = fk_vae_check_backend(ctx, be);
     if (st) return st;
     const int64_t B = zin->shape[0], lh = zin->shape[2], lw = zin->shape[3];
     const int64_t f = fk_vae_downscale(c);

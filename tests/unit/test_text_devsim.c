@@ -6,13 +6,25 @@
  * References:
  * - Bit identity with the plain CPU backend (the simulator runs the CPU ops
  *   on the same data in the same order) for every row of the tiny
- *   fixtures: T5 with f32 weights and with ComfyUI scaled fp8 weights (whose
- *   per-linear scale is a host round trip on a device: a stopgap until the
- *   op table has a column-scale op), CLIP last_hidden_state and
- *   pooler_output; outputs in host memory and on the device; the second
- *   row reuses the first row's device buffers.
+ *   fixtures: T5 with f32 weights and with ComfyUI scaled fp8 weights (the
+ *   per-linear scale is the scale_cols op, its scale a host weight), CLIP
+ *   last_hidden_state and pooler_output; outputs in host memory and on the
+ *   device; the second row reuses the first row's device buffers.
+ * - Per-output-row fp8 scales: a copy of the scaled fp8 file whose scalar
+ *   scales (all exactly representable in bf16) become bf16 vectors of that
+ *   value under the other key spelling (<linear>.weight_scale): the bits of
+ *   the per-tensor file on the CPU, and of the CPU on the simulator (the
+ *   checkpoint's bf16 vector is the scale_cols weight, read in place).
  * - Anchor: the simulated outputs against the f64 fixtures within relative
  *   L2 1e-5 (the bound of test_t5.c / test_clip.c, derived there).
+ * - Transfers, exact counts derived from the runners, per encode call on
+ *   the simulator: T5 uploads the embedding rows (L, d) and the position
+ *   bias (H, L, L) and downloads the output (L, d) only when it is in host
+ *   memory; the scaled linears' scales never cross (one scale_cols op per
+ *   scaled linear, no transfer). CLIP uploads the token and position rows
+ *   (2 × (L, W)), downloads last_hidden_state when it is in host memory,
+ *   and moves the pooled row (W) across only when exactly one of the two
+ *   outputs is in host memory. No device-to-device copies.
  * - No device memory left after the model is freed.
  */
 #include "backend/backend.h"
@@ -21,6 +33,8 @@
 #include "model/clip.h"
 #include "model/t5.h"
 #include "test.h"
+
+#include <unistd.h>
 
 #define T5_F32 "tests/data/t5/tiny-t5.weights.f32.safetensors"
 #define T5_F8 "tests/data/t5/tiny-t5.weights.f8_scaled.safetensors"
@@ -92,6 +106,34 @@ static void out_free(fk_backend *be, fk_tensor *t) {
     else be->free(be, t->data);
 }
 
+/* The simulator's counters over one encode call. */
+typedef struct xfer {
+    int64_t uploads, downloads, scale_cols;
+    uint64_t up_bytes, down_bytes, d2d_bytes;
+} xfer;
+
+static xfer xfer_now(const fk_backend *be) {
+    fk_devsim_stats s;
+    fk_backend_devsim_stats(be, &s);
+    return (xfer){s.uploads, s.downloads, s.op_calls[FK_OP_SCALE_COLS], s.bytes_uploaded, s.bytes_downloaded,
+                  s.bytes_d2d};
+}
+
+/* The transfers between a and b (one encode) against the derived counts. */
+static void check_xfer(const char *what, int row, xfer a, xfer b, int64_t up, uint64_t up_bytes, int64_t down,
+                       uint64_t down_bytes, int64_t scale_cols) {
+    CHECKF(b.uploads - a.uploads == up && b.up_bytes - a.up_bytes == up_bytes,
+           "%s row %d: %lld uploads (%llu bytes), derived %lld (%llu)", what, row, (long long)(b.uploads - a.uploads),
+           (unsigned long long)(b.up_bytes - a.up_bytes), (long long)up, (unsigned long long)up_bytes);
+    CHECKF(b.downloads - a.downloads == down && b.down_bytes - a.down_bytes == down_bytes,
+           "%s row %d: %lld downloads (%llu bytes), derived %lld (%llu)", what, row,
+           (long long)(b.downloads - a.downloads), (unsigned long long)(b.down_bytes - a.down_bytes),
+           (long long)down, (unsigned long long)down_bytes);
+    CHECKF(b.d2d_bytes == a.d2d_bytes, "%s row %d: device-to-device copies", what, row);
+    CHECKF(b.scale_cols - a.scale_cols == scale_cols, "%s row %d: %lld scale_cols, derived %lld", what, row,
+           (long long)(b.scale_cols - a.scale_cols), (long long)scale_cols);
+}
+
 /* Every row of io through the model on be: hidden (B, L, W) and pooled (B, W). */
 typedef struct text_out {
     float *hidden, *pooled;
@@ -107,14 +149,23 @@ static bool run_t5(const char *weights, const io_case *io, fk_backend *be, bool 
     o->pooled = NULL;
     fk_tensor y = out_tensor(be, dev, io->L, io->W);
     bool ok = true;
+    /* per row: x (L, d) and the bias (H, L, L) up; y (L, d) down when on the host */
+    const uint64_t L = (uint64_t)io->L, H = (uint64_t)fk_t5_get_config(t)->heads, yb = L * (uint64_t)io->W * 4;
     for (int b = 0; b < io->B; b++) {
+        xfer x0 = xfer_now(be);
         st = fk_t5_encode(ctx, t, io->ids + (size_t)b * (size_t)io->L, io->L, &y);
         CHECKF(st == FK_OK, "%s row %d on %s: %s", weights, b, be->name, fk_context_error(ctx));
         ok &= st == FK_OK;
+        if (fk_backend_is_devsim(be))
+            check_xfer(weights, b, x0, xfer_now(be), 2, yb + H * L * L * 4, dev ? 0 : 1, dev ? 0 : yb,
+                       fk_t5_scaled_linears(t));
         out_read(be, &y, o->hidden + (size_t)b * LW);
     }
     out_free(be, &y);
     fk_t5_free(t);
+    /* as the pipeline does after freeing a model: the next one may reuse its
+     * host weights' addresses (the per-tensor fp8 scales are malloc'd) */
+    if (be->uncache_weights) be->uncache_weights(be);
     return ok;
 }
 
@@ -131,11 +182,22 @@ static bool run_clip(const io_case *io, fk_backend *be, bool dev, text_out *o) {
      * hidden, device pooled) for the second row */
     fk_tensor p = out_tensor(be, dev, 1, io->W), hh = out_tensor(be, false, io->L, io->W);
     bool ok = true;
+    const uint64_t yb = (uint64_t)io->L * (uint64_t)io->W * 4, pb = (uint64_t)io->W * 4;
     for (int b = 0; b < io->B; b++) {
         fk_tensor *hidden = dev && b == 1 ? &hh : &h;
+        xfer x0 = xfer_now(be);
         st = fk_clip_encode(ctx, c, io->ids + (size_t)b * (size_t)io->L, io->L, hidden, &p);
         CHECKF(st == FK_OK, "CLIP row %d on %s: %s", b, be->name, fk_context_error(ctx));
         ok &= st == FK_OK;
+        if (fk_backend_is_devsim(be)) {
+            /* token and position rows up; hidden down when on the host; the
+             * pooled row across when exactly one output is on the host
+             * (host hidden → device pooled: an upload) */
+            const bool hh_host = hidden->device == FK_DEVICE_CPU, p_host = p.device == FK_DEVICE_CPU;
+            const int64_t pup = hh_host && !p_host, pdown = !hh_host && p_host;
+            check_xfer("CLIP", b, x0, xfer_now(be), 2 + pup, 2 * yb + (uint64_t)pup * pb,
+                       (hh_host ? 1 : 0) + pdown, (hh_host ? yb : 0) + (uint64_t)pdown * pb, 0);
+        }
         out_read(be, hidden, o->hidden + (size_t)b * LW);
         out_read(be, &p, o->pooled + (size_t)b * (size_t)io->W);
     }
@@ -143,6 +205,7 @@ static bool run_clip(const io_case *io, fk_backend *be, bool dev, text_out *o) {
     out_free(be, &p);
     out_free(be, &hh);
     fk_clip_free(c);
+    if (be->uncache_weights) be->uncache_weights(be);
     return ok;
 }
 
@@ -200,10 +263,96 @@ static void test_model(const char *label, const char *weights, const char *iopat
     io_close(&io);
 }
 
+/* ---- per-output-row scales: a variant of the scaled fp8 file ---- */
+
+typedef struct rows_ctx {
+    const fk_st_tensor **from;
+} rows_ctx;
+
+static fk_status rows_fill(void *user, int index, void *buf, size_t nbytes) {
+    const fk_st_tensor *t = ((rows_ctx *)user)->from[index];
+    if (!strstr(t->name, "scale_weight")) {
+        memcpy(buf, t->data, nbytes);
+        return FK_OK;
+    }
+    float v;
+    fk_convert_to_f32(&v, t->data, t->dtype, 1);
+    const uint16_t h = fk_f32_to_bf16(v);
+    CHECKF(fk_bf16_to_f32(h) == v, "%s = %g is not exact in bf16", t->name, (double)v);
+    for (size_t i = 0; i < nbytes / 2; i++) memcpy((char *)buf + 2 * i, &h, 2);
+    return FK_OK;
+}
+
+/* T5_F8 with every `<linear>.scale_weight` (a scalar) written as
+ * `<linear>.weight_scale`, a bf16 vector (out) of that value. */
+static bool write_rows_variant(const char *path) {
+    fk_st_model *m = NULL;
+    if (fk_st_model_open(ctx, T5_F8, &m) != FK_OK) return false;
+    const int n = fk_st_model_count(m);
+    fk_st_spec *specs = calloc((size_t)n, sizeof(*specs));
+    rows_ctx rc = {calloc((size_t)n, sizeof(*rc.from))};
+    char(*names)[320] = calloc((size_t)n, sizeof(*names));
+    int k = 0, scaled = 0;
+    for (int i = 0; i < n; i++) {
+        const fk_st_tensor *t = fk_st_model_get(m, i);
+        fk_st_spec *sp = &specs[k];
+        snprintf(names[k], sizeof(names[k]), "%s", t->name);
+        sp->dtype = t->dtype;
+        sp->ndim = t->ndim;
+        memcpy(sp->shape, t->shape, sizeof(t->shape));
+        const char *suffix = strstr(t->name, "scale_weight");
+        if (suffix) {
+            char wname[320];
+            const int base = (int)(suffix - t->name);
+            snprintf(wname, sizeof(wname), "%.*sweight", base, t->name);
+            const fk_st_tensor *w = fk_st_model_find(m, wname);
+            if (!w) continue;
+            snprintf(names[k], sizeof(names[k]), "%.*sweight_scale", base, t->name);
+            sp->dtype = FK_BF16;
+            sp->ndim = 1;
+            sp->shape[0] = w->shape[0];
+            scaled++;
+        }
+        sp->name = names[k];
+        rc.from[k++] = t;
+    }
+    fk_status st = fk_st_write(ctx, path, specs, k, NULL, 0, rows_fill, &rc);
+    CHECKF(st == FK_OK && scaled == 21, "%s: %d scales rewritten (21 expected): %s", path, scaled,
+           fk_context_error(ctx));
+    free(names);
+    free(rc.from);
+    free(specs);
+    fk_st_model_close(m);
+    return st == FK_OK;
+}
+
+static void test_row_scales(void) {
+    char path[128];
+    snprintf(path, sizeof(path), "/tmp/fk_test_text_devsim_%d.safetensors", (int)getpid());
+    if (!write_rows_variant(path)) return;
+    /* the CPU: the bits of the per-tensor file */
+    io_case io;
+    if (io_open(&io, T5_F8_IO)) {
+        fk_backend *cpu = fk_backend_cpu_create(2);
+        text_out a = {0}, b = {0};
+        if (run_t5(T5_F8, &io, cpu, false, &a) && run_t5(path, &io, cpu, false, &b))
+            CHECKF(!memcmp(a.hidden, b.hidden, sizeof(float) * (size_t)io.B * (size_t)io.L * (size_t)io.W),
+                   "per-row bf16 scales differ from the per-tensor scales");
+        text_out_free(&a);
+        text_out_free(&b);
+        cpu->destroy(cpu);
+    }
+    io_close(&io);
+    /* devsim against the CPU, anchored to the fixture */
+    test_model("tiny-t5 per-row bf16 scales", path, T5_F8_IO);
+    unlink(path);
+}
+
 int main(void) {
     ctx = fk_context_create(2);
     test_model("tiny-t5 f32", T5_F32, T5_IO);
     test_model("tiny-t5 scaled fp8", T5_F8, T5_F8_IO);
+    test_row_scales();
     test_model("tiny-clip", NULL, CLIP_IO);
     fk_context_free(ctx);
     return fk_test_finish("test_text_devsim");

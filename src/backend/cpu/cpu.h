@@ -20,6 +20,7 @@
  *                     norm ops (the bits of the portable code)
  *   cpu_conv.c        conv2d, group_norm, upsample_nearest2x
  *   cpu_conv_amx.c    bf16 conv2d on AMX tiles (precision mode FK_PREC_BF16)
+ *   cpu_layout.c      transpose (blocked, register tiles) and scale_cols
  *
  * Threading: `FK_CPU_PARALLEL_FOR(nt)` before a `for` loop whose iterations
  * write disjoint outputs; every output element is computed by one thread in a
@@ -335,5 +336,9 @@ void fk_cpu_conv2d(fk_backend *be, fk_tensor *y, const fk_tensor *x, const fk_te
 void fk_cpu_group_norm(fk_backend *be, fk_tensor *y, const fk_tensor *x, int groups,
                        const fk_tensor *w, const fk_tensor *b, float eps);
 void fk_cpu_upsample_nearest2x(fk_backend *be, fk_tensor *y, const fk_tensor *x);
+
+/* Defined in cpu_layout.c. */
+void fk_cpu_transpose(fk_backend *be, fk_tensor *y, const fk_tensor *x);
+void fk_cpu_scale_cols(fk_backend *be, fk_tensor *y, const fk_tensor *x, const fk_tensor *s);
 
 #endif /* FK_CPU_H */

@@ -124,6 +124,9 @@ static bool fk_cpu_supports(const fk_backend *be, fk_op op, const fk_tensor *con
     case FK_OP_SPLIT_ROWS: return fk_cpu_same_dtype(srcs, n_srcs, 3); /* a, b, in */
     case FK_OP_COPY_COLS: return fk_cpu_same_dtype(srcs, n_srcs, 2);  /* dst, src */
     case FK_OP_UPSAMPLE_NEAREST2X: return fk_cpu_all_f32(srcs, n_srcs, 2); /* y, x */
+    case FK_OP_TRANSPOSE: return fk_cpu_all_f32(srcs, n_srcs, 2);  /* y, x */
+    case FK_OP_SCALE_COLS: /* y, x, s */
+        return fk_cpu_all_f32(srcs, n_srcs, 2) && fk_cpu_weight_or_absent(srcs, n_srcs, 2);
     case FK_OP_COUNT: break;
     }
     return false;
@@ -221,6 +224,8 @@ fk_backend *fk_backend_cpu_create_isa(int n_threads, fk_cpu_isa isa) {
     be->conv2d = fk_cpu_conv2d; /* cpu_conv.c */
     be->group_norm = fk_cpu_group_norm;
     be->upsample_nearest2x = fk_cpu_upsample_nearest2x;
+    be->transpose = fk_cpu_transpose; /* cpu_layout.c */
+    be->scale_cols = fk_cpu_scale_cols;
     return be;
 }
 
