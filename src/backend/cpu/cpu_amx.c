@@ -1048,8 +1048,14 @@ fk_att16_task(const fk_att16_args *g, float *scratch, int64_t h, int64_t l0, con
                 mx = _mm512_max_ps(mx, _mm512_loadu_ps(St + j * BQ + 16 * g16));
             __m512 mold = _mm512_loadu_ps(mrow + 16 * g16);
             __m512 mnew = _mm512_max_ps(mold, _mm512_mul_ps(mx, scale));
-            __m512 nm = _mm512_sub_ps(_mm512_setzero_ps(), mnew);
-            __m512 alpha = fk_bf16_exp2_16(_mm512_sub_ps(mold, mnew)); /* ~0 on the first block */
+            /* a query whose scores are all -inf so far (keys masked by a -inf
+             * bias) is shifted by 0 instead of -inf (−inf − −inf would be NaN)
+             * and its weights are set to 0 (exp2 clamps −inf to 2^-125): its
+             * output stays 0 (l = 0), as the reference's */
+            const __mmask16 dead = _mm512_cmp_ps_mask(mnew, _mm512_set1_ps(-INFINITY), _CMP_EQ_OQ);
+            __m512 msafe = _mm512_mask_mov_ps(mnew, dead, _mm512_setzero_ps());
+            __m512 nm = _mm512_sub_ps(_mm512_setzero_ps(), msafe);
+            __m512 alpha = fk_bf16_exp2_16(_mm512_sub_ps(mold, msafe)); /* ~0 on the first block */
             __m512 sum = _mm512_setzero_ps();
             uint16_t *pb = Pb + g16 * 16 * BK; /* (bkp / 32, 16, 16, 2) */
             const int64_t half = (bkp / 2 + 1) & ~(int64_t)1; /* even */
@@ -1064,6 +1070,10 @@ fk_att16_task(const fk_att16_args *g, float *scratch, int64_t h, int64_t l0, con
                                 ? fk_bf16_exp2_16(_mm512_fmadd_ps(
                                       _mm512_loadu_ps(St + (j + 1) * BQ + 16 * g16), scale, nm))
                                 : _mm512_setzero_ps();
+                if (dead) { /* rare: fully masked queries */
+                    p0 = _mm512_maskz_mov_ps((__mmask16)~dead, p0);
+                    p1 = _mm512_maskz_mov_ps((__mmask16)~dead, p1);
+                }
                 sum = _mm512_add_ps(sum, _mm512_add_ps(p0, p1));
                 __m512i pp = (__m512i)_mm512_cvtne2ps_pbh(p1, p0);
                 _mm512_storeu_si512(pb + (j / 32) * 512 + ((j % 32) / 2) * 32,

@@ -1,0 +1,91 @@
+/* backend_cuda: the CUDA backend (src/backend/cuda/), creation and queries.
+ *
+ * Every function here exists in every build: without the CUDA toolkit
+ * (FK_HAVE_CUDA undefined) cuda_stub.c provides them, reporting no device,
+ * so callers need no #ifdef.
+ *
+ * Operand rule (what the op table's tensors mean on this backend)
+ * - Activations (x, y, q, k, v, out, shift, scale of modulate, gate, pe,
+ *   attention bias, every output) are f32 device tensors: tensor.device ==
+ *   FK_DEVICE_CUDA, memory from be->alloc (cudaMalloc), filled with
+ *   be->upload and read back with be->download (which waits for the op
+ *   queue). Ops are queued on the backend's stream and return at once;
+ *   be->synchronize waits for them. copy_cols / concat_rows / split_rows take
+ *   device tensors of any dtype.
+ * - Weight slots (linear / linear_act / linear_cat w and b, layernorm w and b,
+ *   rmsnorm and rmsnorm_rope scale, conv2d w and b, group_norm w and b,
+ *   scale_cols s: the operand roles of backend.h) take a
+ *   host tensor (device FK_DEVICE_CPU) of any float dtype (f32, bf16, f16, fp8
+ *   e4m3fn / e5m2, f64) or a device tensor. A host tensor is a constant weight:
+ *   the backend keeps one device copy per (host pointer, dtype, shape), made by
+ *   be->cache_weight or on the first op that reads it (counted the same way),
+ *   in the file's dtype (fp8 stays 1 byte per element on the device), and
+ *   reuses it until be->uncache_weights; the host data must not change
+ *   meanwhile. When a copy cannot be allocated, the op uploads the weight to a
+ *   staging buffer on every call instead (slow, correct).
+ * - Precision (fk_backend_cuda_set_precision): bf16 (default) runs linear,
+ *   linear_act, linear_cat, conv2d and attention with bf16 operands (x
+ *   rounded to nearest-even, weights converted from their dtype) and f32
+ *   accumulation, like the CPU backend's FK_PREC_BF16; every other op is f32.
+ *   f32 mode runs everything in IEEE f32 (no TF32): the mode the conformance
+ *   suite compares with the CPU reference at ~1e-5.
+ * - Ops abort with file:line and the CUDA error on a failed CUDA call (a bug
+ *   or a lost device: ops cannot return errors). Kernels run asynchronously,
+ *   so a kernel that faults is reported by a later call; FK_CUDA_SYNC=1 in the
+ *   environment (read by fk_backend_cuda_create) synchronizes after every
+ *   kernel and product to name the one that failed. Scratch buffers grow on
+ *   the first call that needs more; later calls of the same shapes allocate
+ *   nothing.
+ */
+#ifndef FK_BACKEND_CUDA_H
+#define FK_BACKEND_CUDA_H
+
+#include "backend/backend.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Number of usable CUDA devices: 0 when built without CUDA, without a driver
+ * or without a device. Never fails. */
+int fk_cuda_device_count(void);
+
+/* True when this build has the CUDA backend (whether or not a device is
+ * present: see fk_cuda_device_count). */
+bool fk_backend_cuda_available(void);
+
+/* The CUDA backend on device `device` (0-based), bf16 precision. NULL with a
+ * one-line reason in err (if err is not NULL) when CUDA is not built in, the
+ * device does not exist or cannot be initialized, or memory is short. Caller
+ * frees with be->destroy(be) (which frees the cached weights and scratch,
+ * not the tensors it allocated for the caller). */
+fk_backend *fk_backend_cuda_create(int device, char *err, size_t errlen);
+
+/* Precision mode: bf16 != 0 (default) or f32 (bf16 == 0; IEEE f32, TF32 off).
+ * No effect on a backend that is not a CUDA backend. */
+void fk_backend_cuda_set_precision(fk_backend *be, int bf16);
+
+/* One line describing device `device`, e.g. "NVIDIA H100 80GB HBM3 (sm_90,
+ * 132 SMs, 79.1 GiB)", or why there is none. Returns buf. */
+const char *fk_cuda_device_describe(int device, char *buf, size_t n);
+
+/* The device index of a CUDA backend; -1 for any other backend. */
+int fk_backend_cuda_device_index(const fk_backend *be);
+
+/* True when a CUDA backend is in bf16 mode (false for other backends). */
+bool fk_backend_cuda_is_bf16(const fk_backend *be);
+
+/* Device bytes a CUDA backend holds: cached weights; scratch (the cuBLASLt
+ * workspace, conversion, attention and im2col buffers); both. 0 for other
+ * backends. */
+size_t fk_backend_cuda_weight_bytes(const fk_backend *be);
+size_t fk_backend_cuda_scratch_bytes(const fk_backend *be);
+/* now: cached weights + scratch + the live tensors from be->alloc; peak: the
+ * largest `now` so far. Both 0 for other backends. */
+void fk_backend_cuda_memory(const fk_backend *be, uint64_t *now, uint64_t *peak);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* FK_BACKEND_CUDA_H */

@@ -1,0 +1,444 @@
+/* cuda_attention: multi-head scaled-dot-product attention, token-major
+ * layout: out (Lq, H·D) f32; q (Lq, H, D), k, v (Lk, H, D) f32; bias (H, Lq,
+ * Lk) f32 or NULL; causal masks keys j > l (as the CPU reference).
+ *
+ * Two paths:
+ * - flash (bf16 mode, D = 64 or 128: FLUX, T5, CLIP): q, k, v rounded to
+ *   bf16 into scratch A/B/C, then one CTA per (64 query rows, head), four
+ *   warps of 16 rows each. K/V tiles of 64 keys stream through shared memory
+ *   (cp.async, two buffers); S = Q·Kᵀ and O += P·V on the tensor cores
+ *   (mma.sync m16n8k16, bf16 operands, f32 accumulators in registers); an
+ *   online softmax in f32 in the log2 domain (x·log2 e, exp2) keeps the
+ *   running max and sum per row, so no Lq×Lk matrix exists. P is rounded to
+ *   bf16 for the second product; the row sum uses the unrounded values.
+ * - two products (f32 mode, every other D — the autoencoder's single head
+ *   with D = 512 —, misaligned output): for chunks of query rows, S (H, lc,
+ *   Lk) = scale·Q·Kᵀ by cuBLASLt (batched over heads), a row softmax (bias,
+ *   causal mask, f32) writes P (f32, or bf16 in bf16 mode), then O = P·V by
+ *   cuBLASLt straight into out. The chunk keeps S at or under
+ *   FK_CU_CHUNK_BYTES. In f32 mode both products are IEEE f32 (no TF32).
+ * Rows whose keys are all masked give 0, as in the reference. */
+#include "backend/cuda/cuda_internal.h"
+
+#include <math.h>
+#include <string.h>
+
+#define FK_FA_BQ 64      /* query rows per CTA (4 warps × 16) */
+#define FK_FA_BK 64      /* keys per tile */
+#define FK_FA_THREADS 128
+
+/* Shared memory of the flash kernel for head dim D, in bf16 elements: rows
+ * padded by 8 elements (16 bytes) so the 8 row addresses of one ldmatrix hit
+ * 8 different 16-byte bank groups. Q (BQ rows), K and V (two buffers each). */
+template <int D> struct fk_fa_cfg {
+    static constexpr int PITCH = D + 8;
+    static constexpr int Q_ELEMS = FK_FA_BQ * PITCH;
+    static constexpr int KV_ELEMS = FK_FA_BK * PITCH;
+    static constexpr size_t SMEM_BYTES = (size_t)(Q_ELEMS + 4 * KV_ELEMS) * 2;
+};
+
+typedef struct fk_fa_args {
+    const __nv_bfloat16 *q, *k, *v; /* q (Lq, H, D), k, v (Lk, H, D) */
+    const float *bias;              /* (H, Lq, Lk) or NULL */
+    float *out;                     /* (Lq, H·D) */
+    int Lq, Lk, H;
+    float scale_log2; /* scale · log2(e) */
+    int causal;
+} fk_fa_args;
+
+/* ---- PTX wrappers (sm_80+) ---- */
+
+static __device__ __forceinline__ void fk_cp_async16(void *smem, const void *gmem, bool valid) {
+    unsigned s = (unsigned)__cvta_generic_to_shared(smem);
+    int n = valid ? 16 : 0; /* 0: zero-fill, nothing read */
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(s), "l"(gmem), "r"(n)
+                 : "memory");
+}
+static __device__ __forceinline__ void fk_cp_commit() {
+    asm volatile("cp.async.commit_group;\n" ::: "memory");
+}
+template <int N> static __device__ __forceinline__ void fk_cp_wait() {
+    asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory");
+}
+static __device__ __forceinline__ void fk_ldsm_x4(uint32_t (&r)[4], const void *p) {
+    unsigned s = (unsigned)__cvta_generic_to_shared(p);
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(s));
+}
+static __device__ __forceinline__ void fk_ldsm_x4_t(uint32_t (&r)[4], const void *p) {
+    unsigned s = (unsigned)__cvta_generic_to_shared(p);
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(s));
+}
+/* c (16×8 f32) += a (16×16 bf16, row) · b (16×8 bf16, col) */
+static __device__ __forceinline__ void fk_mma_bf16(float (&c)[4], const uint32_t (&a)[4], uint32_t b0,
+                                                   uint32_t b1) {
+    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, "
+                 "{%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
+                 : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+static __device__ __forceinline__ uint32_t fk_pack_bf16(float lo, float hi) {
+    __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi); /* .x (low half) = lo */
+    return *reinterpret_cast<uint32_t *>(&v);
+}
+
+/* Rows [r0, r0 + R) of head h of x (L, H, D) bf16 into s (R, PITCH) with
+ * cp.async, 16 bytes per copy; rows at or past L are zero-filled. */
+template <int D, int R>
+static __device__ __forceinline__ void fk_fa_load(__nv_bfloat16 *s, const __nv_bfloat16 *x, int r0,
+                                                  int L, int h, int64_t HD) {
+    constexpr int CPR = D / 8; /* 16-byte chunks per row */
+    constexpr int PITCH = fk_fa_cfg<D>::PITCH;
+#pragma unroll
+    for (int it = 0; it < R * CPR / FK_FA_THREADS; it++) {
+        const int c = it * FK_FA_THREADS + (int)threadIdx.x;
+        const int row = c / CPR, col = (c % CPR) * 8;
+        const int gr = r0 + row;
+        const bool valid = gr < L;
+        const __nv_bfloat16 *src = x + (int64_t)(valid ? gr : 0) * HD + (int64_t)h * D + col;
+        fk_cp_async16(s + row * PITCH + col, src, valid);
+    }
+}
+
+template <int D>
+__global__ void __launch_bounds__(FK_FA_THREADS, 2) fk_k_flash(const fk_fa_args a) {
+    static_assert(D % 32 == 0 && (FK_FA_BQ * (D / 8)) % FK_FA_THREADS == 0, "head dim");
+    constexpr int PITCH = fk_fa_cfg<D>::PITCH;
+    constexpr int NT = FK_FA_BK / 8; /* key n-tiles of a tile */
+    constexpr int DT = D / 8;        /* output n-tiles */
+    constexpr int KD = D / 16;       /* k-steps of Q·Kᵀ */
+    extern __shared__ __align__(16) unsigned char fk_fa_smem[];
+    __nv_bfloat16 *sq = reinterpret_cast<__nv_bfloat16 *>(fk_fa_smem); /* (BQ, PITCH) */
+    __nv_bfloat16 *sk = sq + fk_fa_cfg<D>::Q_ELEMS;                     /* 2 × (BK, PITCH) */
+    __nv_bfloat16 *sv = sk + 2 * fk_fa_cfg<D>::KV_ELEMS;                /* 2 × (BK, PITCH) */
+
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    const int g = lane >> 2, c4 = lane & 3; /* mma fragment row group, column pair */
+    const int h = blockIdx.y, q0 = blockIdx.x * FK_FA_BQ;
+    const int64_t HD = (int64_t)a.H * D;
+    const int kend = a.causal ? min(a.Lk, q0 + FK_FA_BQ) : a.Lk; /* keys past it all masked */
+    const int ntiles = (kend + FK_FA_BK - 1) / FK_FA_BK;
+    const int row0 = q0 + warp * 16 + g, row1 = row0 + 8; /* this thread's two query rows */
+
+    fk_fa_load<D, FK_FA_BQ>(sq, a.q, q0, a.Lq, h, HD);
+    if (ntiles > 0) {
+        fk_fa_load<D, FK_FA_BK>(sk, a.k, 0, a.Lk, h, HD);
+        fk_fa_load<D, FK_FA_BK>(sv, a.v, 0, a.Lk, h, HD);
+    }
+    fk_cp_commit();
+    fk_cp_wait<0>();
+    __syncthreads();
+
+    /* this warp's 16 query rows as A fragments, for every k-step */
+    uint32_t qf[KD][4];
+#pragma unroll
+    for (int kk = 0; kk < KD; kk++)
+        fk_ldsm_x4(qf[kk], sq + (warp * 16 + (lane & 7) + ((lane >> 3) & 1) * 8) * PITCH + kk * 16 +
+                               (lane >> 4) * 8);
+
+    float o[DT][4];
+#pragma unroll
+    for (int i = 0; i < DT; i++) o[i][0] = o[i][1] = o[i][2] = o[i][3] = 0.0f;
+    float m_run[2] = {-INFINITY, -INFINITY}; /* running max (log2 domain), rows row0, row1 */
+    float l_run[2] = {0.0f, 0.0f};           /* this thread's part of the running sums */
+
+    for (int t = 0; t < ntiles; t++) {
+        const int buf = t & 1, k0 = t * FK_FA_BK;
+        if (t + 1 < ntiles) { /* prefetch the next tile into the other buffer */
+            fk_fa_load<D, FK_FA_BK>(sk + (buf ^ 1) * fk_fa_cfg<D>::KV_ELEMS, a.k, k0 + FK_FA_BK,
+                                    a.Lk, h, HD);
+            fk_fa_load<D, FK_FA_BK>(sv + (buf ^ 1) * fk_fa_cfg<D>::KV_ELEMS, a.v, k0 + FK_FA_BK,
+                                    a.Lk, h, HD);
+        }
+        fk_cp_commit(); /* possibly empty: keeps the group count uniform */
+        fk_cp_wait<1>(); /* tile t has landed (only the prefetch may be pending) */
+        __syncthreads();
+        const __nv_bfloat16 *kt = sk + buf * fk_fa_cfg<D>::KV_ELEMS; /* (BK, PITCH) */
+        const __nv_bfloat16 *vt = sv + buf * fk_fa_cfg<D>::KV_ELEMS;
+
+        /* S (16 × BK per warp) = Q · Kᵀ */
+        float s[NT][4];
+#pragma unroll
+        for (int nt = 0; nt < NT; nt++) {
+            s[nt][0] = s[nt][1] = s[nt][2] = s[nt][3] = 0.0f;
+#pragma unroll
+            for (int k2 = 0; k2 < KD / 2; k2++) {
+                uint32_t b[4]; /* b0, b1 of k-step 2·k2, then of 2·k2 + 1 */
+                fk_ldsm_x4(b, kt + (nt * 8 + (lane & 7)) * PITCH + k2 * 32 + (lane >> 3) * 8);
+                fk_mma_bf16(s[nt], qf[2 * k2], b[0], b[1]);
+                fk_mma_bf16(s[nt], qf[2 * k2 + 1], b[2], b[3]);
+            }
+        }
+
+        /* scores in the log2 domain, masks, row maxima */
+        float mt[2] = {-INFINITY, -INFINITY};
+#pragma unroll
+        for (int nt = 0; nt < NT; nt++) {
+#pragma unroll
+            for (int e = 0; e < 4; e++) {
+                const int j = k0 + nt * 8 + 2 * c4 + (e & 1);
+                const int l = (e >> 1) ? row1 : row0;
+                float x = s[nt][e] * a.scale_log2;
+                if (a.bias && l < a.Lq && j < a.Lk)
+                    x += a.bias[((int64_t)h * a.Lq + l) * a.Lk + j] * 1.4426950408889634f;
+                if (j >= a.Lk || (a.causal && j > l)) x = -INFINITY;
+                s[nt][e] = x;
+                mt[e >> 1] = fmaxf(mt[e >> 1], x);
+            }
+        }
+        float alpha[2], m_use[2];
+#pragma unroll
+        for (int r = 0; r < 2; r++) {
+            /* the 4 threads of a fragment row group share the row */
+            mt[r] = fmaxf(mt[r], __shfl_xor_sync(0xffffffffu, mt[r], 1));
+            mt[r] = fmaxf(mt[r], __shfl_xor_sync(0xffffffffu, mt[r], 2));
+            const float m_new = fmaxf(m_run[r], mt[r]);
+            m_use[r] = m_new == -INFINITY ? 0.0f : m_new; /* all masked so far: p = 0 */
+            alpha[r] = exp2f(m_run[r] - m_use[r]);        /* 0 on the first live tile */
+            m_run[r] = m_new;
+            l_run[r] *= alpha[r];
+        }
+#pragma unroll
+        for (int i = 0; i < DT; i++) {
+            o[i][0] *= alpha[0], o[i][1] *= alpha[0];
+            o[i][2] *= alpha[1], o[i][3] *= alpha[1];
+        }
+#pragma unroll
+        for (int nt = 0; nt < NT; nt++) {
+#pragma unroll
+            for (int e = 0; e < 4; e++) {
+                const float p = exp2f(s[nt][e] - m_use[e >> 1]);
+                s[nt][e] = p;
+                l_run[e >> 1] += p;
+            }
+        }
+
+        /* O (16 × D per warp) += P · V: the S accumulators of key n-tiles
+         * 2·kk and 2·kk+1 are the A fragment of k-step kk */
+#pragma unroll
+        for (int kk = 0; kk < FK_FA_BK / 16; kk++) {
+            uint32_t pa[4];
+            pa[0] = fk_pack_bf16(s[2 * kk][0], s[2 * kk][1]);
+            pa[1] = fk_pack_bf16(s[2 * kk][2], s[2 * kk][3]);
+            pa[2] = fk_pack_bf16(s[2 * kk + 1][0], s[2 * kk + 1][1]);
+            pa[3] = fk_pack_bf16(s[2 * kk + 1][2], s[2 * kk + 1][3]);
+#pragma unroll
+            for (int d2 = 0; d2 < D / 16; d2++) {
+                uint32_t b[4]; /* b0, b1 of output n-tile 2·d2, then of 2·d2 + 1 */
+                fk_ldsm_x4_t(b, vt + (kk * 16 + (lane & 7) + ((lane >> 3) & 1) * 8) * PITCH +
+                                    d2 * 16 + (lane >> 4) * 8);
+                fk_mma_bf16(o[2 * d2], pa, b[0], b[1]);
+                fk_mma_bf16(o[2 * d2 + 1], pa, b[2], b[3]);
+            }
+        }
+        __syncthreads(); /* every warp is done with this buffer before it is refilled */
+    }
+
+    /* out = O / l */
+    float inv[2];
+#pragma unroll
+    for (int r = 0; r < 2; r++) {
+        float l = l_run[r];
+        l += __shfl_xor_sync(0xffffffffu, l, 1);
+        l += __shfl_xor_sync(0xffffffffu, l, 2);
+        inv[r] = l > 0.0f ? 1.0f / l : 0.0f;
+    }
+    float *o0 = a.out + (int64_t)row0 * HD + (int64_t)h * D + 2 * c4;
+    float *o1 = a.out + (int64_t)row1 * HD + (int64_t)h * D + 2 * c4;
+#pragma unroll
+    for (int i = 0; i < DT; i++) {
+        if (row0 < a.Lq)
+            *reinterpret_cast<float2 *>(o0 + i * 8) = make_float2(o[i][0] * inv[0], o[i][1] * inv[0]);
+        if (row1 < a.Lq)
+            *reinterpret_cast<float2 *>(o1 + i * 8) = make_float2(o[i][2] * inv[1], o[i][3] * inv[1]);
+    }
+}
+
+bool fk_cuda_attention_setup(fk_cuda_impl *im, char *err, size_t errlen) {
+    const size_t need = fk_fa_cfg<128>::SMEM_BYTES;
+    if (im->smem_optin < need) {
+        if (err && errlen)
+            snprintf(err, errlen,
+                     "cuda:%d: %zu bytes of shared memory per block, the attention kernel needs %zu",
+                     im->device, im->smem_optin, need);
+        return false;
+    }
+    cudaError_t e = cudaFuncSetAttribute(fk_k_flash<128>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                         (int)fk_fa_cfg<128>::SMEM_BYTES);
+    if (e == cudaSuccess)
+        e = cudaFuncSetAttribute(fk_k_flash<64>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                 (int)fk_fa_cfg<64>::SMEM_BYTES);
+    if (e != cudaSuccess) {
+        (void)cudaGetLastError();
+        if (err && errlen)
+            snprintf(err, errlen,
+                     "cuda:%d: %s: this build has no kernels for the device (%s; built for CUDA "
+                     "architectures %s)",
+                     im->device, im->desc, cudaGetErrorString(e), FK_CUDA_ARCHS);
+        return false;
+    }
+    return true;
+}
+
+/* ---- the two-product path ---- */
+
+/* One row (h, i) of P per block: x = S[h, i, :] + bias[h, l, :] (l = l0 + i),
+ * keys past l masked when causal, P = softmax(x) in f32 (bf16 if TP is).
+ * S, P (H, lc, Lk). */
+template <typename TP>
+__global__ void fk_k_attn_softmax(const float *__restrict__ S, TP *__restrict__ P,
+                                  const float *__restrict__ bias, int64_t Lq, int64_t Lk,
+                                  int64_t lc, int64_t l0, int causal) {
+    __shared__ float shm[32];
+    __shared__ double shd[32];
+    const int64_t i = blockIdx.x, h = blockIdx.y, l = l0 + i;
+    const float *s = S + (h * lc + i) * Lk;
+    TP *p = P + (h * lc + i) * Lk;
+    const float *br = bias ? bias + (h * Lq + l) * Lk : NULL;
+    const int64_t jn = causal ? (l + 1 < Lk ? l + 1 : Lk) : Lk; /* live keys [0, jn) */
+    float mx = -INFINITY;
+    for (int64_t j = threadIdx.x; j < jn; j += blockDim.x) {
+        float x = s[j];
+        if (br) x = x + br[j];
+        mx = fmaxf(mx, x);
+    }
+    mx = fk_dev_block_max(mx, shm);
+    if (mx == -INFINITY) { /* every key masked: zeros (the reference) */
+        for (int64_t j = threadIdx.x; j < Lk; j += blockDim.x) p[j] = (TP)0.0f;
+        return;
+    }
+    float sum = 0.0f;
+    for (int64_t j = threadIdx.x; j < jn; j += blockDim.x) {
+        float x = s[j];
+        if (br) x = x + br[j];
+        sum += expf(x - mx);
+    }
+    const float inv = (float)(1.0 / fk_dev_block_sum_d((double)sum, shd));
+    for (int64_t j = threadIdx.x; j < Lk; j += blockDim.x) {
+        float v = 0.0f;
+        if (j < jn) {
+            float x = s[j];
+            if (br) x = x + br[j];
+            v = expf(x - mx) * inv;
+        }
+        p[j] = (TP)v;
+    }
+}
+
+static void fk_cuda_attention_gemm(fk_backend *be, float *out, const float *q, const float *k,
+                                   const float *v, const float *bias, int64_t Lq, int64_t Lk,
+                                   int64_t H, int64_t D, float scale, bool causal) {
+    fk_cuda_impl *im = fk_cuda_impl_of(be);
+    const bool bf16 = im->bf16;
+    const int64_t HD = H * D;
+    const void *qa = q, *ka = k, *va = v;
+    if (bf16) {
+        void *qb = fk_cuda_scratch(im, FK_CU_SCR_A, (size_t)(Lq * HD) * 2);
+        void *kb = fk_cuda_scratch(im, FK_CU_SCR_B, (size_t)(Lk * HD) * 2);
+        void *vb = fk_cuda_scratch(im, FK_CU_SCR_C, (size_t)(Lk * HD) * 2);
+        fk_cuda_convert(im, qb, FK_BF16, q, FK_F32, Lq * HD);
+        fk_cuda_convert(im, kb, FK_BF16, k, FK_F32, Lk * HD);
+        fk_cuda_convert(im, vb, FK_BF16, v, FK_F32, Lk * HD);
+        qa = qb, ka = kb, va = vb;
+    }
+    int64_t lc = (int64_t)(FK_CU_CHUNK_BYTES / ((size_t)H * (size_t)Lk * 4));
+    if (lc < 1) lc = 1;
+    if (lc > Lq) lc = Lq;
+    float *S = (float *)fk_cuda_scratch(im, FK_CU_SCR_S, (size_t)(H * lc * Lk) * 4);
+    void *P = fk_cuda_scratch(im, FK_CU_SCR_P, (size_t)(H * lc * Lk) * (bf16 ? 2 : 4));
+    const size_t es = bf16 ? 2 : 4;
+    for (int64_t l0 = 0; l0 < Lq; l0 += lc) {
+        const int64_t n = Lq - l0 < lc ? Lq - l0 : lc;
+        /* S_h (n, Lk) = scale · Q_h · K_hᵀ: column-major S_hᶜ (Lk, n) = K_hᶜᵀ · Q_hᶜ */
+        fk_cu_gemm g1;
+        memset(&g1, 0, sizeof(g1));
+        g1.ta = true, g1.tb = false;
+        g1.m = Lk, g1.n = n, g1.k = D;
+        g1.a = ka, g1.lda = HD, g1.sa = D;
+        g1.b = (const char *)qa + (size_t)(l0 * HD) * es, g1.ldb = HD, g1.sb = D;
+        g1.d = S, g1.ldd = Lk, g1.sd = n * Lk;
+        g1.batch = (int)H;
+        g1.ab_dt = bf16 ? FK_BF16 : FK_F32;
+        g1.alpha = scale, g1.beta = 0.0f;
+        g1.act = FK_ACT_NONE;
+        fk_cuda_gemm(be, &g1);
+        dim3 grid((unsigned)n, (unsigned)H);
+        if (bf16)
+            fk_k_attn_softmax<__nv_bfloat16><<<grid, 256, 0, im->stream>>>(
+                S, (__nv_bfloat16 *)P, bias, Lq, Lk, n, l0, causal ? 1 : 0);
+        else
+            fk_k_attn_softmax<float><<<grid, 256, 0, im->stream>>>(S, (float *)P, bias, Lq, Lk, n,
+                                                                   l0, causal ? 1 : 0);
+        FK_CU_LAUNCH();
+        /* O_h (n, D) = P_h · V_h: column-major O_hᶜ (D, n) = V_hᶜ · P_hᶜ, into out */
+        fk_cu_gemm g2;
+        memset(&g2, 0, sizeof(g2));
+        g2.ta = false, g2.tb = false;
+        g2.m = D, g2.n = n, g2.k = Lk;
+        g2.a = va, g2.lda = HD, g2.sa = D;
+        g2.b = P, g2.ldb = Lk, g2.sb = n * Lk;
+        g2.d = out + l0 * HD, g2.ldd = HD, g2.sd = D;
+        g2.batch = (int)H;
+        g2.ab_dt = bf16 ? FK_BF16 : FK_F32;
+        g2.alpha = 1.0f, g2.beta = 0.0f;
+        g2.act = FK_ACT_NONE;
+        fk_cuda_gemm(be, &g2);
+    }
+}
+
+extern "C" void fk_cuda_attention(fk_backend *be, fk_tensor *out, const fk_tensor *q,
+                                  const fk_tensor *k, const fk_tensor *v, const fk_tensor *bias,
+                                  float scale, bool causal) {
+    fk_cuda_impl *im = fk_cuda_enter(be);
+    fk_cuda_assert_act(out);
+    fk_cuda_assert_act(q);
+    fk_cuda_assert_act(k);
+    fk_cuda_assert_act(v);
+    FK_ASSERT(out->dtype == FK_F32 && q->dtype == FK_F32 && k->dtype == FK_F32 &&
+              v->dtype == FK_F32);
+    FK_ASSERT(q->ndim == 3 && k->ndim == 3 && v->ndim == 3);
+    const int64_t Lq = q->shape[0], H = q->shape[1], D = q->shape[2], Lk = k->shape[0];
+    FK_ASSERT(k->shape[1] == H && k->shape[2] == D && fk_tensor_same_shape(k, v));
+    FK_ASSERT(fk_tensor_rows(out) == Lq && fk_tensor_cols(out) == H * D); /* out (Lq, H·D) */
+    FK_ASSERT(out->data != q->data && out->data != k->data && out->data != v->data);
+    if (bias) {
+        fk_cuda_assert_act(bias);
+        FK_ASSERT(bias->dtype == FK_F32 && fk_tensor_numel(bias) == H * Lq * Lk); /* (H, Lq, Lk) */
+    }
+    if (Lq == 0 || H == 0 || D == 0) return;
+    if (Lk == 0) { /* no keys: every row is all-masked → 0 */
+        FK_CU(cudaMemsetAsync(out->data, 0, (size_t)(Lq * H * D) * 4, im->stream));
+        return;
+    }
+    FK_ASSERT(Lq <= INT32_MAX && Lk <= INT32_MAX && H <= 65535);
+    const bool flash = im->bf16 && (D == 64 || D == 128) && ((uintptr_t)out->data & 7) == 0;
+    if (!flash) {
+        fk_cuda_attention_gemm(be, (float *)out->data, (const float *)q->data,
+                               (const float *)k->data, (const float *)v->data,
+                               bias ? (const float *)bias->data : NULL, Lq, Lk, H, D, scale, causal);
+        return;
+    }
+    const int64_t nq = Lq * H * D, nk = Lk * H * D;
+    __nv_bfloat16 *qb = (__nv_bfloat16 *)fk_cuda_scratch(im, FK_CU_SCR_A, (size_t)nq * 2);
+    __nv_bfloat16 *kb = (__nv_bfloat16 *)fk_cuda_scratch(im, FK_CU_SCR_B, (size_t)nk * 2);
+    __nv_bfloat16 *vb = (__nv_bfloat16 *)fk_cuda_scratch(im, FK_CU_SCR_C, (size_t)nk * 2);
+    fk_cuda_convert(im, qb, FK_BF16, q->data, FK_F32, nq);
+    fk_cuda_convert(im, kb, FK_BF16, k->data, FK_F32, nk);
+    fk_cuda_convert(im, vb, FK_BF16, v->data, FK_F32, nk);
+    fk_fa_args a;
+    a.q = qb, a.k = kb, a.v = vb;
+    a.bias = bias ? (const float *)bias->data : NULL;
+    a.out = (float *)out->data;
+    a.Lq = (int)Lq, a.Lk = (int)Lk, a.H = (int)H;
+    a.scale_log2 = scale * 1.4426950408889634f;
+    a.causal = causal ? 1 : 0;
+    dim3 grid((unsigned)((Lq + FK_FA_BQ - 1) / FK_FA_BQ), (unsigned)H);
+    if (D == 128)
+        fk_k_flash<128><<<grid, FK_FA_THREADS, fk_fa_cfg<128>::SMEM_BYTES, im->stream>>>(a);
+    else
+        fk_k_flash<64><<<grid, FK_FA_THREADS, fk_fa_cfg<64>::SMEM_BYTES, im->stream>>>(a);
+    FK_CU_LAUNCH();
+}
