@@ -17,6 +17,7 @@
  * weighted sum). Norms, activations, upsampling are not counted. Tiled runs
  * recompute the overlaps: their GFLOP/s use the untiled FLOP count (useful
  * work per second). */
+#include "backend/backend_open.h"
 #include "backend/cpu/cpu.h"
 #include "cli/cli_profile.h"
 #include "cli/cli_util.h"
@@ -48,6 +49,7 @@ static void fk_bench_ae_usage(FILE *f) {
             "  --encode         also benchmark the encoder\n"
             "  --json           print only the JSON lines\n"
             "  --threads N      CPU threads (default: all)\n"
+            "  --device D       cpu (default), cuda, cuda:N or devsim (see generate --help)\n"
             "  --seed N         seed of the inputs and of --preset weights (default 0)\n"
             "  --precision P    bf16 (default, as generate: AMX tiles, bf16-rounded operands, f32\n"
             "                   accumulation; f32 kernels where AMX is missing) or f32\n"
@@ -128,6 +130,7 @@ typedef struct fk_bench_ae_opts {
     long tile, overlap, threads, repeat;
     uint64_t seed;
     int precision;
+    const char *device; /* --device, NULL: the CPU */
     bool encode, json, profile;
 } fk_bench_ae_opts;
 
@@ -312,7 +315,8 @@ int fk_bench_ae(int argc, char **argv) {
         {"json", no_argument, NULL, 'J'},          {"threads", required_argument, NULL, 't'},
         {"seed", required_argument, NULL, 's'},    {"help", no_argument, NULL, 'h'},
         {"precision", required_argument, NULL, 'P'}, {"repeat", required_argument, NULL, 'n'},
-        {"profile", no_argument, NULL, 'R'},       {NULL, 0, NULL, 0},
+        {"profile", no_argument, NULL, 'R'},       {"device", required_argument, NULL, 'D'},
+        {NULL, 0, NULL, 0},
     };
     fk_bench_ae_opts o;
     memset(&o, 0, sizeof(o));
@@ -353,6 +357,10 @@ int fk_bench_ae(int argc, char **argv) {
             if (!fk_cli_parse_int("--repeat", optarg, 1, 100, &o.repeat)) return FK_EXIT_USAGE;
             break;
         case 'R': o.profile = true; break;
+        case 'D':
+            if (!fk_cli_parse_device("--device", optarg)) return FK_EXIT_USAGE;
+            o.device = optarg;
+            break;
         case 'h': fk_bench_ae_usage(stdout); return FK_EXIT_OK;
         default: return fk_cli_getopt_failure("bench ae", argv, c);
         }
@@ -377,14 +385,22 @@ int fk_bench_ae(int argc, char **argv) {
     double t0 = fk_time();
     fk_status st = o.preset ? fk_vae_create_random(ctx, &pcfg, o.seed, &v) : fk_vae_open(ctx, o.weights, &v);
     double t_load = fk_time() - t0;
-    fk_backend *be0 = st == FK_OK ? fk_cli_backend_create(fk_context_threads(ctx), o.precision) : NULL;
-    fk_backend *prof = o.profile && be0 ? fk_backend_profile_wrap(be0) : NULL;
-    fk_backend *be = prof ? prof : be0;
-    if (st == FK_OK && (!be0 || (o.profile && !prof)))
-        st = fk_error(ctx, FK_ERR_NOMEM, "out of memory creating the CPU backend");
     int rc = FK_EXIT_OK;
+    fk_backend *be0 = NULL, *prof = NULL, *be = NULL;
     if (st != FK_OK) {
         rc = fk_cli_fail(ctx);
+        goto out;
+    }
+    be0 = fk_cli_backend_open(o.device, fk_context_threads(ctx), o.precision);
+    if (!be0) {
+        rc = FK_EXIT_ERROR;
+        goto out;
+    }
+    prof = o.profile ? fk_backend_profile_wrap(be0) : NULL;
+    be = prof ? prof : be0;
+    if (o.profile && !prof) {
+        fk_cli_error("out of memory creating the profiling backend");
+        rc = FK_EXIT_ERROR;
         goto out;
     }
     const fk_vae_config *cfg = fk_vae_get_config(v);
@@ -401,13 +417,11 @@ int fk_bench_ae(int argc, char **argv) {
     }
     const char *model = fk_vae_config_name(cfg);
     if (!o.json) {
-        char pc[32];
-        printf("bench ae: %s (%s%s), %s parameters, loaded in %.2f s; cpu %s, %d threads, "
-               "precision %s (kernels %s), f32 activations, best of %ld\n",
+        char pc[32], desc[256];
+        printf("bench ae: %s (%s%s), %s parameters, loaded in %.2f s; %s, f32 activations, best of %ld\n",
                model, fk_vae_format(v), o.preset ? ", random weights" : "",
                fk_cli_fmt_count(fk_vae_param_count(cfg), pc, sizeof(pc)), t_load,
-               fk_cpu_isa_name(fk_cpu_impl_of(be0)->isa), be->n_threads, fk_cli_precision_name(o.precision),
-               fk_cli_kernel_desc(be0), o.repeat);
+               fk_backend_describe(be0, desc, sizeof(desc)), o.repeat);
         printf("  %5s  %-6s  %-9s %11s %10s %8s  %10s  %10s  %s\n", "res", "op", "tiling", "time", "first",
                "GFLOP/s", "act peak", "RSS peak", "rel L2 vs untiled");
     }
@@ -418,7 +432,7 @@ int fk_bench_ae(int argc, char **argv) {
     if (st != FK_OK) rc = fk_cli_fail(ctx);
 out:
     if (prof) prof->destroy(prof);
-    if (be0) be0->destroy(be0);
+    fk_backend_close(be0);
     fk_vae_free(v);
     fk_context_free(ctx);
     return rc;

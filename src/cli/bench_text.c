@@ -8,6 +8,7 @@
  * FLOPs counted: 2·M·N·K for every linear, 4·L²·H·D for the attention
  * (scores and weighted sum; CLIP's causal mask is not discounted); norms and
  * activations are not counted. */
+#include "backend/backend_open.h"
 #include "backend/cpu/cpu.h"
 #include "cli/cli_profile.h"
 #include "cli/cli_util.h"
@@ -25,6 +26,7 @@ typedef struct fk_bench_text_opts {
     long repeat;
     long threads;
     int precision;
+    const char *device; /* --device, NULL: the CPU */
     bool profile;
 } fk_bench_text_opts;
 
@@ -42,6 +44,7 @@ static void fk_bench_text_usage(FILE *f, const char *comp) {
             "  --len N        tokens%s\n"
             "  --repeat N     encodes to time (default 2; the first includes page faults)\n"
             "  --threads N    CPU threads (default: all)\n"
+            "  --device D     cpu (default), cuda, cuda:N or devsim (see generate --help)\n"
             "  --precision P  bf16 (default, as generate: AMX tiles, f32 accumulation) or f32\n"
             "  --profile      time every op of the encodes after the first (ms, share,\n"
             "                 TFLOP/s of the products, GB/s of the rest)\n"
@@ -55,7 +58,8 @@ static int fk_bench_text_parse(const char *comp, int argc, char **argv, fk_bench
         {"weights", required_argument, NULL, 'w'}, {"len", required_argument, NULL, 'l'},
         {"repeat", required_argument, NULL, 'r'},  {"threads", required_argument, NULL, 't'},
         {"help", no_argument, NULL, 'h'},          {"precision", required_argument, NULL, 'P'},
-        {"profile", no_argument, NULL, 'R'},       {NULL, 0, NULL, 0},
+        {"profile", no_argument, NULL, 'R'},       {"device", required_argument, NULL, 'D'},
+        {NULL, 0, NULL, 0},
     };
     memset(o, 0, sizeof(*o));
     o->precision = FK_PREC_BF16;
@@ -81,6 +85,10 @@ static int fk_bench_text_parse(const char *comp, int argc, char **argv, fk_bench
             if (!fk_cli_parse_precision("--precision", optarg, &o->precision)) return FK_EXIT_USAGE;
             break;
         case 'R': o->profile = true; break;
+        case 'D':
+            if (!fk_cli_parse_device("--device", optarg)) return FK_EXIT_USAGE;
+            o->device = optarg;
+            break;
         case 'h': fk_bench_text_usage(stdout, comp); return FK_EXIT_OK;
         default: return fk_cli_getopt_failure(cmd, argv, c);
         }
@@ -152,11 +160,13 @@ int fk_bench_clip(int argc, char **argv) {
     int rc = fk_bench_text_parse("clip", argc, argv, &o);
     if (rc >= 0) return rc;
     fk_context *ctx = fk_context_create((int)o.threads);
-    fk_backend *be0 = ctx ? fk_cli_backend_create(fk_context_threads(ctx), o.precision) : NULL;
+    fk_backend *be0 = ctx ? fk_cli_backend_open(o.device, fk_context_threads(ctx), o.precision) : NULL;
     fk_backend *prof = o.profile && be0 ? fk_backend_profile_wrap(be0) : NULL;
     fk_backend *be = prof ? prof : be0;
     if (!ctx || !be0 || (o.profile && !prof)) {
-        fk_cli_error("out of memory");
+        if (!ctx || be0) fk_cli_error("out of memory");
+        if (prof) prof->destroy(prof);
+        fk_backend_close(be0);
         fk_context_free(ctx);
         return FK_EXIT_ERROR;
     }
@@ -219,7 +229,7 @@ done:
     free(pool);
     fk_clip_free(c);
     if (prof) prof->destroy(prof);
-    if (be0) be0->destroy(be0);
+    fk_backend_close(be0);
     fk_context_free(ctx);
     return rc;
 }
@@ -229,11 +239,13 @@ int fk_bench_t5(int argc, char **argv) {
     int rc = fk_bench_text_parse("t5", argc, argv, &o);
     if (rc >= 0) return rc;
     fk_context *ctx = fk_context_create((int)o.threads);
-    fk_backend *be0 = ctx ? fk_cli_backend_create(fk_context_threads(ctx), o.precision) : NULL;
+    fk_backend *be0 = ctx ? fk_cli_backend_open(o.device, fk_context_threads(ctx), o.precision) : NULL;
     fk_backend *prof = o.profile && be0 ? fk_backend_profile_wrap(be0) : NULL;
     fk_backend *be = prof ? prof : be0;
     if (!ctx || !be0 || (o.profile && !prof)) {
-        fk_cli_error("out of memory");
+        if (!ctx || be0) fk_cli_error("out of memory");
+        if (prof) prof->destroy(prof);
+        fk_backend_close(be0);
         fk_context_free(ctx);
         return FK_EXIT_ERROR;
     }
@@ -289,7 +301,7 @@ done:
     free(hid);
     fk_t5_free(t);
     if (prof) prof->destroy(prof);
-    if (be0) be0->destroy(be0);
+    fk_backend_close(be0);
     fk_context_free(ctx);
     return rc;
 }

@@ -39,19 +39,31 @@ typedef struct fk_eval_opts {
     bool verbose;           /* --verbose */
     long seed, height, width; /* --seed/--height/--width (noise) */
     int precision;          /* --precision: FK_PREC_F32 (default for eval) or FK_PREC_BF16 */
+    const char *device;     /* --device: NULL (the CPU), "cuda", "cuda:N", "devsim" */
 } fk_eval_opts;
+
+/* The backend an eval component runs on (o->device, o->threads, o->precision);
+ * errors in ctx (naming --device). Free with fk_backend_close. */
+struct fk_backend;
+fk_status fk_eval_backend(fk_context *ctx, const fk_eval_opts *o, struct fk_backend **out);
 
 /* --precision f32|bf16 → FK_PREC_F32 / FK_PREC_BF16 (backend/cpu/cpu.h); on
  * failure prints a usage error naming the option and returns false. */
 bool fk_cli_parse_precision(const char *opt, const char *s, int *out);
 /* "f32" / "bf16". */
 const char *fk_cli_precision_name(int precision);
-/* The CPU backend with n_threads (<= 0: all) in the given precision mode;
- * bf16 falls back to the f32 kernels on machines without AMX. Caller frees
- * with be->destroy(be). NULL when out of memory. */
+/* Check a --device value: cpu, cuda, cuda:N or devsim (backend/backend_open.h);
+ * a bad one prints a usage error naming the option and returns false. */
+bool fk_cli_parse_device(const char *opt, const char *s);
+/* The backend of --device `device` (NULL: the CPU) with n_threads CPU
+ * threads (<= 0: all) in the given precision mode (CPU bf16 falls back to
+ * the f32 kernels on machines without AMX). NULL after printing the error
+ * (device missing, not built, out of memory). Free with fk_backend_close. */
 struct fk_backend;
+struct fk_backend *fk_cli_backend_open(const char *device, int n_threads, int precision);
+/* fk_cli_backend_open on the CPU. */
 struct fk_backend *fk_cli_backend_create(int n_threads, int precision);
-/* Which kernels a CPU backend runs its matmuls with ("amx", "avx512", ...). */
+/* Which kernels a backend runs its matmuls with ("amx", "avx512", "cuda", ...). */
 const char *fk_cli_kernel_desc(const struct fk_backend *be);
 
 /* Named output tensors collected by a component, written by cmd_eval.c.
@@ -79,5 +91,6 @@ int fk_bench_ae(int argc, char **argv);
 /* bench clip | t5 (bench_text.c): argv[0] is the component name. */
 int fk_bench_clip(int argc, char **argv);
 int fk_bench_t5(int argc, char **argv);
+int fk_bench_image(int argc, char **argv);
 
 #endif /* FK_CLI_H */

@@ -1,5 +1,6 @@
 /* cli_util: shared helpers of the fluxkit subcommands. */
 #include "cli/cli_util.h"
+#include "backend/backend_open.h"
 #include "backend/cpu/cpu.h"
 #include "model/flux.h"
 
@@ -234,15 +235,33 @@ bool fk_cli_parse_precision(const char *opt, const char *s, int *out) {
 
 const char *fk_cli_precision_name(int precision) { return precision == FK_PREC_BF16 ? "bf16" : "f32"; }
 
-fk_backend *fk_cli_backend_create(int n_threads, int precision) {
-    fk_backend *be = fk_backend_cpu_create(n_threads);
-    if (be && precision == FK_PREC_BF16) fk_backend_cpu_set_precision(be, FK_PREC_BF16);
+bool fk_cli_parse_device(const char *opt, const char *s) {
+    if (!strcmp(s, "cpu") || !strcmp(s, "devsim") || !strcmp(s, "cuda")) return true;
+    if (!strncmp(s, "cuda:", 5) && s[5] >= '0' && s[5] <= '9') {
+        char *end = NULL;
+        long v = strtol(s + 5, &end, 10);
+        if (*end == '\0' && v >= 0 && v <= 1023) return true;
+    }
+    fk_cli_error("option %s: expected cpu, cuda, cuda:N (N = 0, 1, ...) or devsim, got '%s'", opt, s);
+    return false;
+}
+
+fk_backend *fk_cli_backend_open(const char *device, int n_threads, int precision) {
+    fk_context *ctx = fk_context_create(n_threads);
+    if (!ctx) {
+        fk_cli_error("out of memory");
+        return NULL;
+    }
+    fk_backend *be = NULL;
+    if (fk_backend_open(ctx, device, n_threads, precision == FK_PREC_BF16 ? FK_PREC_BF16 : FK_PREC_F32,
+                        &be) != FK_OK)
+        fk_cli_error("%s", fk_context_error(ctx));
+    fk_context_free(ctx);
     return be;
 }
 
-const char *fk_cli_kernel_desc(const struct fk_backend *be) {
-    const fk_cpu_impl *impl = be->impl;
-    if (impl->precision == FK_PREC_BF16 && impl->bf16_kernel != FK_CPU_BF16_NONE)
-        return fk_cpu_bf16_kernel_name(impl->bf16_kernel);
-    return fk_cpu_isa_name(impl->isa);
+fk_backend *fk_cli_backend_create(int n_threads, int precision) {
+    return fk_cli_backend_open(NULL, n_threads, precision);
 }
+
+const char *fk_cli_kernel_desc(const struct fk_backend *be) { return fk_backend_kernel_name(be); }

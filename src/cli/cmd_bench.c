@@ -23,6 +23,7 @@
 
 #include <getopt.h>
 #include <math.h>
+#include "backend/backend_open.h"
 #include "backend/cpu/cpu.h"
 
 #include <math.h>
@@ -41,9 +42,10 @@ static void fk_bench_usage(FILE *f) {
             "  --steps N        denoising steps per resolution (default 2)\n"
             "  --txt-len N      text tokens (default 512)\n"
             "  --threads N      CPU threads (default: all)\n"
+            "  --device D       cpu (default), cuda, cuda:N or devsim (see generate --help)\n"
             "  --precision P    bf16 (default: AMX tiles, bf16-rounded operands, f32\n"
             "                   accumulation; f32 kernels where AMX is missing) or f32\n"
-            "  --check          also run the first step with the f32 reference and print\n"
+            "  --check          also run the first step with the f32 reference (CPU) and print\n"
             "                   the relative L2 error of the velocity (rel_l2_vs_f32)\n"
             "  --seed S         seed of the random inputs / weights (default 1)\n"
             "  --json           one JSON object per resolution instead of the table\n"
@@ -76,6 +78,7 @@ typedef struct fk_bench_result {
     int64_t n_img, n_txt;
     double s_per_step, s_first, gflops;
     uint64_t peak_rss;
+    uint64_t peak_device; /* a device backend's memory peak (0 on the CPU) */
     bool finite;
     double rel_l2; /* first-step velocity vs the f32 reference (--check), else -1 */
     double timed_s; /* the steps after the first (what the profile covers) */
@@ -176,6 +179,7 @@ static fk_status fk_bench_flux_res(fk_context *ctx, const fk_flux_model *m, fk_b
     out->timed_s = steps >= 2 ? total : first;
     out->gflops = fk_flux_flops(c, n_img, n_txt) / out->s_per_step * 1e-9;
     out->peak_rss = fk_peak_rss();
+    out->peak_device = fk_backend_device_peak_bytes(be);
     out->finite = finite;
     out->rel_l2 = -1;
     if (ref_be) { /* the same first step through the f32 reference backend */
@@ -218,8 +222,9 @@ static int fk_bench_flux(int argc, char **argv) {
         {"precision", required_argument, NULL, 'P'}, {"check", no_argument, NULL, 'C'},
         {"profile", no_argument, NULL, 'R'},       {"help", no_argument, NULL, 'h'},
         {"weight-cache", required_argument, NULL, 'W'},
+        {"device", required_argument, NULL, 'D'},
         {NULL, 0, NULL, 0}};
-    const char *weights = NULL, *preset = NULL, *res_list = "256";
+    const char *weights = NULL, *preset = NULL, *res_list = "256", *device = NULL;
     int precision = FK_PREC_BF16;
     bool check = false, profile = false, wcache = false;
     fk_dtype dtype = FK_BF16;
@@ -263,6 +268,10 @@ static int fk_bench_flux(int argc, char **argv) {
                 return fk_cli_usage("bench", "--weight-cache: expected on or off, got '%s'", optarg);
             wcache = !strcmp(optarg, "on");
             break;
+        case 'D':
+            if (!fk_cli_parse_device("--device", optarg)) return FK_EXIT_USAGE;
+            device = optarg;
+            break;
         case 'h': fk_bench_usage(stdout); return FK_EXIT_OK;
         default: return fk_cli_getopt_failure("bench", argv, c);
         }
@@ -301,11 +310,15 @@ static int fk_bench_flux(int argc, char **argv) {
         goto done;
     }
     double t_load = fk_time() - t0;
-    be = fk_cli_backend_create(fk_context_threads(ctx), precision);
+    be = fk_cli_backend_open(device, fk_context_threads(ctx), precision);
+    if (!be) {
+        rc = FK_EXIT_ERROR;
+        goto done;
+    }
     if (check) ref_be = fk_cli_backend_create(fk_context_threads(ctx), FK_PREC_F32);
-    if (profile && be) prof = fk_backend_profile_wrap(be);
-    if (!be || (check && !ref_be) || (profile && !prof)) {
-        fk_cli_error("out of memory creating the CPU backend");
+    if (profile) prof = fk_backend_profile_wrap(be);
+    if ((check && !ref_be) || (profile && !prof)) {
+        fk_cli_error("out of memory creating the backends");
         rc = FK_EXIT_ERROR;
         goto done;
     }
@@ -316,11 +329,12 @@ static int fk_bench_flux(int argc, char **argv) {
         printf("bench flux: %s (%s, %s weights, %s parameters, %s), loaded in %.2f s\n", model_name,
                m->format, dt_name, fk_cli_fmt_count(m->n_params, b1, sizeof(b1)),
                fk_cli_fmt_bytes(m->mapped_bytes + m->copied_bytes, b2, sizeof(b2)), t_load);
-        printf("backend %s (%s, %s), threads %d, %ld steps per resolution, %ld text tokens\n",
-               be->name, fk_cli_precision_name(precision), fk_cli_kernel_desc(be), be->n_threads,
-               steps, txt_len);
-        printf("%6s %7s %7s %10s %10s %10s %12s%s\n", "res", "n_img", "n_txt", "s/step", "s(first)",
-               "GFLOP/s", "peak RSS", check ? "  rel_l2_vs_f32" : "");
+        char desc[256];
+        printf("backend %s; %ld steps per resolution, %ld text tokens\n",
+               fk_backend_describe(be, desc, sizeof(desc)), steps, txt_len);
+        printf("%6s %7s %7s %10s %10s %10s %12s%s%s\n", "res", "n_img", "n_txt", "s/step", "s(first)",
+               "GFLOP/s", "peak RSS", be->device != FK_DEVICE_CPU ? "  peak device" : "",
+               check ? "  rel_l2_vs_f32" : "");
         fflush(stdout);
     }
     for (int i = 0; i < n_res; i++) {
@@ -337,10 +351,13 @@ static int fk_bench_flux(int argc, char **argv) {
                    "\"n_txt\": %lld, \"steps\": %ld, \"threads\": %d, \"dtype\": \"%s\", "
                    "\"precision\": \"%s\", \"kernels\": \"%s\", "
                    "\"s_per_step\": %.6f, \"s_first_step\": %.6f, \"gflops\": %.3f, "
-                   "\"peak_rss_bytes\": %llu, \"finite\": %s",
+                   "\"peak_rss_bytes\": %llu, \"peak_device_bytes\": %llu, \"device\": \"%s\", "
+                   "\"finite\": %s",
                    model_name, br.res, (long long)br.n_img, (long long)br.n_txt, steps, be->n_threads,
                    dt_name, fk_cli_precision_name(precision), fk_cli_kernel_desc(be), br.s_per_step,
-                   br.s_first, br.gflops, (unsigned long long)br.peak_rss, br.finite ? "true" : "false");
+                   br.s_first, br.gflops, (unsigned long long)br.peak_rss,
+                   (unsigned long long)br.peak_device, device ? device : "cpu",
+                   br.finite ? "true" : "false");
             if (check) printf(", \"rel_l2_vs_f32\": %.6e", br.rel_l2);
             printf(", \"weight_cache_bytes\": %llu, \"weight_cache_s\": %.3f",
                    (unsigned long long)br.cache_bytes, br.cache_s);
@@ -354,6 +371,10 @@ static int fk_bench_flux(int argc, char **argv) {
             printf("%6d %7lld %7lld %10.3f %10.3f %10.2f %12s", br.res, (long long)br.n_img,
                    (long long)br.n_txt, br.s_per_step, br.s_first, br.gflops,
                    fk_cli_fmt_bytes(br.peak_rss, b1, sizeof(b1)));
+            if (be->device != FK_DEVICE_CPU) {
+                char b3[32];
+                printf("  %11s", fk_cli_fmt_bytes(br.peak_device, b3, sizeof(b3)));
+            }
             if (check) printf("  %13.3e", br.rel_l2);
             printf("%s\n", br.finite ? "" : "  NOT FINITE");
             if (br.cache_bytes) {
@@ -376,8 +397,8 @@ static int fk_bench_flux(int argc, char **argv) {
     }
 done:
     if (prof) prof->destroy(prof);
-    if (be) be->destroy(be);
-    if (ref_be) ref_be->destroy(ref_be);
+    fk_backend_close(be);
+    fk_backend_close(ref_be);
     fk_flux_free(m);
     fk_context_free(ctx);
     return rc;
@@ -392,15 +413,16 @@ int fk_cmd_bench(int argc, char **argv) {
         const char *name;
         int (*run)(int argc, char **argv);
     } comps[] = {{"flux", fk_bench_flux}, {"ae", fk_bench_ae}, {"clip", fk_bench_clip},
-                 {"t5", fk_bench_t5}};
+                 {"t5", fk_bench_t5},     {"image", fk_bench_image}};
     const int n = (int)(sizeof(comps) / sizeof(comps[0]));
     if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
         FILE *f = argc < 2 ? stderr : stdout;
         fprintf(f, "usage: fluxkit bench COMPONENT [OPTIONS]   (fluxkit bench COMPONENT --help)\n"
-                   "components: flux (transformer steps), ae (autoencoder), clip, t5 (text encoders)\n");
+                   "components: flux (transformer steps), ae (autoencoder), clip, t5 (text encoders),\n"
+                   "            image (whole images, every stage, models kept loaded)\n");
         return argc < 2 ? FK_EXIT_USAGE : FK_EXIT_OK;
     }
     for (int i = 0; i < n; i++)
         if (!strcmp(argv[1], comps[i].name)) return comps[i].run(argc - 1, argv + 1);
-    return fk_cli_usage("bench", "unknown component '%s' (known: flux, ae, clip, t5)", argv[1]);
+    return fk_cli_usage("bench", "unknown component '%s' (known: flux, ae, clip, t5, image)", argv[1]);
 }

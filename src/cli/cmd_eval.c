@@ -4,6 +4,7 @@
  * The output file is written atomically and only when the component
  * succeeded: a failed run never leaves a partial or stale-looking output. */
 #include "cli/cli_util.h"
+#include "backend/backend_open.h"
 
 #include <getopt.h>
 #include <stdlib.h>
@@ -134,11 +135,17 @@ static void fk_eval_usage(FILE *f) {
             "  --out OUT        safetensors file to write\n"
             "  --denoise        flux: also run the denoising loop (denoise.* tensors)\n"
             "  --threads N      CPU threads (default: all)\n"
+            "  --device D       cpu (default), cuda, cuda:N or devsim (see generate --help)\n"
             "  --precision P    f32 (default: the fp32 reference) or bf16 (AMX tiles:\n"
             "                   bf16-rounded operands, f32 accumulation)\n"
             "  --seed N, --height H, --width W   noise: seed and image size\n"
             "  -v, --verbose    timings and the list of outputs on stderr\n"
             "  -h, --help       this message\n");
+}
+
+fk_status fk_eval_backend(fk_context *ctx, const fk_eval_opts *o, fk_backend **out) {
+    return fk_backend_open(ctx, o->device, o->threads > 0 ? o->threads : fk_context_threads(ctx),
+                           o->precision == FK_PREC_BF16 ? FK_PREC_BF16 : FK_PREC_F32, out);
 }
 
 /* ---- entry ----------------------------------------------------------------------- */
@@ -151,6 +158,7 @@ int fk_cmd_eval(int argc, char **argv) {
         {"seed", required_argument, NULL, 'S'},    {"height", required_argument, NULL, 'H'},
         {"width", required_argument, NULL, 'W'},   {"help", no_argument, NULL, 'h'},
         {"precision", required_argument, NULL, 'P'},
+        {"device", required_argument, NULL, 'E'},
         {NULL, 0, NULL, 0},
     };
     fk_eval_opts o;
@@ -179,6 +187,10 @@ int fk_cmd_eval(int argc, char **argv) {
             break;
         case 'P':
             if (!fk_cli_parse_precision("--precision", optarg, &o.precision)) return FK_EXIT_USAGE;
+            break;
+        case 'E':
+            if (!fk_cli_parse_device("--device", optarg)) return FK_EXIT_USAGE;
+            o.device = optarg;
             break;
         case 'h': fk_eval_usage(stdout); return FK_EXIT_OK;
         default: return fk_cli_getopt_failure("eval", argv, c);
@@ -234,7 +246,7 @@ int fk_cmd_eval(int argc, char **argv) {
         "weights", o.weights ? o.weights : "",
         "inputs", o.inputs ? o.inputs : "",
         "threads", threads_s, "precision", fk_cli_precision_name(o.precision),
-        "generator", gen_s,
+        "device", o.device ? o.device : "cpu", "generator", gen_s,
     };
     if (fk_st_write_tensors(ctx, o.out, (const char *const *)out.names, out.tensors, out.n, meta,
                             (int)(sizeof(meta) / sizeof(meta[0]) / 2)) != FK_OK) {

@@ -64,6 +64,9 @@ static void fk_gen_usage(FILE *f) {
             "  -f, --force           overwrite an existing output file\n"
             "  --json                print a JSON summary on stdout\n"
             "  --vae-tile N          decode in latent tiles of N (0 = never; default: above 1024x1024)\n"
+            "  --device D            cpu (default), cuda, cuda:N (an NVIDIA GPU, when built with\n"
+            "                        the CUDA toolkit) or devsim (the CPU behind a simulated device:\n"
+            "                        checks device hygiene, slow)\n"
             "  -t, --threads N       CPU threads (default: all)\n"
             "  --precision P         bf16 (default: AMX tiles where the CPU has them, f32\n"
             "                        accumulation) or f32 (the reference kernels, slower)\n"
@@ -272,12 +275,13 @@ typedef struct fk_gen_opts {
     int shift;
     int precision;
     int weight_cache;
+    const char *device;
     uint64_t seed;
 } fk_gen_opts;
 
 static int fk_gen_parse(int argc, char **argv, fk_gen_opts *o) {
     enum { O_PROMPT_FILE = 256, O_MODELS, O_MODEL, O_AE, O_CLIP, O_T5, O_T5LEN, O_SHIFT, O_STRENGTH, O_FORMAT,
-           O_JSON, O_CFG, O_TILE, O_PREC, O_WCACHE };
+           O_JSON, O_CFG, O_TILE, O_PREC, O_WCACHE, O_DEVICE };
     static const struct option longopts[] = {
         {"prompt", required_argument, NULL, 'p'},      {"prompt-file", required_argument, NULL, O_PROMPT_FILE},
         {"negative-prompt", required_argument, NULL, 'n'}, {"cfg-scale", required_argument, NULL, O_CFG},
@@ -294,6 +298,7 @@ static int fk_gen_parse(int argc, char **argv, fk_gen_opts *o) {
         {"verbose", no_argument, NULL, 'v'},           {"help", no_argument, NULL, 'h'},
         {"precision", required_argument, NULL, O_PREC},
         {"weight-cache", required_argument, NULL, O_WCACHE},
+        {"device", required_argument, NULL, O_DEVICE},
         {NULL, 0, NULL, 0},
     };
     memset(o, 0, sizeof(*o));
@@ -385,6 +390,10 @@ static int fk_gen_parse(int argc, char **argv, fk_gen_opts *o) {
                 return fk_cli_usage("generate", "--weight-cache: expected auto, on or off, got '%s'",
                                     optarg);
             break;
+        case O_DEVICE:
+            if (!fk_cli_parse_device("--device", optarg)) return FK_EXIT_USAGE;
+            o->device = optarg;
+            break;
         case 'h': fk_gen_usage(stdout); return -1;
         default: return fk_cli_getopt_failure("generate", argv, c);
         }
@@ -427,6 +436,13 @@ static void fk_gen_print_verbose(const fk_pipeline_report *r) {
     fprintf(stderr, "RSS after text %s, after denoise %s, after decode %s; peak RSS %s\n",
             fk_cli_fmt_bytes(r->rss_after_text, a, sizeof(a)), fk_cli_fmt_bytes(r->rss_after_denoise, b, sizeof(b)),
             fk_cli_fmt_bytes(r->rss_after_decode, c, sizeof(c)), fk_cli_fmt_bytes(r->peak_rss, d, sizeof(d)));
+    fprintf(stderr, "backend: %s\n", r->backend_desc);
+    if (r->device_peak_bytes)
+        fprintf(stderr, "device memory after text %s, after denoise %s, after decode %s; peak %s\n",
+                fk_cli_fmt_bytes(r->device_after_text, a, sizeof(a)),
+                fk_cli_fmt_bytes(r->device_after_denoise, b, sizeof(b)),
+                fk_cli_fmt_bytes(r->device_after_decode, c, sizeof(c)),
+                fk_cli_fmt_bytes(r->device_peak_bytes, d, sizeof(d)));
 }
 
 /* PNG text metadata: the settings that reproduce the image (no timings, so the
@@ -505,6 +521,9 @@ static void fk_gen_print_json(const fk_gen_opts *o, const char *prompt, const fk
         cJSON_AddNumberToObject(t, "total", r->t_total);
     }
     cJSON_AddNumberToObject(j, "peak_rss_bytes", (double)r->peak_rss);
+    cJSON_AddStringToObject(j, "device", o->device ? o->device : "cpu");
+    cJSON_AddStringToObject(j, "backend", r->backend_desc);
+    cJSON_AddNumberToObject(j, "device_peak_bytes", (double)r->device_peak_bytes);
     cJSON_AddStringToObject(j, "fluxkit", fk_version());
     char *s = cJSON_PrintUnformatted(j);
     if (s) printf("%s\n", s);
@@ -578,6 +597,7 @@ int fk_cmd_generate(int argc, char **argv) {
     p.vae_tile = (int)o.vae_tile;
     p.precision = o.precision;
     p.weight_cache = o.weight_cache;
+    p.device = o.device;
     p.progress = fk_gen_on_progress;
     p.progress_user = &pr;
     fk_status st = fk_pipeline_generate(ctx, &files, &p, &img, &rep);

@@ -9,6 +9,7 @@
  * fixtures do; dbg.dec.* belong to decode.input. Untiled: the reference
  * computation. */
 #include "cli/cli_util.h"
+#include "backend/backend_open.h"
 #include "model/vae.h"
 
 #include <string.h>
@@ -70,10 +71,10 @@ fk_status fk_eval_ae(fk_context *ctx, const fk_eval_opts *o, const fk_st_file *i
     fk_vae *v = NULL;
     fk_status st = fk_vae_open(ctx, o->weights, &v);
     if (st) return st;
-    fk_backend *be = fk_cli_backend_create(o->threads, o->precision);
-    if (!be) {
+    fk_backend *be = NULL;
+    if ((st = fk_eval_backend(ctx, o, &be))) {
         fk_vae_free(v);
-        return fk_error(ctx, FK_ERR_NOMEM, "out of memory creating the CPU backend");
+        return st;
     }
     if (o->verbose) {
         const fk_vae_config *c = fk_vae_get_config(v);
@@ -90,7 +91,7 @@ fk_status fk_eval_ae(fk_context *ctx, const fk_eval_opts *o, const fk_st_file *i
     if (st == FK_OK && has_rand)
         st = fk_eval_ae_run(ctx, o, in, out, be, v, false, "decode_random.input", "decode_random.output",
                             NULL);
-    be->destroy(be);
+    fk_backend_close(be);
     fk_vae_free(v);
     return st;
 }

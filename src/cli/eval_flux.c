@@ -5,6 +5,7 @@
  * With --denoise, also the reference Euler loop from denoise.x0 over
  * denoise.timesteps with denoise.guidance: denoise.step{k}, denoise.final. */
 #include "cli/cli.h"
+#include "backend/backend_open.h"
 #include "model/flux.h"
 #include "pipeline/sampling.h"
 
@@ -81,11 +82,7 @@ fk_status fk_eval_flux(fk_context *ctx, const fk_eval_opts *o, const fk_st_file 
         goto done;
     }
     const int64_t n_img = fk_tensor_rows(&t[0]), n_txt = fk_tensor_rows(&t[2]);
-    be = fk_cli_backend_create(o->threads, o->precision);
-    if (!be) {
-        st = fk_error(ctx, FK_ERR_NOMEM, "out of memory creating the CPU backend");
-        goto done;
-    }
+    if ((st = fk_eval_backend(ctx, o, &be))) goto done;
     if ((st = fk_flux_runner_create(ctx, m, be, n_img, n_txt, &r))) goto done;
     if (o->verbose) {
         const fk_flux_plan *p = fk_flux_runner_plan(r);
@@ -155,7 +152,7 @@ done:
     for (int i = 0; i < N_DN; i++) fk_tensor_free(&dn[i]);
     for (int i = 0; i < N_IN; i++) fk_tensor_free(&t[i]);
     fk_flux_runner_free(r);
-    if (be) be->destroy(be);
+    fk_backend_close(be);
     fk_flux_free(m);
     return st;
 }

@@ -5,6 +5,7 @@
  * (without the batch dim when input_ids is 1-D). Each row is encoded on its
  * own, without an attention mask, as FLUX runs the encoders. */
 #include "cli/cli_util.h"
+#include "backend/backend_open.h"
 #include "model/clip.h"
 #include "model/t5.h"
 
@@ -54,10 +55,10 @@ fk_status fk_eval_clip(fk_context *ctx, const fk_eval_opts *o, const fk_st_file 
     bool batched = false;
     fk_status st = fk_eval_text_ids(ctx, in, &ids, &B, &L, &batched);
     if (st != FK_OK) return st;
-    fk_backend *be = fk_cli_backend_create(fk_context_threads(ctx), o->precision);
+    fk_backend *be = NULL;
     fk_clip *c = NULL;
     fk_tensor hidden = {0}, pooled = {0};
-    if (!be) st = fk_error(ctx, FK_ERR_NOMEM, "eval clip: out of memory creating the CPU backend");
+    st = fk_eval_backend(ctx, o, &be);
     if (st == FK_OK) st = fk_clip_load(ctx, be, o->weights, &c);
     if (st == FK_OK) {
         const fk_clip_config *g = fk_clip_get_config(c);
@@ -81,7 +82,7 @@ fk_status fk_eval_clip(fk_context *ctx, const fk_eval_opts *o, const fk_st_file 
     fk_tensor_free(&hidden);
     fk_tensor_free(&pooled);
     fk_clip_free(c);
-    if (be) be->destroy(be);
+    fk_backend_close(be);
     free(ids);
     return st;
 }
@@ -92,10 +93,10 @@ fk_status fk_eval_t5(fk_context *ctx, const fk_eval_opts *o, const fk_st_file *i
     bool batched = false;
     fk_status st = fk_eval_text_ids(ctx, in, &ids, &B, &L, &batched);
     if (st != FK_OK) return st;
-    fk_backend *be = fk_cli_backend_create(fk_context_threads(ctx), o->precision);
+    fk_backend *be = NULL;
     fk_t5 *t = NULL;
     fk_tensor hidden = {0};
-    if (!be) st = fk_error(ctx, FK_ERR_NOMEM, "eval t5: out of memory creating the CPU backend");
+    st = fk_eval_backend(ctx, o, &be);
     if (st == FK_OK) st = fk_t5_load(ctx, be, o->weights, &t);
     if (st == FK_OK) {
         const fk_t5_config *g = fk_t5_get_config(t);
@@ -116,7 +117,7 @@ fk_status fk_eval_t5(fk_context *ctx, const fk_eval_opts *o, const fk_st_file *i
     if (st == FK_OK) st = fk_eval_out_add(ctx, out, "last_hidden_state", &hidden);
     fk_tensor_free(&hidden);
     fk_t5_free(t);
-    if (be) be->destroy(be);
+    fk_backend_close(be);
     free(ids);
     return st;
 }

@@ -1,6 +1,7 @@
 /* pipeline: text-to-image / image-to-image orchestration with memory staging.
  * See pipeline.h for the data flow and the reference behaviours kept. */
 #include "pipeline/pipeline.h"
+#include "backend/backend_open.h"
 #include "backend/cpu/cpu.h"
 
 #include "core/torch_rng.h"
@@ -393,6 +394,54 @@ void fk_pipeline_params_init(fk_pipeline_params *p) {
     p->weight_cache = -1;
 }
 
+/* ---- session ------------------------------------------------------------------------ */
+
+struct fk_pipeline_session {
+    const fk_pipeline_files *files;
+    fk_backend *be;
+    bool keep; /* models (and a device backend's weight copies) kept between phases and runs */
+    fk_t5_tokenizer *t5tok;
+    fk_clip_tokenizer *cliptok;
+    fk_t5 *t5;
+    fk_clip *clip;
+    fk_flux_model *flux;
+    fk_vae *vae;
+};
+
+fk_status fk_pipeline_session_open(fk_context *ctx, const fk_pipeline_files *files, const char *device,
+                                   int precision, bool keep_models, fk_pipeline_session **out) {
+    *out = NULL;
+    if (!files || !files->model || !files->ae || !files->clip || !files->t5)
+        return fk_error(ctx, FK_ERR_ARG, "pipeline: model files not resolved");
+    fk_pipeline_session *s = calloc(1, sizeof(*s));
+    if (!s) return fk_error(ctx, FK_ERR_NOMEM, "out of memory");
+    s->files = files;
+    s->keep = keep_models;
+    fk_status st = fk_backend_open(ctx, device, fk_context_threads(ctx),
+                                   precision == FK_PREC_BF16 ? FK_PREC_BF16 : FK_PREC_F32, &s->be);
+    if (st != FK_OK) {
+        free(s);
+        return st;
+    }
+    *out = s;
+    return FK_OK;
+}
+
+void fk_pipeline_session_free(fk_pipeline_session *s) {
+    if (!s) return;
+    fk_t5_tokenizer_free(s->t5tok);
+    fk_clip_tokenizer_free(s->cliptok);
+    fk_t5_free(s->t5);
+    fk_clip_free(s->clip);
+    fk_flux_free(s->flux);
+    fk_vae_free(s->vae);
+    if (s->be->uncache_weights) s->be->uncache_weights(s->be);
+    fk_backend_close(s->be);
+    free(s);
+}
+
+const fk_backend *fk_pipeline_session_backend(const fk_pipeline_session *s) { return s->be; }
+
 /* ---- one run ------------------------------------------------------------------------ */
 
 typedef struct fk_pl_run {
@@ -400,6 +449,7 @@ typedef struct fk_pl_run {
     const fk_pipeline_files *files;
     const fk_pipeline_params *p;
     fk_pipeline_report *rep;
+    fk_pipeline_session *sess;
     fk_backend *be;
     bool true_cfg;
     int64_t lh, lw;          /* latent size */
@@ -444,10 +494,13 @@ static fk_status fk_pl_text(fk_pl_run *r) {
     if (!t5_ids) return fk_error(ctx, FK_ERR_NOMEM, "out of memory for token ids");
     fk_pl_progress(r, "text", 0, 2);
 
-    /* tokenize both prompts with both tokenizers */
-    st = r->files->t5_tokenizer ? fk_t5_tokenizer_load_dir(ctx, r->files->t5_tokenizer, &t5tok)
-                                : fk_t5_tokenizer_load_default(ctx, &t5tok);
-    if (st == FK_OK)
+    /* tokenize both prompts with both tokenizers (kept by a keep_models session) */
+    t5tok = r->sess->t5tok;
+    cliptok = r->sess->cliptok;
+    if (!t5tok)
+        st = r->files->t5_tokenizer ? fk_t5_tokenizer_load_dir(ctx, r->files->t5_tokenizer, &t5tok)
+                                    : fk_t5_tokenizer_load_default(ctx, &t5tok);
+    if (st == FK_OK && !cliptok)
         st = r->files->clip_tokenizer ? fk_clip_tokenizer_load_dir(ctx, r->files->clip_tokenizer, &cliptok)
                                       : fk_clip_tokenizer_load_default(ctx, &cliptok);
     for (int i = 0; i < n_prompts && st == FK_OK; i++) {
@@ -457,8 +510,13 @@ static fk_status fk_pl_text(fk_pl_run *r) {
                                           clip_ids[i], NULL);
         if (st != FK_OK) st = fk_pl_wrap(ctx, st, i ? "negative prompt: " : "prompt: ", NULL);
     }
-    fk_t5_tokenizer_free(t5tok);
-    fk_clip_tokenizer_free(cliptok);
+    if (r->sess->keep) {
+        r->sess->t5tok = t5tok;
+        r->sess->cliptok = cliptok;
+    } else {
+        fk_t5_tokenizer_free(t5tok);
+        fk_clip_tokenizer_free(cliptok);
+    }
     if (st == FK_OK) {
         fk_tensor ti = fk_view1(FK_I64, t5_ids, L), ci = fk_view1(FK_I64, clip_ids[0], FK_CLIP_MAX_LENGTH);
         fk_pl_dbg(r, "t5_ids", &ti);
@@ -466,7 +524,8 @@ static fk_status fk_pl_text(fk_pl_run *r) {
     }
 
     /* T5 → txt */
-    if (st == FK_OK && (st = fk_t5_load(ctx, r->be, r->files->t5, &t5)) != FK_OK)
+    t5 = r->sess->t5;
+    if (st == FK_OK && !t5 && (st = fk_t5_load(ctx, r->be, r->files->t5, &t5)) != FK_OK)
         st = fk_pl_wrap(ctx, st, "--t5: ", " (expected the T5-XXL text encoder, usually t5xxl_fp16.safetensors)");
     if (st == FK_OK && fk_t5_get_config(t5)->d_model != cfg->context_dim)
         st = fk_error(ctx, FK_ERR_SHAPE, "--t5 %s: T5 width (d_model) %d does not match the transformer's context "
@@ -485,11 +544,21 @@ static fk_status fk_pl_text(fk_pl_run *r) {
         fk_log(ctx, FK_LOG_INFO, "T5: %d positions, weights %.1f MB (mapped), buffers %.1f MB; released", L,
                (double)r->rep->t5_weight_bytes / 1e6, (double)r->rep->t5_buffer_bytes / 1e6);
     }
-    fk_t5_free(t5);
+    if (r->sess->keep && st == FK_OK) {
+        r->sess->t5 = t5;
+    } else {
+        if (t5 == r->sess->t5) r->sess->t5 = NULL;
+        fk_t5_free(t5);
+        /* device backends keep copies of the weights they read: drop T5's
+         * before CLIP (and the transformer) load; a freed model's addresses
+         * may be reused */
+        if (r->be->uncache_weights) r->be->uncache_weights(r->be);
+    }
     fk_pl_progress(r, "text", 1, 2);
 
     /* CLIP → vec (pooled) */
-    if (st == FK_OK && (st = fk_clip_load(ctx, r->be, r->files->clip, &clip)) != FK_OK)
+    clip = r->sess->clip;
+    if (st == FK_OK && !clip && (st = fk_clip_load(ctx, r->be, r->files->clip, &clip)) != FK_OK)
         st = fk_pl_wrap(ctx, st, "--clip: ", " (expected the CLIP-L text encoder, usually clip_l.safetensors)");
     if (st == FK_OK) {
         const fk_clip_config *cc = fk_clip_get_config(clip);
@@ -516,7 +585,13 @@ static fk_status fk_pl_text(fk_pl_run *r) {
         fk_log(ctx, FK_LOG_INFO, "CLIP: weights %.1f MB (mapped), buffers %.1f MB; released",
                (double)r->rep->clip_weight_bytes / 1e6, (double)fk_clip_buffer_bytes(clip) / 1e6);
     }
-    fk_clip_free(clip);
+    if (r->sess->keep && st == FK_OK) {
+        r->sess->clip = clip;
+    } else {
+        if (clip == r->sess->clip) r->sess->clip = NULL;
+        fk_clip_free(clip);
+        if (r->be->uncache_weights) r->be->uncache_weights(r->be);
+    }
     fk_tensor_free(&hidden);
     free(t5_ids);
     if (st == FK_OK) {
@@ -534,6 +609,7 @@ static fk_status fk_pl_text(fk_pl_run *r) {
     fk_pl_progress(r, "text", 2, 2);
     r->rep->t_text = fk_time() - t0;
     r->rep->rss_after_text = fk_current_rss();
+    r->rep->device_after_text = fk_backend_device_bytes(r->be);
     return st;
 }
 
@@ -553,6 +629,10 @@ static void fk_pl_vae_tiling(const fk_pipeline_params *p, int64_t lh, int64_t lw
 
 static fk_status fk_pl_open_vae(fk_pl_run *r, fk_vae **v) {
     fk_context *ctx = r->ctx;
+    if (r->sess->vae) { /* checked when it was opened */
+        *v = r->sess->vae;
+        return FK_OK;
+    }
     fk_status st = fk_vae_open(ctx, r->files->ae, v);
     if (st != FK_OK)
         return fk_pl_wrap(ctx, st, "--ae: ", " (expected the FLUX autoencoder, usually ae.safetensors)");
@@ -564,7 +644,13 @@ static fk_status fk_pl_open_vae(fk_pl_run *r, fk_vae **v) {
         fk_vae_free(*v);
         *v = NULL;
     }
+    if (st == FK_OK && r->sess->keep) r->sess->vae = *v;
     return st;
+}
+
+/* Release an autoencoder from fk_pl_open_vae (kept by a keep_models session). */
+static void fk_pl_close_vae(fk_pl_run *r, fk_vae *v) {
+    if (v && v != r->sess->vae) fk_vae_free(v);
 }
 
 /* img2img: encode the init image (resized to the latent size × downscale). */
@@ -601,6 +687,28 @@ static fk_status fk_pl_encode_init(fk_pl_run *r, fk_vae *v) {
     return st;
 }
 
+/* A device copy of host tensor t on a device backend (freed with
+ * fk_pl_dev_free); on the CPU, t itself. The text embeddings are read by
+ * every step: uploaded once instead of by each forward. */
+static fk_status fk_pl_dev_copy(fk_pl_run *r, const fk_tensor *t, fk_tensor *out) {
+    *out = *t;
+    out->owns = false;
+    if (r->be->device == FK_DEVICE_CPU || !t->data) return FK_OK;
+    size_t bytes = fk_tensor_nbytes(t);
+    out->data = r->be->alloc(r->be, bytes ? bytes : 1);
+    if (!out->data)
+        return fk_error(r->ctx, FK_ERR_NOMEM, "out of %s memory for the text embeddings (%.1f MB)",
+                        r->be->name, (double)bytes / 1e6);
+    out->device = r->be->device;
+    r->be->upload(r->be, out->data, t->data, bytes);
+    return FK_OK;
+}
+
+static void fk_pl_dev_free(fk_pl_run *r, fk_tensor *t) {
+    if (t->data && t->device != FK_DEVICE_CPU) r->be->free(r->be, t->data);
+    memset(t, 0, sizeof(*t));
+}
+
 /* The denoising loop: transformer loaded, working memory allocated, released. */
 static fk_status fk_pl_denoise(fk_pl_run *r) {
     fk_context *ctx = r->ctx;
@@ -610,10 +718,13 @@ static fk_status fk_pl_denoise(fk_pl_run *r) {
     fk_flux_model *m = NULL;
     fk_flux_runner *run = NULL;
     fk_tensor noise = {0}, x = {0}, v = {0}, vn = {0}, ids = {0}, txt_ids = {0};
+    fk_tensor dtxt = {0}, dneg = {0}; /* r->txt, r->neg_txt where the backend computes */
     double t0 = fk_time();
-    fk_status st = fk_flux_load(ctx, r->files->model, &m);
-    if (st != FK_OK)
+    fk_status st = FK_OK;
+    m = r->sess->flux;
+    if (!m && (st = fk_flux_load(ctx, r->files->model, &m)) != FK_OK)
         return fk_pl_wrap(ctx, st, "--model: ", " (expected a FLUX transformer, e.g. flux1-dev.safetensors)");
+    if (r->sess->keep) r->sess->flux = m;
     const int64_t C = m->cfg.in_channels; /* 64 */
     int64_t tok_shape[2] = {n_img, C}, ids_shape[2] = {n_img, 3}, tids_shape[2] = {n_txt, 3};
     if ((st = fk_tensor_new(ctx, &x, FK_F32, 2, tok_shape, "latent tokens")) ||
@@ -688,10 +799,12 @@ static fk_status fk_pl_denoise(fk_pl_run *r) {
            "scratch %.1f MB", rep->model.name, (long long)n_img, (long long)n_txt, (double)plan->weight_bytes / 1e6,
            (double)plan->act_bytes / 1e6, (double)plan->scratch_bytes / 1e6);
 
-    fk_flux_inputs in = {.img = &x, .img_ids = &ids, .txt = &r->txt, .txt_ids = &txt_ids, .y = &r->vec,
+    if ((st = fk_pl_dev_copy(r, &r->txt, &dtxt))) goto done;
+    if (r->true_cfg && (st = fk_pl_dev_copy(r, &r->neg_txt, &dneg))) goto done;
+    fk_flux_inputs in = {.img = &x, .img_ids = &ids, .txt = &dtxt, .txt_ids = &txt_ids, .y = &r->vec,
                          .guidance = rep->guidance};
     fk_flux_inputs in_neg = in;
-    in_neg.txt = &r->neg_txt;
+    in_neg.txt = &dneg;
     in_neg.y = &r->neg_vec;
     const int n_run = rep->steps - rep->t_start;
     fk_pl_progress(r, "denoise", 0, n_run);
@@ -720,9 +833,13 @@ static fk_status fk_pl_denoise(fk_pl_run *r) {
     fk_pipeline_unpack(x.data, 16, r->lh, r->lw, r->latent.data);
     fk_pl_dbg(r, "latent", &r->latent);
 done:
-    if (r->be->uncache_weights) r->be->uncache_weights(r->be); /* before the decoder runs */
+    fk_pl_dev_free(r, &dtxt);
+    fk_pl_dev_free(r, &dneg);
     fk_flux_runner_free(run);
-    fk_flux_free(m);
+    if (!r->sess->keep) {
+        if (r->be->uncache_weights) r->be->uncache_weights(r->be); /* before the decoder runs */
+        fk_flux_free(m);
+    }
     fk_tensor_free(&noise);
     fk_tensor_free(&x);
     fk_tensor_free(&v);
@@ -731,6 +848,7 @@ done:
     fk_tensor_free(&txt_ids);
     rep->t_denoise = fk_time() - t0;
     rep->rss_after_denoise = fk_current_rss();
+    rep->device_after_denoise = fk_backend_device_bytes(r->be);
     return st;
 }
 
@@ -758,10 +876,11 @@ static fk_status fk_pl_decode(fk_pl_run *r, fk_image *out) {
     fk_log(ctx, FK_LOG_INFO, "autoencoder: weights %.1f MB, activations peak %.1f MB, %s",
            (double)r->rep->vae_weight_bytes / 1e6, (double)peak / 1e6, r->rep->vae_tile ? "tiled" : "untiled");
     fk_tensor_free(&img);
-    fk_vae_free(v);
+    fk_pl_close_vae(r, v);
     fk_pl_progress(r, "decode", 1, 1);
     r->rep->t_decode = fk_time() - t0;
     r->rep->rss_after_decode = fk_current_rss();
+    r->rep->device_after_decode = fk_backend_device_bytes(r->be);
     return st;
 }
 
@@ -774,6 +893,21 @@ static fk_status fk_pl_check_size(fk_context *ctx, const char *opt, int v) {
 fk_status fk_pipeline_generate(fk_context *ctx, const fk_pipeline_files *files, const fk_pipeline_params *p,
                                fk_image *out, fk_pipeline_report *rep_out) {
     memset(out, 0, sizeof(*out));
+    if (rep_out) memset(rep_out, 0, sizeof(*rep_out));
+    if (!p || !p->prompt) return fk_error(ctx, FK_ERR_ARG, "pipeline: no prompt");
+    fk_pipeline_session *s = NULL;
+    fk_status st = fk_pipeline_session_open(ctx, files, p->device, p->precision, false, &s);
+    if (st != FK_OK) return st;
+    st = fk_pipeline_session_generate(ctx, s, p, out, rep_out);
+    if (rep_out) rep_out->device_peak_bytes = fk_backend_device_peak_bytes(s->be);
+    fk_pipeline_session_free(s);
+    return st;
+}
+
+fk_status fk_pipeline_session_generate(fk_context *ctx, fk_pipeline_session *sess, const fk_pipeline_params *p,
+                                       fk_image *out, fk_pipeline_report *rep_out) {
+    memset(out, 0, sizeof(*out));
+    const fk_pipeline_files *files = sess->files;
     fk_pipeline_report rep_local;
     fk_pipeline_report *rep = rep_out ? rep_out : &rep_local;
     memset(rep, 0, sizeof(*rep));
@@ -815,11 +949,11 @@ fk_status fk_pipeline_generate(fk_context *ctx, const fk_pipeline_files *files, 
     r.files = files;
     r.p = p;
     r.rep = rep;
+    r.sess = sess;
     r.true_cfg = p->cfg_scale > 1.0f;
     rep->true_cfg = r.true_cfg;
-    r.be = fk_backend_cpu_create(fk_context_threads(ctx));
-    if (!r.be) return fk_error(ctx, FK_ERR_NOMEM, "out of memory creating the CPU backend");
-    if (p->precision == FK_PREC_BF16) fk_backend_cpu_set_precision(r.be, FK_PREC_BF16);
+    r.be = sess->be;
+    fk_backend_describe(r.be, rep->backend_desc, sizeof(rep->backend_desc));
     fk_vae *v = NULL;
 
     /* img2img: the autoencoder first (small), which also fixes the default size */
@@ -866,7 +1000,7 @@ fk_status fk_pipeline_generate(fk_context *ctx, const fk_pipeline_files *files, 
 
     if (p->init_image) {
         st = fk_pl_encode_init(&r, v);
-        fk_vae_free(v);
+        fk_pl_close_vae(&r, v);
         v = NULL;
         if (st != FK_OK) goto done;
     }
@@ -879,7 +1013,7 @@ fk_status fk_pipeline_generate(fk_context *ctx, const fk_pipeline_files *files, 
     rep->out_width = out->width;
     rep->out_height = out->height;
 done:
-    fk_vae_free(v);
+    fk_pl_close_vae(&r, v);
     fk_tensor_free(&r.txt);
     fk_tensor_free(&r.vec);
     fk_tensor_free(&r.neg_txt);
@@ -887,7 +1021,7 @@ done:
     fk_tensor_free(&r.z);
     fk_tensor_free(&r.latent);
     free(r.ts);
-    r.be->destroy(r.be);
+    rep->device_peak_bytes = fk_backend_device_peak_bytes(r.be);
     rep->t_total = fk_time() - t_begin;
     /* VmHWM is updated lazily by the kernel: take the largest value seen */
     rep->peak_rss = fk_peak_rss();

@@ -107,8 +107,11 @@ typedef struct fk_pipeline_params {
     int vae_tile;                /* latent tile side for decoding; −1 = auto (tile above
                                     128×128 latents, i.e. 1024×1024 pixels), 0 = never */
     bool bf16_text;              /* round text embeddings to bf16 like the reference (default on) */
-    int precision;               /* CPU matmuls: FK_PREC_F32 (default, the reference) or
-                                    FK_PREC_BF16 (AMX tiles; see backend/cpu/cpu.h) */
+    int precision;               /* matmuls: FK_PREC_F32 (default, the reference) or
+                                    FK_PREC_BF16 (CPU: AMX tiles, see backend/cpu/cpu.h;
+                                    CUDA: bf16 tensor cores) */
+    const char *device;          /* "cpu" (NULL), "cuda", "cuda:N" or "devsim"
+                                    (backend/backend_open.h) */
     int weight_cache;            /* transformer weights pre-packed for the backend's products
                                     (fk_flux_runner_cache_weights, the same bits): 1 on, 0 off,
                                     −1 auto = off for now: on the development VM packing
@@ -149,14 +152,42 @@ typedef struct fk_pipeline_report {
     uint64_t vae_weight_bytes, vae_peak_act_bytes;
     /* resident set size after each phase and the process peak at the end */
     uint64_t rss_after_text, rss_after_denoise, rss_after_decode, peak_rss;
+    /* a device backend's memory (cached weights, scratch, tensors): the most
+     * held at once over the run, and what each phase held at its end
+     * (0 on the CPU, whose memory is the RSS above) */
+    uint64_t device_peak_bytes;
+    uint64_t device_after_text, device_after_denoise, device_after_decode;
+    char backend_desc[256];     /* fk_backend_describe of the backend used */
 } fk_pipeline_report;
 
 /* Run the pipeline. out: a new RGB image (fk_image_free). rep may be NULL.
  * Errors: FK_ERR_ARG for bad parameters (naming the option), load errors
  * naming the file (and what was expected), FK_ERR_NOMEM. On error out is
- * empty. Uses ctx's thread count. */
+ * empty. Uses ctx's thread count, p->device and p->precision; each model is
+ * released after its phase (a session of its own, see below). */
 fk_status fk_pipeline_generate(fk_context *ctx, const fk_pipeline_files *files, const fk_pipeline_params *p,
                                fk_image *out, fk_pipeline_report *rep);
+
+/* A session: one backend (device, precision, ctx's threads) for several
+ * images. keep_models = false stages memory as fk_pipeline_generate does
+ * (each model opened for its phase, released after it, a device backend's
+ * weight copies dropped with it); keep_models = true keeps the tokenizers,
+ * the models and a device backend's copies of their weights from the first
+ * image on (peak memory: all models at once), so later images pay no load
+ * or upload: what `fluxkit bench image` times. files must outlive the
+ * session. */
+typedef struct fk_pipeline_session fk_pipeline_session;
+fk_status fk_pipeline_session_open(fk_context *ctx, const fk_pipeline_files *files, const char *device,
+                                   int precision, bool keep_models, fk_pipeline_session **out);
+/* fk_pipeline_generate in the session (p->device and p->precision are the
+ * session's, whatever p says). rep->device_peak_bytes: the session's peak so
+ * far. */
+fk_status fk_pipeline_session_generate(fk_context *ctx, fk_pipeline_session *s, const fk_pipeline_params *p,
+                                       fk_image *out, fk_pipeline_report *rep);
+/* The session's backend (to describe it, or read its memory counters). */
+struct fk_backend;
+const struct fk_backend *fk_pipeline_session_backend(const fk_pipeline_session *s);
+void fk_pipeline_session_free(fk_pipeline_session *s);
 
 /* ---- steps exposed for tests and tools -------------------------------------------- */
 
