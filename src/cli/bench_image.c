@@ -38,6 +38,9 @@ static void fk_bench_image_usage(FILE *f) {
             "  --device D       cpu (default), cuda, cuda:N or devsim (see generate --help)\n"
             "  --precision P    bf16 (default) or f32\n"
             "  --threads N      CPU threads (default: all)\n"
+            "  --offload        stage the models as generate does (each loaded for its phase and\n"
+            "                   released after it, a device's weight copies with it): less memory,\n"
+            "                   every image pays the loads / uploads\n"
             "  --out DIR        also write each image as DIR/bench-RES-SEED.ppm\n"
             "  -h, --help       this message\n");
 }
@@ -65,13 +68,15 @@ int fk_bench_image(int argc, char **argv) {
         {"steps", required_argument, NULL, 's'},  {"images", required_argument, NULL, 'n'},
         {"device", required_argument, NULL, 'D'}, {"precision", required_argument, NULL, 'P'},
         {"threads", required_argument, NULL, 't'}, {"out", required_argument, NULL, 'o'},
-        {"help", no_argument, NULL, 'h'},         {NULL, 0, NULL, 0},
+        {"help", no_argument, NULL, 'h'},         {"offload", no_argument, NULL, 'O'},
+        {NULL, 0, NULL, 0},
     };
     const char *models = NULL, *model = NULL, *ae = NULL, *clip = NULL, *t5 = NULL, *device = NULL;
     const char *outdir = NULL;
     int res[FK_BENCH_IMAGE_MAX_RES], n_res = 0;
     long steps = 50, images = 2, threads = 0;
     int precision = FK_PREC_BF16;
+    bool offload = false;
     fk_bench_image_parse_res("512,1024", res, &n_res);
     fk_cli_getopt_reset();
     int c;
@@ -104,6 +109,7 @@ int fk_bench_image(int argc, char **argv) {
             if (!fk_cli_parse_int("--threads", optarg, 0, 4096, &threads)) return FK_EXIT_USAGE;
             break;
         case 'o': outdir = optarg; break;
+        case 'O': offload = true; break;
         case 'h': fk_bench_image_usage(stdout); return FK_EXIT_OK;
         default: return fk_cli_getopt_failure("bench image", argv, c);
         }
@@ -123,7 +129,7 @@ int fk_bench_image(int argc, char **argv) {
     fk_image img = {0};
     char *json[FK_BENCH_IMAGE_MAX_RES] = {0}; /* the JSON line of each resolution, printed last */
     if (fk_pipeline_files_resolve(ctx, models, model, ae, clip, t5, &files) != FK_OK ||
-        fk_pipeline_session_open(ctx, &files, device, precision, true, &sess) != FK_OK) {
+        fk_pipeline_session_open(ctx, &files, device, precision, !offload, &sess) != FK_OK) {
         rc = fk_cli_fail(ctx);
         goto done;
     }
@@ -131,8 +137,9 @@ int fk_bench_image(int argc, char **argv) {
     const bool on_device = be->device != FK_DEVICE_CPU;
     char desc[256];
     fk_backend_describe(be, desc, sizeof(desc));
-    printf("bench image: %s; %ld steps, %ld timed image%s per resolution, models kept loaded\n", desc,
-           steps, images, images == 1 ? "" : "s");
+    printf("bench image: %s; %ld steps, %ld timed image%s per resolution, %s\n", desc, steps, images,
+           images == 1 ? "" : "s",
+           offload ? "models staged (loaded for each phase, released after it)" : "models kept loaded");
     fflush(stdout);
     fk_pipeline_params p;
     fk_pipeline_params_init(&p);
@@ -155,8 +162,10 @@ int fk_bench_image(int argc, char **argv) {
         }
         t_first = fk_time() - t0;
         fk_image_free(&img);
-        printf("first image (%d px, loads the models%s): %.2f s\n", res[0],
-               on_device ? " and uploads the weights" : "", t_first);
+        printf("first image (%d px, %s): %.2f s\n", res[0],
+               offload ? "as the others"
+                       : on_device ? "loads the models and uploads the weights" : "loads the models",
+               t_first);
     }
     printf("%6s %10s %9s %9s %9s %9s %12s%s\n", "res", "s/img", "text", "denoise", "s/step", "decode",
            "peak RSS", on_device ? "  peak device" : "");
@@ -200,12 +209,12 @@ int fk_bench_image(int argc, char **argv) {
         if (js)
             snprintf(js, 1024,
                      "{\"component\": \"image\", \"model\": \"%s\", \"res\": %d, \"steps\": %ld, "
-                     "\"images\": %ld, \"device\": \"%s\", \"precision\": \"%s\", "
+                     "\"images\": %ld, \"device\": \"%s\", \"precision\": \"%s\", \"offload\": %s, "
                      "\"s_per_image_best\": %.4f, \"s_per_image_mean\": %.4f, \"s_text\": %.4f, "
                      "\"s_denoise\": %.4f, \"s_decode\": %.4f, \"s_first_image\": %.4f, "
                      "\"peak_rss_bytes\": %llu, \"peak_device_bytes\": %llu}",
                      rep.model.name, res[i], steps, images, device ? device : "cpu",
-                     fk_cli_precision_name(precision), best, sum / (double)images, text, den, dec, t_first,
+                     fk_cli_precision_name(precision), offload ? "true" : "false", best, sum / (double)images, text, den, dec, t_first,
                      (unsigned long long)rep.peak_rss, (unsigned long long)peak_dev);
         fflush(stdout);
     }

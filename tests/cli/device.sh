@@ -76,6 +76,11 @@ grep -q "peak device" "$TMP/out" && ok || bad "bench flux: no peak device column
     >"$TMP/out" 2>"$TMP/err" && ok || bad "bench image --device devsim: $(cat "$TMP/err")"
 [ "$(grep -c '"component": "image"' "$TMP/out")" = 2 ] && ok || bad "bench image: JSON lines: $(cat "$TMP/out")"
 grep -q '"device": "devsim"' "$TMP/out" && ok || bad "bench image: device not in JSON"
+mkdir -p "$TMP/off"
+"$FK" bench image "${M[@]}" --res 48 --steps 2 --images 1 --threads 2 --device devsim --offload --out "$TMP/off" \
+    >"$TMP/out" 2>"$TMP/err" && ok || bad "bench image --offload: $(cat "$TMP/err")"
+grep -q '"offload": true' "$TMP/out" && ok || bad "bench image --offload: not in JSON"
+cmp -s "$TMP/off/bench-48-1.ppm" "$TMP/bench-48-1.ppm" && ok || bad "bench image --offload differs from kept models"
 # the kept-models session gives the images a one-shot generate gives (bench image
 # uses this prompt, --vae-tile 0, and seeds 1..N)
 P="a photograph of a lighthouse on a rocky coast at dawn, waves, seagulls, soft golden light, highly detailed"
