@@ -294,6 +294,8 @@ if [ -n "$fk" ]; then
             --res 512,1024 --steps 10 --device "$dev" --profile
         run_step bench-image 300 "$t/bench_image.log" "$fk" bench image --models "$m" --res 512,1024 \
             --steps 50 --images 2 --device "$dev"
+        run_step bench-image-offload 300 "$t/bench_image_offload.log" "$fk" bench image --models "$m" --res 512 \
+            --steps 50 --images 1 --device "$dev" --offload
         run_step bench-image-f32 300 "$t/bench_image_f32.log" "$fk" bench image --models "$m" --res 512 \
             --steps 50 --images 1 --device "$dev" --precision f32
     fi
@@ -306,7 +308,8 @@ fi
 say ""
 say "== bench (bf16, cuda:0) =="
 [ -f "$logdir/bench.log" ] && grep -E "^  (linear|attention|conv2d|device)|^bench:" "$logdir/bench.log" | tee -a "$log" || true
-for f in "$build"/cli-out/bench_flux.log "$build"/cli-out/bench_image.log "$build"/cli-out/bench_image_f32.log; do
+for f in "$build"/cli-out/bench_flux.log "$build"/cli-out/bench_image.log "$build"/cli-out/bench_image_offload.log \
+    "$build"/cli-out/bench_image_f32.log; do
     [ -f "$f" ] || continue
     say ""
     say "== $(basename "$f" .log) =="
