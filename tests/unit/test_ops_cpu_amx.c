@@ -286,7 +286,8 @@ static void attention_ref(double *out, const float *q, const float *k, const flo
  * f32 and added before the max): the weights p spread over a few more
  * binades, the bound above (the worst case of the p distribution) still
  * holds; a transposed or misplaced bias changes o by O(1). */
-static void test_attention_case(int64_t Lq, int64_t Lk, int64_t H, int64_t D, bool with_bias) {
+static void test_attention_case_slope(int64_t Lq, int64_t Lk, int64_t H, int64_t D, bool with_bias,
+                                      float slope) {
     const int64_t nq = Lq * H * D, nk = Lk * H * D;
     float *q = tu_alloc(nq), *k = tu_alloc(nk), *v = tu_alloc(nk);
     float *o0 = tu_alloc(nq), *o1 = tu_alloc(nq), *bias = tu_alloc(H * Lq * Lk);
@@ -295,6 +296,7 @@ static void test_attention_case(int64_t Lq, int64_t Lk, int64_t H, int64_t D, bo
     tu_fill(k, nk, -1, 1);
     tu_fill(v, nk, -1, 1);
     tu_fill(bias, H * Lq * Lk, -1, 1);
+    for (int64_t i = 0; i < H * Lq * Lk; i++) bias[i] += slope * (float)(i % Lk);
     fk_tensor tb = fk_view3(FK_F32, bias, H, Lq, Lk);
     const fk_tensor *b = with_bias ? &tb : NULL;
     const float scale = 1.0f / sqrtf((float)D);
@@ -313,9 +315,9 @@ static void test_attention_case(int64_t Lq, int64_t Lk, int64_t H, int64_t D, bo
         den += ref[i] * ref[i];
     }
     double rel = sqrt(num / den), bound = 1.5 * 0.0028;
-    printf("  amx attention Lq=%lld Lk=%lld H=%lld D=%lld%s: relative L2 %.5f (bound %.4f)\n",
-           (long long)Lq, (long long)Lk, (long long)H, (long long)D, with_bias ? " +bias" : "", rel,
-           bound);
+    printf("  amx attention Lq=%lld Lk=%lld H=%lld D=%lld%s slope %g: relative L2 %.5f (bound %.4f)\n",
+           (long long)Lq, (long long)Lk, (long long)H, (long long)D, with_bias ? " +bias" : "",
+           (double)slope, rel, bound);
     CHECKF(rel <= bound, "amx attention Lq=%lld Lk=%lld H=%lld D=%lld%s: relative L2 %.5f > %.4f",
            (long long)Lq, (long long)Lk, (long long)H, (long long)D, with_bias ? " +bias" : "", rel,
            bound);
@@ -336,6 +338,10 @@ static void test_attention_case(int64_t Lq, int64_t Lk, int64_t H, int64_t D, bo
     fk_free(o1);
     fk_free(bias);
     free(ref);
+}
+
+static void test_attention_case(int64_t Lq, int64_t Lk, int64_t H, int64_t D, bool with_bias) {
+    test_attention_case_slope(Lq, Lk, H, D, with_bias, 0.0f);
 }
 
 /* Cases the AMX attention hands to the f32 reference (causal with a bias,
@@ -415,6 +421,14 @@ int main(void) {
         test_attention_case(40, 50, 2, 320, true);   /* two d blocks of unequal width */
         test_attention_case(64, 64, 2, 64, true);    /* with a bias (T5) */
         test_attention_case(150, 200, 3, 64, true);  /* bias, partial blocks, tails */
+        /* scores that grow along the keys (a bias ramp, in natural-log units
+         * per key): 0.02 raises a query's max by ~3.7 (log2) per block of 128
+         * keys, within the slack of the kept shift (weights up to 2^8, no
+         * rescale); 0.15 by ~28 per block, so every block is redone with a new
+         * shift; −0.1: the first block holds the max, later weights vanish */
+        test_attention_case_slope(100, 600, 2, 64, true, 0.02f);
+        test_attention_case_slope(100, 600, 2, 64, true, 0.15f);
+        test_attention_case_slope(70, 600, 2, 128, true, -0.1f);
     }
     if (n_kernels == 0)
         printf("no bf16 kernel on this machine: only the f32 fallback was tested\n");

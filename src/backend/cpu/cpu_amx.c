@@ -831,9 +831,12 @@ bool fk_cpu_gemm_bf16_cat(fk_backend *be, int64_t M, int64_t N, int64_t K, const
  * horizontal max / sum, one exp per 16 scores, α for 16 rows in one go).
  * One task = head h × FK_ATT16_BQ query rows; keys in blocks of FK_ATT16_BK:
  *   Sᵀ (bk, bq) = bf16(K_h) · bf16(Q_h)ᵀ    tdpbf16ps, f32 accumulation over d
- *   per query (in base 2, c = scale·log2 e): m' = max(m, c·max_j s);
- *              α = 2^(m − m');  p = 2^(s·c − m') (one fma);  l = l·α + Σ_j p (f32 per
- *              block, then double);  Oᵀ ← Oᵀ·α
+ *   per query (in base 2, c = scale·log2 e), with a shift m: on the
+ *              query's first block m = c·max_j s; later blocks keep m while
+ *              c·s ≤ m + 8 (weights up to 2^8: one pass, no rescale), else
+ *              m' = c·max_j s, α = 2^(m − m'), the block redone with m';
+ *              p = 2^(s·c − m) (one fma);  l = l·α + Σ_j p (f32 per block, then
+ *              double);  Oᵀ ← Oᵀ·α
  *   Oᵀ (D, bq) += bf16(V_h)ᵀ · bf16(P)ᵀ     tdpbf16ps, f32 accumulation over j
  *   out = (Oᵀ)ᵀ / l
  * Packed per head by each thread that has tasks of the head, into its part
@@ -862,7 +865,7 @@ typedef struct fk_att16_args {
     const float *bias;       /* (H, Lq, Lk) added to the scaled scores, or NULL */
 } fk_att16_args;
 
-/* 2^t for t <= 0 on 16 lanes (softmax weights, computed in base 2: the
+/* 2^t for t <= 8 on 16 lanes (softmax weights, computed in base 2: the
  * scores are pre-multiplied by log2(e)): 2^n·p(f), n = round(t),
  * f = t − n in [-1/2, 1/2] (exact), p the degree-6 Taylor polynomial of
  * e^(f·ln 2) (truncation 0.347^7/7! = 1.2e-7 relative, far below the bf16
@@ -975,6 +978,54 @@ static void fk_att16_qk_run(fk_att16_qk *q, int64_t upto) {
     }
 }
 
+/* Weights of one block (FK_ATT16_SLACK: how far above the shift m a score may
+ * go before the block is redone with a new shift, in log2 units). */
+#define FK_ATT16_SLACK 8.0f
+
+/* Where the next block's QK products are issued from the softmax loop: two
+ * slots per group of 16 queries (at its first and middle key pair). */
+typedef struct fk_att16_slot {
+    fk_att16_qk *qk;
+    int64_t first, slots; /* this group's first slot, slots per block */
+} fk_att16_slot;
+
+/* p = 2^(s·c − m) for one group of 16 queries over the block's keys (Sᵀ
+ * column scol, rows BQ apart; keys past bk read as 0), stored as Pᵀ VNNI B
+ * tiles in pb; returns Σ_j p per query (f32). dead: queries whose weights are
+ * forced to 0. mx (or NULL): also the max of s over the block. slot (or
+ * NULL): issue the next block's QK products on the way. */
+__attribute__((target(FK_BF16_TARGET))) static inline __m512
+fk_att16_weights(const float *scol, uint16_t *pb, int64_t bk, int64_t bkp, __m512 c, __m512 m,
+                 __mmask16 dead, __m512 *mx, const fk_att16_slot *slot) {
+    enum { BQ = FK_ATT16_BQ };
+    const __m512i inter =
+        _mm512_set_epi16(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8, 23, 7, 22, 6,
+                         21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
+    const __m512 nm = _mm512_sub_ps(_mm512_setzero_ps(), m);
+    const int64_t half = (bkp / 2 + 1) & ~(int64_t)1; /* even */
+    __m512 sum = _mm512_setzero_ps(), vmax = _mm512_set1_ps(-INFINITY);
+    for (int64_t j = 0; j < bkp; j += 2) {
+        if (slot && (j == 0 || j == half)) /* the next block's products, spread over the slots */
+            fk_att16_qk_run(slot->qk, slot->qk->calls * (slot->first + (j == 0 ? 1 : 2)) / slot->slots);
+        const __m512 s0 = j < bk ? _mm512_loadu_ps(scol + j * BQ) : _mm512_set1_ps(-INFINITY);
+        const __m512 s1 = j + 1 < bk ? _mm512_loadu_ps(scol + (j + 1) * BQ) : _mm512_set1_ps(-INFINITY);
+        if (mx) vmax = _mm512_max_ps(vmax, _mm512_max_ps(s0, s1));
+        /* p = 2^(s·c − m), one rounding for the argument (fma); keys past bk: 0 */
+        __m512 p0 = j < bk ? fk_bf16_exp2_16(_mm512_fmadd_ps(s0, c, nm)) : _mm512_setzero_ps();
+        __m512 p1 = j + 1 < bk ? fk_bf16_exp2_16(_mm512_fmadd_ps(s1, c, nm)) : _mm512_setzero_ps();
+        if (dead) { /* rare: fully masked queries */
+            p0 = _mm512_maskz_mov_ps((__mmask16)~dead, p0);
+            p1 = _mm512_maskz_mov_ps((__mmask16)~dead, p1);
+        }
+        sum = _mm512_add_ps(sum, _mm512_add_ps(p0, p1));
+        __m512i pp = (__m512i)_mm512_cvtne2ps_pbh(p1, p0);
+        _mm512_storeu_si512(pb + (j / 32) * 512 + ((j % 32) / 2) * 32,
+                            _mm512_permutexvar_epi16(inter, pp));
+    }
+    if (mx) *mx = vmax;
+    return sum;
+}
+
 /* The task of head h, query rows [l0, l0 + bq), with that head's packed K
  * and Vᵀ (kh, vh). nq, nbq: the next task's query rows (nq + i·H·D, i <
  * nbq), prefetched into L2 a few per key block (NULL: none). */
@@ -1000,14 +1051,12 @@ fk_att16_task(const fk_att16_args *g, float *scratch, int64_t h, int64_t l0, con
     memset(Ot, 0, (size_t)(D * BQ) * 4);
     for (int64_t i = 0; i < BQ; i++) mrow[i] = -INFINITY, lrow[i] = 0.0;
     /* the softmax runs in base 2: p = 2^(s·scale·log2(e) − m), m (mrow) the
-     * running max of s·scale·log2(e); with a bias, St becomes s·scale + biasᵀ
-     * first and is then multiplied by log2(e) alone */
+     * shift (within FK_ATT16_SLACK of the running max of s·scale·log2(e), see
+     * below); with a bias, St becomes s·scale + biasᵀ first and is then
+     * multiplied by log2(e) alone */
     const float log2e = 1.44269504088896341f;
     const __m512 scale = _mm512_set1_ps(g->bias ? log2e : g->scale * log2e);
     const __m512 bscale = _mm512_set1_ps(g->scale);
-    const __m512i inter =
-        _mm512_set_epi16(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8, 23, 7, 22, 6,
-                         21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
     /* Sᵀ of the first block up front; each later block's during the softmax
      * of the one before it */
     fk_att16_qk qk;
@@ -1043,41 +1092,41 @@ fk_att16_task(const fk_att16_args *g, float *scratch, int64_t h, int64_t l0, con
                     }
                 }
             }
-            __m512 mx = _mm512_set1_ps(-INFINITY); /* max of s; scale > 0: max(s)·scale */
-            for (int64_t j = 0; j < bk; j++)
-                mx = _mm512_max_ps(mx, _mm512_loadu_ps(St + j * BQ + 16 * g16));
-            __m512 mold = _mm512_loadu_ps(mrow + 16 * g16);
-            __m512 mnew = _mm512_max_ps(mold, _mm512_mul_ps(mx, scale));
-            /* a query whose scores are all -inf so far (keys masked by a -inf
-             * bias) is shifted by 0 instead of -inf (−inf − −inf would be NaN)
-             * and its weights are set to 0 (exp2 clamps −inf to 2^-125): its
-             * output stays 0 (l = 0), as the reference's */
-            const __mmask16 dead = _mm512_cmp_ps_mask(mnew, _mm512_set1_ps(-INFINITY), _CMP_EQ_OQ);
-            __m512 msafe = _mm512_mask_mov_ps(mnew, dead, _mm512_setzero_ps());
-            __m512 nm = _mm512_sub_ps(_mm512_setzero_ps(), msafe);
-            __m512 alpha = fk_bf16_exp2_16(_mm512_sub_ps(mold, msafe)); /* ~0 on the first block */
-            __m512 sum = _mm512_setzero_ps();
+            /* mrow holds the shift of each query's weights, m: p = 2^(s·c − m).
+             * A query's first block (m = −inf) takes the exact path: the block's
+             * max first, m = that max. Later blocks keep m while the scores stay
+             * below m + FK_ATT16_SLACK (weights up to 2^SLACK, exact in f32 and
+             * as precise in bf16): one pass that also finds the block's max, and
+             * no rescaling of Oᵀ and l; a block that exceeds it (rare once a
+             * query has seen a few blocks) is redone with m = the new max. */
+            const float *scol = St + 16 * g16;
             uint16_t *pb = Pb + g16 * 16 * BK; /* (bkp / 32, 16, 16, 2) */
-            const int64_t half = (bkp / 2 + 1) & ~(int64_t)1; /* even */
-            for (int64_t j = 0; j < bkp; j += 2) {
-                if (j == 0 || j == half) /* the next block's products, spread over the slots */
-                    fk_att16_qk_run(&qk, qk.calls * (2 * g16 + (j == 0 ? 1 : 2)) / slots);
-                /* p = 2^(s·scale − m'), one rounding for the argument (fma) */
-                __m512 p0 = j < bk ? fk_bf16_exp2_16(_mm512_fmadd_ps(
-                                         _mm512_loadu_ps(St + j * BQ + 16 * g16), scale, nm))
-                                   : _mm512_setzero_ps();
-                __m512 p1 = j + 1 < bk
-                                ? fk_bf16_exp2_16(_mm512_fmadd_ps(
-                                      _mm512_loadu_ps(St + (j + 1) * BQ + 16 * g16), scale, nm))
-                                : _mm512_setzero_ps();
-                if (dead) { /* rare: fully masked queries */
-                    p0 = _mm512_maskz_mov_ps((__mmask16)~dead, p0);
-                    p1 = _mm512_maskz_mov_ps((__mmask16)~dead, p1);
+            fk_att16_slot slot = {&qk, 2 * g16, slots};
+            __m512 mold = _mm512_loadu_ps(mrow + 16 * g16);
+            __m512 mnew = mold, alpha = _mm512_set1_ps(1.0f), sum;
+            if (_mm512_cmp_ps_mask(mold, _mm512_set1_ps(-INFINITY), _CMP_EQ_OQ)) {
+                __m512 mx = _mm512_set1_ps(-INFINITY); /* max of s; scale > 0: max(s)·scale */
+                for (int64_t j = 0; j < bk; j++) mx = _mm512_max_ps(mx, _mm512_loadu_ps(scol + j * BQ));
+                mnew = _mm512_max_ps(mold, _mm512_mul_ps(mx, scale));
+                /* a query whose scores are all -inf so far (keys masked by a -inf
+                 * bias) is shifted by 0 instead of -inf (−inf − −inf would be NaN)
+                 * and its weights are set to 0 (exp2 clamps −inf to 2^-125): its
+                 * output stays 0 (l = 0), as the reference's */
+                const __mmask16 dead =
+                    _mm512_cmp_ps_mask(mnew, _mm512_set1_ps(-INFINITY), _CMP_EQ_OQ);
+                __m512 msafe = _mm512_mask_mov_ps(mnew, dead, _mm512_setzero_ps());
+                alpha = fk_bf16_exp2_16(_mm512_sub_ps(mold, msafe)); /* ~0 where m was −inf */
+                sum = fk_att16_weights(scol, pb, bk, bkp, scale, msafe, dead, NULL, &slot);
+            } else {
+                __m512 mx = _mm512_set1_ps(-INFINITY);
+                sum = fk_att16_weights(scol, pb, bk, bkp, scale, mold, 0, &mx, &slot);
+                __m512 mneed = _mm512_mul_ps(mx, scale);
+                if (_mm512_cmp_ps_mask(mneed, _mm512_add_ps(mold, _mm512_set1_ps(FK_ATT16_SLACK)),
+                                       _CMP_GT_OQ)) {
+                    mnew = _mm512_max_ps(mold, mneed);
+                    alpha = fk_bf16_exp2_16(_mm512_sub_ps(mold, mnew));
+                    sum = fk_att16_weights(scol, pb, bk, bkp, scale, mnew, 0, NULL, NULL);
                 }
-                sum = _mm512_add_ps(sum, _mm512_add_ps(p0, p1));
-                __m512i pp = (__m512i)_mm512_cvtne2ps_pbh(p1, p0);
-                _mm512_storeu_si512(pb + (j / 32) * 512 + ((j % 32) / 2) * 32,
-                                    _mm512_permutexvar_epi16(inter, pp));
             }
             _mm512_storeu_ps(mrow + 16 * g16, mnew);
             float a16[16], s16[16];
