@@ -867,20 +867,19 @@ typedef struct fk_att16_args {
 
 /* 2^t for t <= 8 on 16 lanes (softmax weights, computed in base 2: the
  * scores are pre-multiplied by log2(e)): 2^n·p(f), n = round(t),
- * f = t − n in [-1/2, 1/2] (exact), p the degree-6 Taylor polynomial of
- * e^(f·ln 2) (truncation 0.347^7/7! = 1.2e-7 relative, far below the bf16
- * rounding of p that follows). t is first raised to −125 (2^−125·p(f) is
- * still a normal float, ~1e-38, nothing against weights near 1; no
- * denormal ever reaches an add: they would cost microcode assists), which
- * also makes 2^−inf tiny instead of NaN; NaN stays NaN (max returns its
- * second operand). 10 instructions against 14 for exp with range checks. */
+ * f = t − n in [-1/2, 1/2] (exact), p the degree-4 Taylor polynomial of
+ * e^(f·ln 2) (truncation 0.347^5/5! = 4.2e-5 relative, ~50 times below
+ * the bf16 rounding of p that follows, 2^-9 on average; degree 6 measured
+ * 2-7% slower for no visible change in the attention's error). t is first
+ * raised to −125 (2^−125·p(f) is still a normal float, ~1e-38, nothing
+ * against weights near 1; no denormal ever reaches an add: they would cost
+ * microcode assists), which also makes 2^−inf tiny instead of NaN; NaN
+ * stays NaN (max returns its second operand). 8 instructions. */
 __attribute__((target(FK_BF16_TARGET))) static inline __m512 fk_bf16_exp2_16(__m512 t) {
     t = _mm512_max_ps(_mm512_set1_ps(-125.0f), t);
     __m512 n = _mm512_roundscale_ps(t, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
     __m512 f = _mm512_sub_ps(t, n);
-    __m512 q = _mm512_set1_ps(1.5403530393381606e-04f); /* ln2^6 / 6! */
-    q = _mm512_fmadd_ps(q, f, _mm512_set1_ps(1.3333558146428443e-03f)); /* ln2^5 / 5! */
-    q = _mm512_fmadd_ps(q, f, _mm512_set1_ps(9.6181291076284772e-03f)); /* ln2^4 / 4! */
+    __m512 q = _mm512_set1_ps(9.6181291076284772e-03f); /* ln2^4 / 4! */
     q = _mm512_fmadd_ps(q, f, _mm512_set1_ps(5.5504108664821580e-02f)); /* ln2^3 / 3! */
     q = _mm512_fmadd_ps(q, f, _mm512_set1_ps(2.4022650695910071e-01f)); /* ln2^2 / 2! */
     q = _mm512_fmadd_ps(q, f, _mm512_set1_ps(6.9314718055994531e-01f)); /* ln2 */
