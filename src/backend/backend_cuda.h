@@ -84,6 +84,28 @@ size_t fk_backend_cuda_scratch_bytes(const fk_backend *be);
  * largest `now` so far. Both 0 for other backends. */
 void fk_backend_cuda_memory(const fk_backend *be, uint64_t *now, uint64_t *peak);
 
+/* Products that ran on the fallback kernel because cuBLASLt offered no
+ * algorithm for their shape / strides / alignment (correct, slow: a
+ * performance bug to look at when not 0). 0 for other backends. */
+uint64_t fk_backend_cuda_naive_gemm_count(const fk_backend *be);
+
+/* Test hooks (the conformance suite): they make small shapes take the paths
+ * that otherwise only full-size work or a full device reaches.
+ * chunk_bytes > 0 bounds the chunked paths' scratch (conv2d's im2col column
+ * matrix, the attention score block of the two-product path) instead of the
+ * default 256 MiB, so a small shape runs several chunks; 0 restores the
+ * default. flags (FK_CUDA_HOOK_*, 0 restores the defaults):
+ * STAGE_WEIGHTS: host weights are uploaded to a staging buffer on every call
+ * (the path taken when a cached copy cannot be allocated), the weight cache
+ * is not read; NAIVE_GEMM: every product runs on the fallback kernel (one
+ * thread per output, f32 accumulation) that stands in when cuBLASLt offers no
+ * algorithm for a shape. Results stay within the op's tolerance, not bitwise
+ * equal to the default paths. No effect on a backend that is not a CUDA
+ * backend. */
+#define FK_CUDA_HOOK_STAGE_WEIGHTS 1u
+#define FK_CUDA_HOOK_NAIVE_GEMM 2u
+void fk_backend_cuda_set_test_hooks(fk_backend *be, size_t chunk_bytes, unsigned flags);
+
 #ifdef __cplusplus
 }
 #endif

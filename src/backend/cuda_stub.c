@@ -53,3 +53,14 @@ size_t fk_backend_cuda_scratch_bytes(const fk_backend *be) {
     (void)be;
     return 0;
 }
+
+void fk_backend_cuda_set_test_hooks(fk_backend *be, size_t chunk_bytes, unsigned flags) {
+    (void)be;
+    (void)chunk_bytes;
+    (void)flags;
+}
+
+uint64_t fk_backend_cuda_naive_gemm_count(const fk_backend *be) {
+    (void)be;
+    return 0;
+}

@@ -8,7 +8,10 @@
  *   with bf16 operands on AMX where the machine has it) — always, so this
  *   test is never a no-op on a machine without a GPU;
  * - every CUDA device, in bf16 mode and in f32 mode, when fk_cuda_device_count()
- *   > 0 (otherwise "CUDA: no device, skipped" is printed).
+ *   > 0 (otherwise "CUDA: no device, skipped" is printed); each mode also
+ *   runs a subset of the checks under fk_backend_cuda_set_test_hooks (small
+ *   chunks, staged weights, the fallback product: cf_suite_hooked), the
+ *   paths real shapes reach only at full size or on a full device.
  * Activations go through be->alloc / upload / download with tensor.device =
  * be->device; weights are host tensors of several dtypes (f32, bf16, f16, fp8
  * e4m3 / e5m2), which the CUDA backend caches on the device.
@@ -103,6 +106,9 @@ typedef struct cf_target {
      * NaN, not 0, for a row whose keys are all masked by a -inf bias
      * (cpu_amx.c: p = 2^(s − m) with m = −inf); remove once fixed */
     bool skip_masked_rows;
+    /* a run of a subset of the ops (the CUDA test-hook runs): ops it does not
+     * check are left out of the summary, not reported MISSING */
+    bool partial;
 } cf_target;
 
 static fk_backend *cf_ref; /* CPU f32 reference */
@@ -326,9 +332,12 @@ static void cf_weight_cache(const cf_target *tg) {
 
 /* ---- attention ---- */
 
-/* bias_mode: 0 none, 1 random, 2 random with row 0 of head 0 all -inf */
-static void cf_attention(const cf_target *tg, int64_t Lq, int64_t Lk, int64_t H, int64_t D,
-                         int bias_mode, bool causal) {
+/* bias_mode: 0 none, 1 random, 2 random with row 0 of head 0 all -inf.
+ * misalign: out starts 4 bytes into its buffer (CUDA: not 8-byte aligned, so
+ * the flash kernel's float2 stores are ruled out and bf16 mode takes the
+ * two-product path). */
+static void cf_attention_at(const cf_target *tg, int64_t Lq, int64_t Lk, int64_t H, int64_t D,
+                            int bias_mode, bool causal, bool misalign) {
     const float qs = 3.0f; /* scores of a few units: a non-flat softmax */
     float *q = cf_rand(Lq * H * D, -qs, qs), *k = cf_rand(Lk * H * D, -1, 1);
     float *v = cf_rand(Lk * H * D, -1, 1);
@@ -343,13 +352,19 @@ static void cf_attention(const cf_target *tg, int64_t Lq, int64_t Lk, int64_t H,
     fk_tensor hb = cf_host(FK_F32, bias, 3, sb);
     cf_ref->attention(cf_ref, &ho, &hq, &hk, &hv, bias ? &hb : NULL, scale, causal);
     fk_tensor dq = cf_dev_f32(tg, q, 3, sq), dk = cf_dev_f32(tg, k, 3, sk);
-    fk_tensor dv = cf_dev_f32(tg, v, 3, sk), dout = cf_dev_f32(tg, NULL, 2, so);
+    fk_tensor dv = cf_dev_f32(tg, v, 3, sk);
+    /* out: (Lq, H·D), one float further into a buffer one float longer when misaligned */
+    int64_t so1[2] = {1, Lq * H * D + 1};
+    fk_tensor dbuf = cf_dev_f32(tg, NULL, 2, so1), dout = dbuf;
+    dout.ndim = 2, dout.shape[0] = so[0], dout.shape[1] = so[1];
+    if (misalign) dout.data = (float *)dbuf.data + 1;
     fk_tensor db = bias ? cf_dev_f32(tg, bias, 3, sb) : hb;
     tg->be->attention(tg->be, &dout, &dq, &dk, &dv, bias ? &db : NULL, scale, causal);
     cf_get(tg, got, &dout);
-    char what[96];
-    snprintf(what, sizeof(what), "Lq=%lld Lk=%lld H=%lld D=%lld bias %d causal %d", (long long)Lq,
-             (long long)Lk, (long long)H, (long long)D, bias_mode, (int)causal);
+    char what[112];
+    snprintf(what, sizeof(what), "Lq=%lld Lk=%lld H=%lld D=%lld bias %d causal %d%s", (long long)Lq,
+             (long long)Lk, (long long)H, (long long)D, bias_mode, (int)causal,
+             misalign ? " out misaligned" : "");
     cf_compare(tg, FK_OP_ATTENTION, what, got, ref, Lq * H * D, tg->tol_att);
     if (bias_mode == 2) { /* the fully masked row: exact zeros */
         bool zero = true;
@@ -359,7 +374,7 @@ static void cf_attention(const cf_target *tg, int64_t Lq, int64_t Lk, int64_t H,
     cf_free(tg, &dq);
     cf_free(tg, &dk);
     cf_free(tg, &dv);
-    cf_free(tg, &dout);
+    cf_free(tg, &dbuf);
     if (bias) cf_free(tg, &db);
     fk_free(q);
     fk_free(k);
@@ -367,6 +382,11 @@ static void cf_attention(const cf_target *tg, int64_t Lq, int64_t Lk, int64_t H,
     fk_free(bias);
     fk_free(ref);
     fk_free(got);
+}
+
+static void cf_attention(const cf_target *tg, int64_t Lq, int64_t Lk, int64_t H, int64_t D,
+                         int bias_mode, bool causal) {
+    cf_attention_at(tg, Lq, Lk, H, D, bias_mode, causal, false);
 }
 
 /* ---- conv2d, group_norm, upsample ---- */
@@ -402,10 +422,12 @@ static void cf_conv2d(const cf_target *tg, int64_t B, int64_t Ci, int64_t H, int
     fk_free(got);
 }
 
+/* x in [off − 2, off + 3): a non-zero mean; off ≫ 1 makes |mean| ≫ std, where
+ * statistics summed in f32 drift from the reference's double ones */
 static void cf_group_norm(const cf_target *tg, int64_t B, int64_t C, int64_t H, int64_t W,
-                          int groups, bool affine) {
+                          int groups, bool affine, float off) {
     const int64_t n = B * C * H * W;
-    float *x = cf_rand(n, -2, 3); /* non-zero mean */
+    float *x = cf_rand(n, off - 2, off + 3);
     void *w = affine ? cf_weight(FK_BF16, C, 1.5f) : NULL;
     void *b = affine ? cf_weight(FK_F16, C, 0.5f) : NULL;
     float *ref = cf_alloc(n), *got = cf_alloc(n);
@@ -417,8 +439,9 @@ static void cf_group_norm(const cf_target *tg, int64_t B, int64_t C, int64_t H, 
     tg->be->group_norm(tg->be, &dy, &dx, groups, affine ? &tw : NULL, affine ? &tb : NULL, 1e-6f);
     cf_get(tg, got, &dy);
     char what[96];
-    snprintf(what, sizeof(what), "B=%lld C=%lld %lldx%lld groups %d affine %d", (long long)B,
-             (long long)C, (long long)H, (long long)W, groups, (int)affine);
+    snprintf(what, sizeof(what), "B=%lld C=%lld %lldx%lld groups %d affine %d offset %g",
+             (long long)B, (long long)C, (long long)H, (long long)W, groups, (int)affine,
+             (double)off);
     cf_compare(tg, FK_OP_GROUP_NORM, what, got, ref, n, TOL_EW);
     cf_free(tg, &dx);
     cf_free(tg, &dy);
@@ -449,8 +472,10 @@ static void cf_upsample(const cf_target *tg, int64_t B, int64_t C, int64_t H, in
 
 /* ---- norms ---- */
 
-static void cf_layernorm(const cf_target *tg, int64_t M, int64_t C, bool affine) {
-    float *x = cf_rand(M * C, -1, 2);
+/* x in [off − 1, off + 2): off = 1000 puts |mean| / std at ~3500 (an offset
+ * row: the reference's double statistics and double (x − mean)·rstd matter) */
+static void cf_layernorm(const cf_target *tg, int64_t M, int64_t C, bool affine, float off) {
+    float *x = cf_rand(M * C, off - 1, off + 2);
     void *w = affine ? cf_weight(FK_BF16, C, 2.0f) : NULL;
     void *b = affine ? cf_weight(FK_F32, C, 1.0f) : NULL;
     float *ref = cf_alloc(M * C), *got = cf_alloc(M * C);
@@ -462,7 +487,8 @@ static void cf_layernorm(const cf_target *tg, int64_t M, int64_t C, bool affine)
     tg->be->layernorm(tg->be, &dy, &dx, affine ? &tw : NULL, affine ? &tb : NULL, 1e-6f);
     cf_get(tg, got, &dy);
     char what[64];
-    snprintf(what, sizeof(what), "M=%lld C=%lld affine %d", (long long)M, (long long)C, (int)affine);
+    snprintf(what, sizeof(what), "M=%lld C=%lld affine %d offset %g", (long long)M, (long long)C,
+             (int)affine, (double)off);
     cf_compare(tg, FK_OP_LAYERNORM, what, got, ref, M * C, TOL_EW);
     /* in place (y aliases x) */
     tg->be->layernorm(tg->be, &dx, &dx, affine ? &tw : NULL, affine ? &tb : NULL, 1e-6f);
@@ -500,9 +526,11 @@ static void cf_rmsnorm(const cf_target *tg, int64_t M, int64_t C, fk_dtype sdt) 
     fk_free(got);
 }
 
-static void cf_layernorm_modulate(const cf_target *tg, int64_t B, int64_t T, int64_t C) {
+static void cf_layernorm_modulate(const cf_target *tg, int64_t B, int64_t T, int64_t C,
+                                  float off) {
     const int64_t R = B * T;
-    float *x = cf_rand(R * C, -1, 2), *sh = cf_rand(B * C, -1, 1), *sc = cf_rand(B * C, -1, 1);
+    float *x = cf_rand(R * C, off - 1, off + 2), *sh = cf_rand(B * C, -1, 1);
+    float *sc = cf_rand(B * C, -1, 1);
     float *ref = cf_alloc(R * C), *got = cf_alloc(R * C);
     int64_t s[2] = {R, C}, sv[2] = {B, C};
     fk_tensor hx = cf_host(FK_F32, x, 2, s), hy = cf_host(FK_F32, ref, 2, s);
@@ -513,7 +541,8 @@ static void cf_layernorm_modulate(const cf_target *tg, int64_t B, int64_t T, int
     tg->be->layernorm_modulate(tg->be, &dy, &dx, &dsh, &dsc, 1e-6f);
     cf_get(tg, got, &dy);
     char what[64];
-    snprintf(what, sizeof(what), "B=%lld T=%lld C=%lld", (long long)B, (long long)T, (long long)C);
+    snprintf(what, sizeof(what), "B=%lld T=%lld C=%lld offset %g", (long long)B, (long long)T,
+             (long long)C, (double)off);
     cf_compare(tg, FK_OP_LAYERNORM_MODULATE, what, got, ref, R * C, TOL_EW);
     cf_free(tg, &dx);
     cf_free(tg, &dy);
@@ -812,13 +841,8 @@ static void cf_supports(const cf_target *tg) {
 
 /* ---- the suite for one target ---- */
 
-static void cf_run_target(cf_target *tg) {
-    for (int i = 0; i < FK_OP_COUNT; i++) cf_worst[i] = 0, cf_fails[i] = 0, cf_runs[i] = 0;
-    tg->failed_before = fk_test_failed;
-    double t0 = fk_time();
-    printf("== %s ==\n", tg->name);
-    fflush(stdout);
-
+/* every op, the shapes and branches of every backend */
+static void cf_suite_full(cf_target *tg) {
     cf_supports(tg);
     /* linear: gemv-sized, odd, non-multiple-of-tile, every weight dtype */
     const int64_t lshapes[][3] = {{1, 64, 96}, {7, 80, 33}, {130, 256, 200}, {257, 320, 136},
@@ -831,6 +855,11 @@ static void cf_run_target(cf_target *tg) {
         cf_linear(tg, 96, 192, 160, FK_BF16, true, FK_BF16, (fk_act)a, true);
         cf_linear(tg, 33, 128, 70, FK_F8_E4M3, false, FK_F32, (fk_act)a, true);
     }
+    /* f64 weight and bias (a dtype the weight slots accept, read by no model) */
+    cf_linear(tg, 7, 80, 33, FK_F64, true, FK_F64, FK_ACT_NONE, false);
+    /* K = 0: y = b (CUDA: no product runs, D is cleared and the bias added) */
+    cf_linear(tg, 3, 0, 5, FK_BF16, true, FK_F32, FK_ACT_NONE, false);
+    cf_linear(tg, 3, 0, 5, FK_BF16, true, FK_F32, FK_ACT_SILU, true);
     cf_linear_cat(tg, 100, 96, 160, 128, FK_BF16, true);
     cf_linear_cat(tg, 40, 37, 61, 48, FK_F16, false); /* odd split: unaligned second part */
     cf_linear_cat(tg, 5, 64, 64, 32, FK_F32, true);
@@ -847,15 +876,23 @@ static void cf_run_target(cf_target *tg) {
     cf_attention(tg, 90, 50, 2, 128, 0, true);
     cf_attention(tg, 200, 200, 1, 512, 0, false);
     cf_attention(tg, 33, 47, 3, 40, 1, true);
+    /* flash: causal with fewer queries than keys (the mask is j > l in
+     * absolute positions), bias and a fully masked row at D = 128 */
+    cf_attention(tg, 50, 130, 2, 64, 1, true);
+    cf_attention(tg, 70, 130, 2, 128, 2, true);
+    /* an output the flash kernel cannot store to: the two-product path */
+    cf_attention_at(tg, 70, 90, 2, 64, 2, false, true);
 
     /* norms */
-    cf_layernorm(tg, 37, 300, true);
-    cf_layernorm(tg, 4, 3072, false);
-    cf_layernorm(tg, 3, 20, true);
+    cf_layernorm(tg, 37, 300, true, 0.0f);
+    cf_layernorm(tg, 4, 3072, false, 0.0f);
+    cf_layernorm(tg, 3, 20, true, 0.0f);
+    cf_layernorm(tg, 5, 3072, true, 1000.0f);
     cf_rmsnorm(tg, 29, 200, FK_F16);
     cf_rmsnorm(tg, 6, 4096, FK_BF16);
-    cf_layernorm_modulate(tg, 2, 19, 160);
-    cf_layernorm_modulate(tg, 1, 7, 3072);
+    cf_layernorm_modulate(tg, 2, 19, 160, 0.0f);
+    cf_layernorm_modulate(tg, 1, 7, 3072, 0.0f);
+    cf_layernorm_modulate(tg, 2, 3, 3072, 1000.0f);
     cf_rope_ops(tg, 21, 3, 64, true);
     cf_rope_ops(tg, 9, 2, 128, true);
     cf_rope_ops(tg, 17, 2, 48, false);
@@ -887,14 +924,67 @@ static void cf_run_target(cf_target *tg) {
     cf_conv2d(tg, 2, 16, 9, 10, 8, 1, 1, 1, p0, FK_F32, true);
     cf_conv2d(tg, 1, 12, 16, 15, 16, 3, 3, 2, pd, FK_F16, false); /* VAE downsample */
     cf_conv2d(tg, 1, 32, 24, 24, 48, 3, 3, 1, p1, FK_F32, true);
-    cf_group_norm(tg, 2, 32, 9, 7, 8, true);
-    cf_group_norm(tg, 1, 64, 48, 48, 4, true); /* 36864 per group: several chunks */
-    cf_group_norm(tg, 1, 16, 5, 5, 16, false);
+    cf_group_norm(tg, 2, 32, 9, 7, 8, true, 0.0f);
+    cf_group_norm(tg, 1, 64, 48, 48, 4, true, 0.0f); /* 36864 per group: several chunks */
+    cf_group_norm(tg, 1, 16, 5, 5, 16, false, 0.0f);
+    cf_group_norm(tg, 1, 64, 48, 48, 4, true, 300.0f);
     cf_upsample(tg, 2, 3, 5, 7);
     CF_NEWER_OP(tg, FK_OP_TRANSPOSE, transpose, cf_transpose(tg, 1, 77, 45);
                 cf_transpose(tg, 3, 64, 96); cf_transpose(tg, 2, 1, 33));
     CF_NEWER_OP(tg, FK_OP_SCALE_COLS, scale_cols, cf_scale_cols(tg, 37, 130, FK_F32);
                 cf_scale_cols(tg, 5, 64, FK_BF16); cf_scale_cols(tg, 9, 33, FK_F8_E4M3));
+}
+
+/* The CUDA paths that real shapes reach only at full size or on a full
+ * device, forced on small shapes by fk_backend_cuda_set_test_hooks: several
+ * chunks of the attention two-product path (16 KiB of scores per chunk: 10,
+ * 2 and 9 chunks below) and of conv2d's im2col (1 to 42 chunks, some not a
+ * multiple of 64 pixels), host weights uploaded to the staging buffers on
+ * every call (every weight slot: linear w / b, layernorm, rmsnorm,
+ * rmsnorm_rope, group_norm, conv2d, scale_cols); then every product on the
+ * fallback kernel that runs when cuBLASLt has no algorithm. */
+static void cf_suite_hooked(cf_target *tg) {
+    fk_backend *be = tg->be;
+    const int p1[4] = {1, 1, 1, 1}, p0[4] = {0, 0, 0, 0}, pd[4] = {0, 0, 1, 1};
+    fk_backend_cuda_set_test_hooks(be, 16384, FK_CUDA_HOOK_STAGE_WEIGHTS);
+    cf_linear(tg, 7, 80, 33, FK_F8_E4M3, true, FK_BF16, FK_ACT_NONE, false);
+    cf_linear(tg, 130, 256, 200, FK_BF16, true, FK_F32, FK_ACT_GELU_TANH, true);
+    cf_linear(tg, 64, 1024, 72, FK_F32, false, FK_F32, FK_ACT_NONE, false);
+    cf_linear_cat(tg, 40, 37, 61, 48, FK_F16, true);
+    cf_attention(tg, 200, 200, 1, 512, 0, false);
+    cf_attention(tg, 33, 47, 3, 40, 1, true);
+    cf_attention_at(tg, 130, 130, 2, 128, 2, true, true);
+    cf_conv2d(tg, 1, 8, 13, 11, 12, 3, 3, 1, p1, FK_BF16, true);
+    cf_conv2d(tg, 2, 16, 9, 10, 8, 1, 1, 1, p0, FK_F32, true);
+    cf_conv2d(tg, 1, 12, 16, 15, 16, 3, 3, 2, pd, FK_F16, false);
+    cf_conv2d(tg, 1, 32, 24, 24, 48, 3, 3, 1, p1, FK_F32, true);
+    cf_layernorm(tg, 37, 300, true, 0.0f);
+    cf_rmsnorm(tg, 29, 200, FK_F16);
+    cf_rope_ops(tg, 9, 2, 128, true);
+    cf_group_norm(tg, 2, 32, 9, 7, 8, true, 0.0f);
+    cf_scale_cols(tg, 9, 33, FK_F8_E4M3);
+    fk_backend_cuda_set_test_hooks(be, 0, FK_CUDA_HOOK_NAIVE_GEMM);
+    cf_linear(tg, 1, 64, 96, FK_F32, true, FK_BF16, FK_ACT_NONE, false);
+    cf_linear(tg, 130, 256, 200, FK_F8_E5M2, true, FK_F32, FK_ACT_GELU_TANH, true);
+    cf_linear(tg, 33, 128, 70, FK_F8_E4M3, false, FK_F32, FK_ACT_SILU, true);
+    cf_linear_cat(tg, 100, 96, 160, 128, FK_BF16, true);
+    cf_attention(tg, 33, 47, 3, 40, 1, true);
+    cf_attention(tg, 200, 200, 1, 512, 0, false);
+    cf_attention_at(tg, 70, 90, 2, 64, 2, false, true);
+    cf_conv2d(tg, 1, 8, 13, 11, 12, 3, 3, 1, p1, FK_BF16, true);
+    cf_conv2d(tg, 2, 16, 9, 10, 8, 1, 1, 1, p0, FK_F32, true);
+    fk_backend_cuda_set_test_hooks(be, 0, 0);
+}
+
+static void cf_run_target(cf_target *tg, void (*suite)(cf_target *)) {
+    for (int i = 0; i < FK_OP_COUNT; i++) cf_worst[i] = 0, cf_fails[i] = 0, cf_runs[i] = 0;
+    tg->failed_before = fk_test_failed;
+    const uint64_t naive0 = fk_backend_cuda_naive_gemm_count(tg->be);
+    double t0 = fk_time();
+    printf("== %s ==\n", tg->name);
+    fflush(stdout);
+
+    suite(tg);
 
     /* summary: worst error / tolerance per op */
     printf("  %-20s %6s %12s %s\n", "op", "checks", "worst/tol", "");
@@ -904,6 +994,7 @@ static void cf_run_target(cf_target *tg) {
                    "-");
             continue;
         }
+        if (!cf_runs[op] && tg->partial) continue;
         if (!cf_runs[op]) {
             printf("  %-20s %6s %12s MISSING\n", fk_op_name((fk_op)op), "0", "-");
             fk_test_failed++;
@@ -914,6 +1005,12 @@ static void cf_run_target(cf_target *tg) {
     }
     printf("  %s: %s in %.2f s\n", tg->name,
            fk_test_failed == tg->failed_before ? "all ops pass" : "FAILURES", fk_time() - t0);
+    /* not a failure (the fallback is correct) but a performance bug to fix:
+     * a product shape cuBLASLt had no algorithm for */
+    const uint64_t naive = fk_backend_cuda_naive_gemm_count(tg->be) - naive0;
+    if (naive && !tg->partial)
+        printf("  note: %llu products ran on the fallback kernel (cuBLASLt had no algorithm)\n",
+               (unsigned long long)naive);
     fflush(stdout);
 }
 
@@ -976,7 +1073,7 @@ static int cf_bench(int device) {
     }
     printf("bench: cuda:%d %s, bf16 operands, f32 accumulation; best of 5 batches\n", device,
            fk_cuda_device_describe(device, desc, sizeof(desc)));
-    cf_target tg = {be, "bench", 0, 0, 0, false};
+    cf_target tg = {be, "bench", 0, 0, 0, false, false};
     /* linear on the Flux-mini shapes: M tokens (512²: 1536, 1024²: 4608) */
     const int64_t Ms[2] = {1536, 4608};
     const int64_t KN[4][2] = {{3072, 9216}, {3072, 12288}, {15360, 3072}, {3072, 21504}};
@@ -1057,11 +1154,12 @@ int main(int argc, char **argv) {
     if (!cf_ref) return 2;
 
     /* the CPU backend in bf16 mode */
-    cf_target cpu = {fk_backend_cpu_create(0), "cpu/bf16", TOL_BF16_PROD, TOL_BF16_ATT, 0, false};
+    cf_target cpu = {fk_backend_cpu_create(0), "cpu/bf16", TOL_BF16_PROD, TOL_BF16_ATT, 0, false,
+                     false};
     if (!cpu.be) return 2;
     fk_cpu_bf16_kernel kern = fk_backend_cpu_set_precision(cpu.be, FK_PREC_BF16);
     snprintf(cpu.name, sizeof(cpu.name), "cpu/bf16 (%s)", fk_cpu_bf16_kernel_name(kern));
-    cf_run_target(&cpu);
+    cf_run_target(&cpu, cf_suite_full);
     cpu.be->destroy(cpu.be);
 
     /* every CUDA device, bf16 and f32 */
@@ -1076,13 +1174,19 @@ int main(int argc, char **argv) {
         CHECKF(be != NULL, "fk_backend_cuda_create(%d): %s", d, err);
         if (!be) continue;
         printf("cuda:%d: %s\n", d, fk_cuda_device_describe(d, desc, sizeof(desc)));
-        cf_target bf = {be, "", TOL_BF16_PROD, TOL_BF16_ATT, 0, false};
+        cf_target bf = {be, "", TOL_BF16_PROD, TOL_BF16_ATT, 0, false, false};
         snprintf(bf.name, sizeof(bf.name), "cuda:%d/bf16", d);
-        cf_run_target(&bf);
+        cf_run_target(&bf, cf_suite_full);
+        snprintf(bf.name, sizeof(bf.name), "cuda:%d/bf16 test hooks", d);
+        bf.partial = true;
+        cf_run_target(&bf, cf_suite_hooked);
         fk_backend_cuda_set_precision(be, 0);
-        cf_target f32 = {be, "", TOL_F32_PROD, TOL_F32_PROD, 0, false};
+        cf_target f32 = {be, "", TOL_F32_PROD, TOL_F32_PROD, 0, false, false};
         snprintf(f32.name, sizeof(f32.name), "cuda:%d/f32", d);
-        cf_run_target(&f32);
+        cf_run_target(&f32, cf_suite_full);
+        snprintf(f32.name, sizeof(f32.name), "cuda:%d/f32 test hooks", d);
+        f32.partial = true;
+        cf_run_target(&f32, cf_suite_hooked);
         be->destroy(be);
     }
     /* creating a device that does not exist fails with a reason */

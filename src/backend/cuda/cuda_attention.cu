@@ -16,7 +16,8 @@
  *   Lk) = scale·Q·Kᵀ by cuBLASLt (batched over heads), a row softmax (bias,
  *   causal mask, f32) writes P (f32, or bf16 in bf16 mode), then O = P·V by
  *   cuBLASLt straight into out. The chunk keeps S at or under
- *   FK_CU_CHUNK_BYTES. In f32 mode both products are IEEE f32 (no TF32).
+ *   fk_cuda_chunk_bytes (256 MiB). In f32 mode both products are IEEE f32
+ *   (no TF32).
  * Rows whose keys are all masked give 0, as in the reference. */
 #include "backend/cuda/cuda_internal.h"
 
@@ -287,16 +288,16 @@ bool fk_cuda_attention_setup(fk_cuda_impl *im, char *err, size_t errlen) {
 
 /* One row (h, i) of P per block: x = S[h, i, :] + bias[h, l, :] (l = l0 + i),
  * keys past l masked when causal, P = softmax(x) in f32 (bf16 if TP is).
- * S, P (H, lc, Lk). */
+ * S, P (H, lc, ld): rows of Lk keys at stride ld >= Lk. */
 template <typename TP>
 __global__ void fk_k_attn_softmax(const float *__restrict__ S, TP *__restrict__ P,
                                   const float *__restrict__ bias, int64_t Lq, int64_t Lk,
-                                  int64_t lc, int64_t l0, int causal) {
+                                  int64_t ld, int64_t lc, int64_t l0, int causal) {
     __shared__ float shm[32];
     __shared__ double shd[32];
     const int64_t i = blockIdx.x, h = blockIdx.y, l = l0 + i;
-    const float *s = S + (h * lc + i) * Lk;
-    TP *p = P + (h * lc + i) * Lk;
+    const float *s = S + (h * lc + i) * ld;
+    TP *p = P + (h * lc + i) * ld;
     const float *br = bias ? bias + (h * Lq + l) * Lk : NULL;
     const int64_t jn = causal ? (l + 1 < Lk ? l + 1 : Lk) : Lk; /* live keys [0, jn) */
     float mx = -INFINITY;
@@ -344,11 +345,13 @@ static void fk_cuda_attention_gemm(fk_backend *be, float *out, const float *q, c
         fk_cuda_convert(im, vb, FK_BF16, v, FK_F32, Lk * HD);
         qa = qb, ka = kb, va = vb;
     }
-    int64_t lc = (int64_t)(FK_CU_CHUNK_BYTES / ((size_t)H * (size_t)Lk * 4));
+    /* S and P rows at stride ldk >= Lk (16-byte aligned rows) */
+    const int64_t ldk = fk_cuda_ld8(Lk);
+    int64_t lc = (int64_t)(fk_cuda_chunk_bytes(im) / ((size_t)H * (size_t)ldk * 4));
     if (lc < 1) lc = 1;
     if (lc > Lq) lc = Lq;
-    float *S = (float *)fk_cuda_scratch(im, FK_CU_SCR_S, (size_t)(H * lc * Lk) * 4);
-    void *P = fk_cuda_scratch(im, FK_CU_SCR_P, (size_t)(H * lc * Lk) * (bf16 ? 2 : 4));
+    float *S = (float *)fk_cuda_scratch(im, FK_CU_SCR_S, (size_t)(H * lc * ldk) * 4);
+    void *P = fk_cuda_scratch(im, FK_CU_SCR_P, (size_t)(H * lc * ldk) * (bf16 ? 2 : 4));
     const size_t es = bf16 ? 2 : 4;
     for (int64_t l0 = 0; l0 < Lq; l0 += lc) {
         const int64_t n = Lq - l0 < lc ? Lq - l0 : lc;
@@ -359,7 +362,7 @@ static void fk_cuda_attention_gemm(fk_backend *be, float *out, const float *q, c
         g1.m = Lk, g1.n = n, g1.k = D;
         g1.a = ka, g1.lda = HD, g1.sa = D;
         g1.b = (const char *)qa + (size_t)(l0 * HD) * es, g1.ldb = HD, g1.sb = D;
-        g1.d = S, g1.ldd = Lk, g1.sd = n * Lk;
+        g1.d = S, g1.ldd = ldk, g1.sd = n * ldk;
         g1.batch = (int)H;
         g1.ab_dt = bf16 ? FK_BF16 : FK_F32;
         g1.alpha = scale, g1.beta = 0.0f;
@@ -368,10 +371,10 @@ static void fk_cuda_attention_gemm(fk_backend *be, float *out, const float *q, c
         dim3 grid((unsigned)n, (unsigned)H);
         if (bf16)
             fk_k_attn_softmax<__nv_bfloat16><<<grid, 256, 0, im->stream>>>(
-                S, (__nv_bfloat16 *)P, bias, Lq, Lk, n, l0, causal ? 1 : 0);
+                S, (__nv_bfloat16 *)P, bias, Lq, Lk, ldk, n, l0, causal ? 1 : 0);
         else
-            fk_k_attn_softmax<float><<<grid, 256, 0, im->stream>>>(S, (float *)P, bias, Lq, Lk, n,
-                                                                   l0, causal ? 1 : 0);
+            fk_k_attn_softmax<float><<<grid, 256, 0, im->stream>>>(S, (float *)P, bias, Lq, Lk, ldk,
+                                                                   n, l0, causal ? 1 : 0);
         FK_CU_LAUNCH();
         /* O_h (n, D) = P_h · V_h: column-major O_hᶜ (D, n) = V_hᶜ · P_hᶜ, into out */
         fk_cu_gemm g2;
@@ -379,7 +382,7 @@ static void fk_cuda_attention_gemm(fk_backend *be, float *out, const float *q, c
         g2.ta = false, g2.tb = false;
         g2.m = D, g2.n = n, g2.k = Lk;
         g2.a = va, g2.lda = HD, g2.sa = D;
-        g2.b = P, g2.ldb = Lk, g2.sb = n * Lk;
+        g2.b = P, g2.ldb = ldk, g2.sb = n * ldk;
         g2.d = out + l0 * HD, g2.ldd = HD, g2.sd = D;
         g2.batch = (int)H;
         g2.ab_dt = bf16 ? FK_BF16 : FK_F32;

@@ -60,6 +60,18 @@ void fk_backend_cuda_set_precision(fk_backend *be, int bf16) {
     if (im) im->bf16 = bf16 != 0;
 }
 
+uint64_t fk_backend_cuda_naive_gemm_count(const fk_backend *be) {
+    fk_cuda_impl *im = fk_cuda_impl_checked(be);
+    return im ? im->n_naive_gemm : 0;
+}
+
+void fk_backend_cuda_set_test_hooks(fk_backend *be, size_t chunk_bytes, unsigned flags) {
+    fk_cuda_impl *im = fk_cuda_impl_checked(be);
+    if (!im) return;
+    im->hook_chunk_bytes = chunk_bytes;
+    im->hooks = flags & (FK_CUDA_HOOK_STAGE_WEIGHTS | FK_CUDA_HOOK_NAIVE_GEMM);
+}
+
 size_t fk_backend_cuda_weight_bytes(const fk_backend *be) {
     fk_cuda_impl *im = fk_cuda_impl_checked(be);
     return im ? im->wc_bytes : 0;
@@ -232,7 +244,8 @@ fk_cu_wptr fk_cuda_weight(fk_backend *be, const fk_tensor *t, int stage_slot) {
     fk_cu_wptr r = {t->data, t->dtype};
     if (t->device == FK_DEVICE_CUDA) return r;
     FK_ASSERT(t->device == FK_DEVICE_CPU);
-    fk_cu_wentry *e = t->data ? fk_cu_wget(im, t) : NULL;
+    const bool stage = (im->hooks & FK_CUDA_HOOK_STAGE_WEIGHTS) != 0; /* test hook */
+    fk_cu_wentry *e = t->data && !stage ? fk_cu_wget(im, t) : NULL;
     if (e) {
         r.p = e->dev;
         return r;

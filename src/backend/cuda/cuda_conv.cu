@@ -6,9 +6,10 @@
  *   k = (ci, ky, kx) flattened (K = Ci·kh·kw), p = (oy, ox) flattened,
  *   col[k, p] = x[b, ci, oy·s + ky − top, ox·s + kx − left] (0 outside).
  * A chunk of Nc pixels has its column matrix (K, Nc) written into scratch A
- * (bf16 in bf16 mode, f32 in f32 mode), at most FK_CU_CHUNK_BYTES, then one
- * product writes y[b, :, p0 : p0+Nc]: column-major D (Nc, Co) with ld N is
- * the NCHW output block, A = col (Nc, K), B = w (K, Co). The bias runs per
+ * at row stride ldc = Nc rounded up to 8 (bf16 in bf16 mode, f32 in f32
+ * mode), at most fk_cuda_chunk_bytes (256 MiB), then one product writes
+ * y[b, :, p0 : p0+Nc]: column-major D (Nc, Co) with ld N is the NCHW output
+ * block, A = col (Nc, K) with ld ldc, B = w (K, Co). The bias runs per
  * output channel, i.e. per column of D, which the cuBLASLt bias epilogue
  * (per row) cannot do: one pass over y after the products adds it. A 1×1,
  * stride-1, unpadded convolution in f32 mode reads x in place (x_b is its
@@ -19,8 +20,9 @@
  *
  * group_norm: statistics in two passes (mean, then Σ(x − mean)²) as the
  * reference, each split over many blocks per (batch, group) span (its
- * elements are contiguous in NCHW); per-block partial sums in double, added
- * in a fixed order by a finalize kernel: deterministic. */
+ * elements are contiguous in NCHW); per-thread and per-block partial sums in
+ * double (the reference's statistics are double), added in a fixed order by
+ * a finalize kernel: deterministic. */
 #include "backend/cuda/cuda_internal.h"
 
 #include <string.h>
@@ -31,14 +33,15 @@ typedef struct fk_cu_conv_geom {
     int Ci, H, W, kh, kw, s, top, left, Ho, Wo;
 } fk_cu_conv_geom;
 
-/* col (K, nc) row-major, pixels [p0, p0 + nc) of one image x (Ci, H, W) */
+/* col (K, nc) row-major at row stride ldc, pixels [p0, p0 + nc) of one image
+ * x (Ci, H, W) */
 template <typename T>
-__global__ void fk_k_im2col(T *__restrict__ col, const float *__restrict__ x, fk_cu_conv_geom g,
-                            int64_t p0, int64_t nc, int64_t K) {
+__global__ void fk_k_im2col(T *__restrict__ col, int64_t ldc, const float *__restrict__ x,
+                            fk_cu_conv_geom g, int64_t p0, int64_t nc, int64_t K) {
     for (int64_t k = blockIdx.y; k < K; k += gridDim.y) {
         const int kx = (int)(k % g.kw), ky = (int)((k / g.kw) % g.kh), ci = (int)(k / (g.kw * g.kh));
         const float *xc = x + (int64_t)ci * g.H * g.W;
-        T *ck = col + k * nc;
+        T *ck = col + k * ldc;
         for (int64_t pp = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; pp < nc;
              pp += (int64_t)gridDim.x * blockDim.x) {
             const uint32_t p = (uint32_t)(p0 + pp); /* < Ho·Wo <= INT32_MAX: 32-bit division */
@@ -95,10 +98,11 @@ extern "C" void fk_cuda_conv2d(fk_backend *be, fk_tensor *y, const fk_tensor *x,
     const bool direct = !bf16 && kh == 1 && kw == 1 && stride == 1 && !pad[0] && !pad[1] &&
                         !pad[2] && !pad[3];
     /* pixels per chunk: the column matrix within the bound, a multiple of 64 */
-    int64_t nc = K ? (int64_t)(FK_CU_CHUNK_BYTES / ((size_t)K * es)) : N;
+    int64_t nc = K ? (int64_t)(fk_cuda_chunk_bytes(im) / ((size_t)K * es)) : N;
     if (nc >= N || direct) nc = N;
     else nc = nc >= 64 ? nc / 64 * 64 : (nc > 0 ? nc : 1);
-    void *col = (direct || !K) ? NULL : fk_cuda_scratch(im, FK_CU_SCR_A, (size_t)(K * nc) * es);
+    void *col = (direct || !K) ? NULL
+                               : fk_cuda_scratch(im, FK_CU_SCR_A, (size_t)(K * fk_cuda_ld8(nc)) * es);
     fk_cu_conv_geom g = {(int)Ci, (int)H, (int)W, (int)kh, (int)kw, stride, pad[0], pad[1],
                          (int)Ho, (int)Wo};
     for (int64_t bi = 0; bi < B; bi++) {
@@ -109,15 +113,17 @@ extern "C" void fk_cuda_conv2d(fk_backend *be, fk_tensor *y, const fk_tensor *x,
             const void *a = xb; /* the direct case: x_b is (K = Ci, N) */
             int64_t lda = N;
             if (!direct && K) {
+                const int64_t ldc = fk_cuda_ld8(n);
                 dim3 grid(fk_cuda_blocks(n, 256, 256), (unsigned)(K < 65535 ? K : 65535));
                 if (bf16)
                     fk_k_im2col<__nv_bfloat16><<<grid, 256, 0, im->stream>>>(
-                        (__nv_bfloat16 *)col, xb, g, p0, n, K);
+                        (__nv_bfloat16 *)col, ldc, xb, g, p0, n, K);
                 else
-                    fk_k_im2col<float><<<grid, 256, 0, im->stream>>>((float *)col, xb, g, p0, n, K);
+                    fk_k_im2col<float><<<grid, 256, 0, im->stream>>>((float *)col, ldc, xb, g, p0,
+                                                                      n, K);
                 FK_CU_LAUNCH();
                 a = col;
-                lda = n;
+                lda = ldc;
             } else if (direct) {
                 a = xb + p0;
             }
@@ -155,13 +161,15 @@ __global__ void fk_k_gn_partial(const float *__restrict__ x, int64_t n, int64_t 
     const int64_t row = blockIdx.y, ch = blockIdx.x, nch = gridDim.x;
     const float *xr = x + row * n;
     const int64_t i0 = ch * len, i1 = i0 + len < n ? i0 + len : n;
-    const float mf = stats ? (float)stats[2 * row] : 0.0f;
-    float s = 0.0f;
+    /* in double as the reference's statistics (cpu_conv.c): f32 partials of
+     * an offset group (|mean| ≫ std) drift from them by many f32 ulps */
+    const double m = stats ? stats[2 * row] : 0.0;
+    double s = 0.0;
     for (int64_t i = i0 + threadIdx.x; i < i1; i += blockDim.x) {
-        const float v = stats ? xr[i] - mf : xr[i];
+        const double v = stats ? (double)xr[i] - m : (double)xr[i];
         s += stats ? v * v : v;
     }
-    const double t = fk_dev_block_sum_d((double)s, sh);
+    const double t = fk_dev_block_sum_d(s, sh);
     if (threadIdx.x == 0) part[row * nch + ch] = t;
 }
 

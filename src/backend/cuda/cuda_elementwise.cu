@@ -5,12 +5,14 @@
  * Elementwise ops run grid-stride loops, four floats per thread (float4)
  * when every pointer is 16-byte aligned and the length divides; y may alias
  * x (no __restrict__ on those). Row reductions (the norms, softmax) run one
- * block per row: f32 partial sums per thread combined in double by a fixed
- * warp-shuffle tree (deterministic), two passes for the LayerNorm variance as
- * the reference does (mean, then Σ(x − mean)²); rmsnorm_rope runs one warp
- * per (l, h) row of D elements. The formulas are the reference's (cpu_ew.h,
- * cpu_norm.c); results agree with it to f32 rounding (expf is not the CPU's
- * polynomial: ~1 ulp), not bitwise. */
+ * block per row: partial sums per thread (double for the norms, as the
+ * reference's statistics; f32 for softmax's Σ e^(x−max) of terms <= 1)
+ * combined in double by a fixed warp-shuffle tree (deterministic), two
+ * passes for the LayerNorm variance as the reference does (mean, then
+ * Σ(x − mean)²); rmsnorm_rope runs one warp per (l, h) row of D elements.
+ * The formulas are the reference's (cpu_ew.h, cpu_norm.c); results agree
+ * with it to f32 rounding (expf is not the CPU's polynomial: ~1 ulp), not
+ * bitwise. */
 #include "backend/cuda/cuda_internal.h"
 
 #include <string.h>
@@ -263,16 +265,18 @@ __global__ void fk_k_rmsnorm_rope(float *__restrict__ x, const void *__restrict_
          r += (int64_t)gridDim.x * wpb) {
         float *xr = x + r * D;
         const float *pl = pe + (r / H) * D * 2;
-        float ss = 0.0f;
+        double ss = 0.0;
         for (int64_t j = lane; j < np; j += 32) {
-            const float a = xr[2 * j], b = xr[2 * j + 1];
+            const double a = xr[2 * j], b = xr[2 * j + 1];
             ss += a * a + b * b;
         }
-        ss = fk_dev_warp_sum(ss);
-        const float rinv = (float)(1.0 / sqrt((double)ss / (double)D + (double)eps));
+        ss = fk_dev_warp_sum_d(ss);
+        const double rinv = 1.0 / sqrt(ss / (double)D + (double)eps);
+        /* rmsnorm's expression (float)(x·r)·scale, then the rotation */
         for (int64_t j = lane; j < np; j += 32) {
-            const float a = xr[2 * j] * rinv * fk_dev_load_f32(scale, sdt, 2 * j);
-            const float b = xr[2 * j + 1] * rinv * fk_dev_load_f32(scale, sdt, 2 * j + 1);
+            const float a = (float)((double)xr[2 * j] * rinv) * fk_dev_load_f32(scale, sdt, 2 * j);
+            const float b =
+                (float)((double)xr[2 * j + 1] * rinv) * fk_dev_load_f32(scale, sdt, 2 * j + 1);
             const float4 p = make_float4(pl[4 * j], pl[4 * j + 1], pl[4 * j + 2], pl[4 * j + 3]);
             const float2 o = fk_dev_rot(make_float2(a, b), p);
             xr[2 * j] = o.x, xr[2 * j + 1] = o.y;
@@ -301,24 +305,28 @@ extern "C" void fk_cuda_rmsnorm_rope(fk_backend *be, fk_tensor *x, const fk_tens
 
 /* ---- row norms and softmax: one block per row ---- */
 
-/* mean and 1/√(var + eps) of row x (C), two passes, for the whole block */
+/* mean and 1/√(var + eps) of row x (C), two passes in double as the
+ * reference (cpu_norm.c): Σx, then Σ(x − mean)², per-thread partial sums
+ * combined by the block tree. f32 partials are not enough: with |mean| ≫ std
+ * (an offset row) their rounding moves the mean by a sizeable part of the
+ * std, and the float-rounded mean alone moves x − mean by ulp(mean)/2. */
 static __device__ __forceinline__ void fk_dev_ln_stats(const float *x, int64_t C, float eps,
                                                        double *sh, double *mean, double *rstd) {
-    float s = 0.0f;
-    for (int64_t c = threadIdx.x; c < C; c += blockDim.x) s += x[c];
-    const double m = C ? fk_dev_block_sum_d((double)s, sh) / (double)C : 0.0;
-    float q = 0.0f;
-    const float mf = (float)m;
+    double s = 0.0;
+    for (int64_t c = threadIdx.x; c < C; c += blockDim.x) s += (double)x[c];
+    const double m = C ? fk_dev_block_sum_d(s, sh) / (double)C : 0.0;
+    double q = 0.0;
     for (int64_t c = threadIdx.x; c < C; c += blockDim.x) {
-        const float d = x[c] - mf;
+        const double d = (double)x[c] - m;
         q += d * d;
     }
-    const double v = C ? fk_dev_block_sum_d((double)q, sh) / (double)C : 0.0;
+    const double v = C ? fk_dev_block_sum_d(q, sh) / (double)C : 0.0;
     *mean = m;
     *rstd = 1.0 / sqrt(v + (double)eps);
 }
 
-/* y = (float)((x − mean)·rstd) (·w) (+ b), w and b of any float dtype or NULL */
+/* y = (float)((x − mean)·rstd) (·w) (+ b), w and b of any float dtype or NULL:
+ * the normalized value in double and rounded once, the reference expression */
 __global__ void fk_k_layernorm(float *y, const float *x, const void *__restrict__ w, fk_dtype wdt,
                                const void *__restrict__ b, fk_dtype bdt, int64_t C, float eps) {
     __shared__ double sh[32];
@@ -327,9 +335,8 @@ __global__ void fk_k_layernorm(float *y, const float *x, const void *__restrict_
     float *yr = y + r * C;
     double mean, rstd;
     fk_dev_ln_stats(xr, C, eps, sh, &mean, &rstd);
-    const float mf = (float)mean, rf = (float)rstd;
     for (int64_t c = threadIdx.x; c < C; c += blockDim.x) {
-        float v = (xr[c] - mf) * rf;
+        float v = (float)(((double)xr[c] - mean) * rstd);
         if (w) v = v * fk_dev_load_f32(w, wdt, c);
         if (b) v = v + fk_dev_load_f32(b, bdt, c);
         yr[c] = v;
@@ -347,9 +354,8 @@ __global__ void fk_k_layernorm_modulate(float *y, const float *x, const float *_
     const float *shr = shift + (r / T) * C, *scr = scale + (r / T) * C;
     double mean, rstd;
     fk_dev_ln_stats(xr, C, eps, sh, &mean, &rstd);
-    const float mf = (float)mean, rf = (float)rstd;
     for (int64_t c = threadIdx.x; c < C; c += blockDim.x) {
-        const float v = (xr[c] - mf) * rf;
+        const float v = (float)(((double)xr[c] - mean) * rstd);
         yr[c] = (1.0f + scr[c]) * v + shr[c];
     }
 }
@@ -360,12 +366,13 @@ __global__ void fk_k_rmsnorm(float *y, const float *x, const void *__restrict__ 
     const int64_t r = blockIdx.x;
     const float *xr = x + r * C;
     float *yr = y + r * C;
-    float s = 0.0f;
-    for (int64_t c = threadIdx.x; c < C; c += blockDim.x) s += xr[c] * xr[c];
-    const double ss = fk_dev_block_sum_d((double)s, sh);
-    const float rinv = (float)(1.0 / sqrt((C ? ss / (double)C : 0.0) + (double)eps));
+    double s = 0.0;
+    for (int64_t c = threadIdx.x; c < C; c += blockDim.x) s += (double)xr[c] * (double)xr[c];
+    const double ss = fk_dev_block_sum_d(s, sh);
+    const double rinv = 1.0 / sqrt((C ? ss / (double)C : 0.0) + (double)eps);
+    /* the reference expression: x·r in double rounded to f32, times the scale */
     for (int64_t c = threadIdx.x; c < C; c += blockDim.x)
-        yr[c] = xr[c] * rinv * fk_dev_load_f32(scale, sdt, c);
+        yr[c] = (float)((double)xr[c] * rinv) * fk_dev_load_f32(scale, sdt, c);
 }
 
 __global__ void fk_k_softmax(float *y, const float *x, int64_t C) {

@@ -96,8 +96,15 @@ enum {
 #define FK_CU_LT_WORKSPACE ((size_t)32 << 20)
 
 /* Scratch bound for the chunked paths (im2col, attention scores): a chunk's
- * buffer stays at or under this many bytes. */
+ * buffer stays at or under this many bytes (the default of
+ * fk_cuda_chunk_bytes; fk_backend_cuda_set_test_hooks lowers it). */
 #define FK_CU_CHUNK_BYTES ((size_t)256 << 20)
+
+/* n rounded up to a multiple of 8 elements: the row stride of the bf16 / f32
+ * operands this backend writes for the products (x as bf16, the im2col
+ * matrix, attention scores and probabilities), so every row starts 16-byte
+ * aligned whatever the shape and cuBLASLt keeps to its aligned kernels. */
+static inline int64_t fk_cuda_ld8(int64_t n) { return (n + 7) / 8 * 8; }
 
 typedef struct fk_cu_wentry fk_cu_wentry; /* weight cache entry (cuda_backend.cu) */
 typedef struct fk_cu_plan fk_cu_plan;     /* cuBLASLt plan (cuda_linear.cu) */
@@ -131,7 +138,20 @@ typedef struct fk_cuda_impl {
     fk_cu_alloc *allocs;
     size_t n_allocs, cap_allocs, alloc_bytes;
     uint64_t peak_bytes; /* largest weights + scratch + allocs so far */
+
+    /* fk_backend_cuda_set_test_hooks: chunk bound (0: FK_CU_CHUNK_BYTES) and
+     * FK_CUDA_HOOK_* flags */
+    size_t hook_chunk_bytes;
+    unsigned hooks;
+    /* products that ran on the fallback kernel because cuBLASLt had no
+     * algorithm (fk_backend_cuda_naive_gemm_count) */
+    uint64_t n_naive_gemm;
 } fk_cuda_impl;
+
+/* the chunked paths' scratch bound in bytes */
+static inline size_t fk_cuda_chunk_bytes(const fk_cuda_impl *im) {
+    return im->hook_chunk_bytes ? im->hook_chunk_bytes : FK_CU_CHUNK_BYTES;
+}
 
 static inline fk_cuda_impl *fk_cuda_impl_of(const fk_backend *be) {
     return (fk_cuda_impl *)be->impl;
@@ -195,7 +215,8 @@ const void *fk_cuda_weight_as(fk_backend *be, const fk_tensor *t, fk_dtype want,
  * SILU / GELU_QUICK applied after the bias. The bias and GELU go through the
  * cuBLASLt epilogue when an algorithm offers it (bf16 mode; f32 mode applies
  * the activation with the reference formula, see cuda_linear.cu), the rest
- * by a kernel over D. */
+ * by a kernel over D. When cuBLASLt has no algorithm for the problem, a
+ * simple kernel (one thread per output) computes it: slow, never a failure. */
 typedef struct fk_cu_gemm {
     bool ta, tb;
     int64_t m, n, k;
