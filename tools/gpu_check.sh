@@ -94,7 +94,12 @@ if [ -x "$root/gpu-bin/fluxkit" ] && [ -x "$root/gpu-bin/test_backend_conformanc
     export LD_LIBRARY_PATH="$root/gpu-bin/lib:$LD_LIBRARY_PATH"
     say "prebuilt gpu-bin/: $(tr '\n' ' ' <"$root/gpu-bin/manifest" 2>/dev/null)"
     missing=$(ldd "$root/gpu-bin/fluxkit" "$root/gpu-bin/test_backend_conformance" 2>&1 | grep "not found" | sort -u || true)
-    if [ -z "$missing" ]; then
+    want=$(bash "$root/tools/gpu_prepare.sh" --hash)
+    have=$(sed -n 's/^sources //p' "$root/gpu-bin/manifest" 2>/dev/null)
+    if [ "$want" != "$have" ] && [ "${FK_GPU_ALLOW_STALE:-0}" != 1 ]; then
+        say "prebuilt gpu-bin/ is STALE (sources $have, tree $want): rerun tools/gpu_prepare.sh; building here instead"
+        record prebuilt skipped 0 "stale (sources changed since gpu_prepare.sh)"
+    elif [ -z "$missing" ]; then
         record prebuilt ok 0 "gpu-bin/ ($(sed -n 's/^commit \(.......\).*/\1/p' "$root/gpu-bin/manifest" 2>/dev/null))"
         conf=prebuilt
         fk=$root/gpu-bin/fluxkit

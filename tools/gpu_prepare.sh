@@ -16,6 +16,14 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
+# --hash: one hash of the sources the binaries are built from (no git needed;
+# gpu_check.sh compares it with the manifest's to refuse stale binaries)
+if [ "${1:-}" = --hash ]; then
+    find src include tests/unit/test_backend_conformance.c CMakeLists.txt -type f \
+        \( -name '*.c' -o -name '*.h' -o -name '*.cu' -o -name CMakeLists.txt \) -print0 |
+        sort -z | xargs -0 sha256sum | sha256sum | cut -c1-16
+    exit 0
+fi
 arch=${FK_GPU_ARCH:-90}
 build=$root/build-gpu-prep
 out=$root/gpu-bin
@@ -43,6 +51,7 @@ for b in "$out/fluxkit" "$out/test_backend_conformance"; do
     done
 done
 {
+    echo "sources $(bash "$root/tools/gpu_prepare.sh" --hash)"
     echo "commit $(git rev-parse HEAD)"
     echo "dirty $(git status --porcelain --untracked-files=no | wc -l)"
     echo "arch $arch"
