@@ -735,8 +735,12 @@ fk_status fk_t5_encode(fk_context *ctx, fk_t5 *t, const int64_t *ids, int n, fk_
         fk_t5_apply_linear(be, &h, &a, &L->o);
         be->add(be, &x, &x, &h);
         be->rmsnorm(be, &h, &x, &L->ln1, g->eps);
-        fk_t5_apply_linear(be, &gt, &h, &L->wi0);
-        be->gelu_tanh(be, &gt, &gt);
+        if (L->wi0.scaled) { /* the scale comes between the product and the activation */
+            fk_t5_apply_linear(be, &gt, &h, &L->wi0);
+            be->gelu_tanh(be, &gt, &gt);
+        } else { /* the same bits, the activation in the product's output stage */
+            be->linear_act(be, &gt, &h, &L->wi0.w, NULL, FK_ACT_GELU_TANH);
+        }
         fk_t5_apply_linear(be, &u, &h, &L->wi1);
         be->mul(be, &gt, &gt, &u);
         fk_t5_apply_linear(be, &h, &gt, &L->wo);
