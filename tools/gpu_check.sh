@@ -32,6 +32,7 @@
 # Prebuilt binaries: with gpu-bin/ present (tools/gpu_prepare.sh, run on the
 # development machine, no GPU needed), step 1 only checks that they load.
 # Environment: FK_GPU_ARCH (default 90), FK_GPU_JOBS (default 16),
+# FK_GPU_DEADLINE (default 500 s: no step starts after it),
 # FK_GPU_DEVICE (default cuda; devsim dry-runs step 6 on a machine without a
 # GPU), FK_GPU_FULL=0 to skip the full-size part of step 6,
 # FK_GPU_SKIP_SANITIZER=1 to skip step 4, FK_GPU_DIRECT=1 to take the direct
@@ -55,12 +56,25 @@ record() { # name status seconds note
 }
 say() { echo "$*" | tee -a "$log"; }
 
+# The whole script stops starting steps after FK_GPU_DEADLINE seconds (default
+# 500: the device tool's per-call limit is 600 s) and caps each step at the time
+# left, so the summary always prints.
+t_start=$(date +%s)
+deadline=${FK_GPU_DEADLINE:-500}
+
 # run NAME LIMIT LOGFILE CMD...: time-boxed step, output to LOGFILE and the main log
 run_step() {
     local name=$1 limit=$2 out=$3
     shift 3
-    local t0 rc
+    local t0 rc left
     t0=$(date +%s)
+    left=$((deadline - (t0 - t_start)))
+    if [ "$left" -le 5 ]; then
+        say "== $name: skipped (the ${deadline}s deadline is reached)"
+        record "$name" skipped 0 "deadline"
+        return 0
+    fi
+    [ "$limit" -gt "$left" ] && limit=$left
     say "== $name (limit ${limit}s): $*"
     set +e
     timeout --kill-after=10 "$limit" "$@" >"$out" 2>&1
