@@ -43,6 +43,18 @@ static inline double fk_test_rel_l2_f32(const float *a, const float *b, size_t n
     return den > 0 ? sqrt(num / den) : sqrt(num);
 }
 
+/* Relative L2 error ||a - ref|| / ||ref|| of f32 results against an f64
+ * reference (the fixtures' outputs), in double. */
+static inline double fk_test_rel_l2_f64(const float *a, const double *ref, size_t n) {
+    double num = 0, den = 0;
+    for (size_t i = 0; i < n; i++) {
+        double d = (double)a[i] - ref[i];
+        num += d * d;
+        den += ref[i] * ref[i];
+    }
+    return den > 0 ? sqrt(num / den) : sqrt(num);
+}
+
 static inline int fk_test_finish(const char *name) {
     printf("%s: %d passed, %d failed\n", name, fk_test_passed, fk_test_failed);
     return fk_test_failed ? 1 : 0;

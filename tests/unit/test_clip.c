@@ -20,16 +20,6 @@
 
 static fk_context *ctx;
 
-static double rel_l2_f64(const float *a, const double *ref, size_t n) {
-    double num = 0, den = 0;
-    for (size_t i = 0; i < n; i++) {
-        double d = (double)a[i] - ref[i];
-        num += d * d;
-        den += ref[i] * ref[i];
-    }
-    return den > 0 ? sqrt(num / den) : sqrt(num);
-}
-
 typedef struct io_case {
     fk_st_file *f;
     int B, L, W;
@@ -74,8 +64,8 @@ static void check_against_reference(fk_clip *c, const io_case *io, const char *l
         fk_status st = fk_clip_encode(ctx, c, io->ids + (size_t)b * (size_t)io->L, io->L, &th, &tp);
         CHECKF(st == FK_OK, "%s row %d: %s", label, b, fk_context_error(ctx));
         if (st != FK_OK) continue;
-        double e_h = rel_l2_f64(hid, io->hidden + (size_t)b * LW, LW);
-        double e_p = rel_l2_f64(pool, io->pooled + (size_t)b * (size_t)io->W, (size_t)io->W);
+        double e_h = fk_test_rel_l2_f64(hid, io->hidden + (size_t)b * LW, LW);
+        double e_p = fk_test_rel_l2_f64(pool, io->pooled + (size_t)b * (size_t)io->W, (size_t)io->W);
         CHECKF(e_h < 1e-5, "%s row %d: last_hidden_state rel L2 %.3g", label, b, e_h);
         CHECKF(e_p < 1e-5, "%s row %d: pooler_output rel L2 %.3g", label, b, e_p);
         printf("%s row %d: last_hidden_state rel L2 %.3g, pooler_output %.3g\n", label, b, e_h, e_p);

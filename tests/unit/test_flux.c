@@ -22,6 +22,7 @@
  *   (FLUX.1-dev 11,901,408,320).
  */
 #include "test.h"
+#include "hook_collect.h"
 
 #include "backend/backend.h"
 #include "io/safetensors.h"
@@ -35,37 +36,6 @@
 #define TOL_F64 5e-5
 
 /* ---- helpers ------------------------------------------------------------------------ */
-
-typedef struct got_item {
-    char name[64];
-    float *data;
-    int64_t n;
-} got_item;
-typedef struct got_set {
-    got_item it[96];
-    int n;
-} got_set;
-
-static void got_collect(void *user, const char *name, const fk_tensor *t) {
-    got_set *g = user;
-    if (g->n == 96) return;
-    got_item *it = &g->it[g->n++];
-    snprintf(it->name, sizeof(it->name), "%s", name);
-    it->n = fk_tensor_numel(t);
-    it->data = malloc(sizeof(float) * (size_t)it->n);
-    memcpy(it->data, t->data, sizeof(float) * (size_t)it->n);
-}
-
-static void got_free(got_set *g) {
-    for (int i = 0; i < g->n; i++) free(g->it[i].data);
-    g->n = 0;
-}
-
-static const got_item *got_find(const got_set *g, const char *name) {
-    for (int i = 0; i < g->n; i++)
-        if (!strcmp(g->it[i].name, name)) return &g->it[i];
-    return NULL;
-}
 
 /* Tensor `name` of an io file as a new owning f32 tensor with the file's shape. */
 static fk_tensor io_tensor(const fk_st_file *io, const char *name) {

@@ -26,6 +26,7 @@
  *   message naming the op and the operand).
  */
 #include "test.h"
+#include "hook_collect.h"
 
 #include "backend/backend.h"
 #include "backend/cpu/cpu.h"
@@ -193,30 +194,10 @@ static void test_devsim_basics(void) {
 
 /* ---- the FLUX runner: devsim against the CPU --------------------------------------------- */
 
-typedef struct got_item {
-    char name[64];
-    float *data;
-    int64_t n;
-} got_item;
-typedef struct got_set {
-    got_item it[96];
-    int n;
-} got_set;
-
-static void got_collect(void *user, const char *name, const fk_tensor *t) {
-    got_set *g = user;
-    if (g->n == 96) return;
-    got_item *it = &g->it[g->n++];
-    snprintf(it->name, sizeof(it->name), "%s", name);
-    it->n = fk_tensor_numel(t);
-    it->data = malloc(sizeof(float) * (size_t)it->n);
-    CHECK(t->device == FK_DEVICE_CPU); /* hooks always get host tensors */
-    memcpy(it->data, t->data, sizeof(float) * (size_t)it->n);
-}
-
-static void got_free(got_set *g) {
-    for (int i = 0; i < g->n; i++) free(g->it[i].data);
-    g->n = 0;
+/* got_collect, checking that hooks get host tensors on a device backend too */
+static void got_collect_host(void *user, const char *name, const fk_tensor *t) {
+    CHECK(t->device == FK_DEVICE_CPU);
+    got_collect(user, name, t);
 }
 
 static fk_tensor io_tensor(const fk_st_file *io, const char *name) {
@@ -310,7 +291,7 @@ static bool run_all(fk_context *ctx, const fk_flux_model *m, fk_backend *be, con
     float *xh = malloc(fk_tensor_nbytes(&x)), *vh = malloc(sizeof(float) * (size_t)n);
 
     /* one forward with every hook */
-    fk_flux_runner_set_hook(r, got_collect, FK_FLUX_HOOK_BLOCKS | FK_FLUX_HOOK_DEBUG, &o->got);
+    fk_flux_runner_set_hook(r, got_collect_host, FK_FLUX_HOOK_BLOCKS | FK_FLUX_HOOK_DEBUG, &o->got);
     fk_flux_inputs in = {.img = &img, .img_ids = &ids, .txt = &txt, .txt_ids = &tids, .y = &y,
                          .timestep = fx->t0, .guidance = fx->guidance};
     CHECK(fk_flux_forward(ctx, r, &in, &out) == FK_OK);

@@ -26,16 +26,6 @@
 
 static fk_context *ctx;
 
-static double rel_l2_f64(const float *a, const double *ref, size_t n) {
-    double num = 0, den = 0;
-    for (size_t i = 0; i < n; i++) {
-        double d = (double)a[i] - ref[i];
-        num += d * d;
-        den += ref[i] * ref[i];
-    }
-    return den > 0 ? sqrt(num / den) : sqrt(num);
-}
-
 typedef struct io_case {
     fk_st_file *f;
     int B, L, D;
@@ -68,7 +58,7 @@ static void check_against_reference(fk_t5 *t, const io_case *io, const char *lab
         fk_status st = fk_t5_encode(ctx, t, io->ids + (size_t)b * (size_t)io->L, io->L, &y);
         CHECKF(st == FK_OK, "%s row %d: %s", label, b, fk_context_error(ctx));
         if (st != FK_OK) continue;
-        double e = rel_l2_f64(out, io->hidden + (size_t)b * LD, LD);
+        double e = fk_test_rel_l2_f64(out, io->hidden + (size_t)b * LD, LD);
         CHECKF(e < 1e-5, "%s row %d: last_hidden_state rel L2 %.3g", label, b, e);
         printf("%s row %d: last_hidden_state rel L2 %.3g\n", label, b, e);
     }

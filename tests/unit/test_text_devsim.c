@@ -46,16 +46,6 @@
 
 static fk_context *ctx;
 
-static double rel_l2_f64(const float *a, const double *ref, size_t n) {
-    double num = 0, den = 0;
-    for (size_t i = 0; i < n; i++) {
-        double d = (double)a[i] - ref[i];
-        num += d * d;
-        den += ref[i] * ref[i];
-    }
-    return den > 0 ? sqrt(num / den) : sqrt(num);
-}
-
 /* The fixture: ids (B, L) and the f64 outputs. */
 typedef struct io_case {
     fk_st_file *f;
@@ -236,10 +226,10 @@ static void test_model(const char *label, const char *weights, const char *iopat
         }
         double worst = 0;
         for (int b = 0; b < io.B; b++) {
-            double e = rel_l2_f64(host.hidden + (size_t)b * LW, io.hidden + (size_t)b * LW, LW);
+            double e = fk_test_rel_l2_f64(host.hidden + (size_t)b * LW, io.hidden + (size_t)b * LW, LW);
             if (e > worst) worst = e;
             if (clip && io.pooled) {
-                e = rel_l2_f64(host.pooled + (size_t)b * (size_t)io.W, io.pooled + (size_t)b * (size_t)io.W,
+                e = fk_test_rel_l2_f64(host.pooled + (size_t)b * (size_t)io.W, io.pooled + (size_t)b * (size_t)io.W,
                                (size_t)io.W);
                 if (e > worst) worst = e;
             }

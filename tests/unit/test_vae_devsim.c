@@ -186,14 +186,7 @@ static bool same(const fk_tensor *a, const fk_tensor *b) {
 }
 
 static double rel_l2_f64(const float *a, const fk_st_tensor *ref, int64_t n) {
-    const double *b = ref->data;
-    double num = 0, den = 0;
-    for (int64_t i = 0; i < n; i++) {
-        double d = (double)a[i] - b[i];
-        num += d * d;
-        den += b[i] * b[i];
-    }
-    return den > 0 ? sqrt(num / den) : sqrt(num);
+    return fk_test_rel_l2_f64(a, ref->data, (size_t)n);
 }
 
 static void test_weights(const char *weights) {
