@@ -2,6 +2,7 @@
  * diffusers pipeline folder) without reading its tensor data, or the build
  * and CPU (--system). */
 #include "cli/cli_util.h"
+#include "backend/backend_cuda.h"
 #include "core/cpu_features.h"
 #include "model/model_detect.h"
 
@@ -411,6 +412,7 @@ static int fk_info_system(const fk_info_opts *o) {
 #else
     const bool cuda = false;
 #endif
+    const int ndev = fk_cuda_device_count();
 #ifdef FK_BUILD_TYPE
     const char *build_type = FK_BUILD_TYPE;
 #else
@@ -456,6 +458,11 @@ static int fk_info_system(const fk_info_opts *o) {
         cJSON_AddBoolToObject(c, "amx_tile", f.amx_tile);
         cJSON_AddBoolToObject(c, "amx_bf16", f.amx_bf16);
         cJSON_AddBoolToObject(c, "amx_int8", f.amx_int8);
+        cJSON *devs = cJSON_AddArrayToObject(obj, "cuda_devices");
+        for (int i = 0; devs && i < ndev; i++) {
+            char d[256];
+            cJSON_AddItemToArray(devs, cJSON_CreateString(fk_cuda_device_describe(i, d, sizeof(d))));
+        }
         char *s = cJSON_Print(obj);
         cJSON_Delete(obj);
         if (!s) {
@@ -474,6 +481,19 @@ static int fk_info_system(const fk_info_opts *o) {
     printf("kernels:   AVX2 %s, AVX-512F %s, AVX512-BF16 %s, AMX-BF16 %s\n", f.avx2 ? "yes" : "no",
            f.avx512f ? "yes" : "no", f.avx512_bf16 ? "yes" : "no", f.amx_bf16 ? "yes" : "no");
     printf("features:  %s\n", feats);
+    if (!cuda) {
+        printf("devices:   cpu (this build has no CUDA backend)\n");
+    } else if (ndev == 0) {
+        char d[256];
+        printf("devices:   cpu; no CUDA device (%s)\n", fk_cuda_device_describe(0, d, sizeof(d)));
+    } else {
+        printf("devices:   cpu");
+        for (int i = 0; i < ndev; i++) {
+            char d[256];
+            printf(", cuda:%d %s", i, fk_cuda_device_describe(i, d, sizeof(d)));
+        }
+        printf("\n");
+    }
     return FK_EXIT_OK;
 }
 
