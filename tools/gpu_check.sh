@@ -311,10 +311,28 @@ if [ -n "$fk" ]; then
         notes[-1]="$(grep -E "^ +512 " "$t/flux_check.log" | awk '{print "rel_l2_vs_f32 " $NF}')"
         run_step bench-flux 180 "$t/bench_flux.log" "$fk" bench flux --weights "$m/flux-mini.safetensors" \
             --res 512,1024 --steps 10 --device "$dev" --profile
+        # nvidia-smi's view of the device memory (context and library pools included,
+        # which the backend's own counters do not see), sampled every 200 ms
+        smi_peak() { # start | stop FILE
+            if [ "$1" = start ]; then
+                command -v nvidia-smi >/dev/null 2>&1 || return 0
+                nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits -lms 200 >"$2" 2>/dev/null &
+                smi_pid=$!
+            else
+                [ -n "${smi_pid:-}" ] && kill "$smi_pid" 2>/dev/null && wait "$smi_pid" 2>/dev/null
+                smi_pid=""
+                [ -s "$2" ] && notes[-1]="${notes[-1]:+${notes[-1]}; }nvidia-smi peak $(sort -n "$2" | tail -1) MiB"
+            fi
+            return 0
+        }
+        smi_peak start "$t/smi_image.txt"
         run_step bench-image 300 "$t/bench_image.log" "$fk" bench image --models "$m" --res 512,1024 \
             --steps 50 --images 2 --device "$dev"
+        smi_peak stop "$t/smi_image.txt"
+        smi_peak start "$t/smi_offload.txt"
         run_step bench-image-offload 300 "$t/bench_image_offload.log" "$fk" bench image --models "$m" --res 512 \
             --steps 50 --images 1 --device "$dev" --offload
+        smi_peak stop "$t/smi_offload.txt"
         run_step bench-image-f32 300 "$t/bench_image_f32.log" "$fk" bench image --models "$m" --res 512 \
             --steps 50 --images 1 --device "$dev" --precision f32
     fi
