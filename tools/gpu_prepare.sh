@@ -8,7 +8,8 @@
 #
 # gpu-bin/ holds the fluxkit CLI and test_backend_conformance built for
 # sm_${FK_GPU_ARCH:-90} (Release), plus the shared libraries they need that a
-# CUDA image may lack (cJSON, utf8proc, libpng, libjpeg; not the CUDA
+# CUDA image may lack (cJSON, utf8proc, libpng, libjpeg, zlib, the OpenMP
+# runtime libgomp of this gcc; not the CUDA
 # runtime, cuBLASLt or the C/C++ runtimes, which the GPU machine has), and a
 # manifest (commit, uncommitted changes, arch). gpu_check.sh uses it when it
 # is there and its libraries resolve (it prints the manifest), else it builds
@@ -46,7 +47,7 @@ cp "$build/fluxkit" "$build/tests/test_backend_conformance" "$out/"
 for b in "$out/fluxkit" "$out/test_backend_conformance"; do
     ldd "$b" | awk '/=> \// {print $3}' | while read -r lib; do
         case $(basename "$lib") in
-        libcjson* | libutf8proc* | libpng* | libjpeg* | libz.so*) cp -L "$lib" "$out/lib/" ;;
+        libcjson* | libutf8proc* | libpng* | libjpeg* | libz.so* | libgomp*) cp -L "$lib" "$out/lib/" ;;
         esac
     done
 done
