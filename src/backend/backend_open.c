@@ -21,6 +21,10 @@ static int fk_bo_cuda_index(const char *s) {
     return (int)v;
 }
 
+bool fk_backend_device_name_ok(const char *device) {
+    return device && (!strcmp(device, "cpu") || !strcmp(device, "devsim") || fk_bo_cuda_index(device) >= 0);
+}
+
 static fk_backend *fk_bo_cpu(int n_threads, fk_precision prec) {
     fk_backend *be = fk_backend_cpu_create(n_threads);
     if (be && prec == FK_PREC_BF16) fk_backend_cpu_set_precision(be, FK_PREC_BF16);
@@ -45,7 +49,7 @@ fk_status fk_backend_open(fk_context *ctx, const char *device, int n_threads, fk
         return FK_OK;
     }
     int idx = fk_bo_cuda_index(device);
-    if (idx == -1 || idx == -2)
+    if (idx < 0)
         return fk_error(ctx, FK_ERR_ARG, "--device %s: expected cpu, cuda, cuda:N (N = 0, 1, ...) or "
                         "devsim", device);
     char err[256] = "";
@@ -105,26 +109,27 @@ const char *fk_backend_describe(const fk_backend *be, char *buf, size_t n) {
     return buf;
 }
 
-uint64_t fk_backend_device_bytes(const fk_backend *be) {
+/* Device bytes held now and at most so far (0 and 0 on the CPU). */
+static void fk_bo_memory(const fk_backend *be, uint64_t *now, uint64_t *peak) {
+    *now = *peak = 0;
     if (fk_backend_is_devsim(be)) {
         fk_devsim_stats s;
         fk_backend_devsim_stats(be, &s);
-        return s.device_bytes;
+        *now = s.device_bytes;
+        *peak = s.peak_device_bytes;
+    } else if (be->device != FK_DEVICE_CPU) {
+        fk_backend_cuda_memory(be, now, peak);
     }
-    if (be->device == FK_DEVICE_CPU) return 0;
-    uint64_t now = 0, peak = 0;
-    fk_backend_cuda_memory(be, &now, &peak);
+}
+
+uint64_t fk_backend_device_bytes(const fk_backend *be) {
+    uint64_t now, peak;
+    fk_bo_memory(be, &now, &peak);
     return now;
 }
 
 uint64_t fk_backend_device_peak_bytes(const fk_backend *be) {
-    if (fk_backend_is_devsim(be)) {
-        fk_devsim_stats s;
-        fk_backend_devsim_stats(be, &s);
-        return s.peak_device_bytes;
-    }
-    if (be->device == FK_DEVICE_CPU) return 0;
-    uint64_t now = 0, peak = 0;
-    fk_backend_cuda_memory(be, &now, &peak);
+    uint64_t now, peak;
+    fk_bo_memory(be, &now, &peak);
     return peak;
 }

@@ -25,6 +25,10 @@
 fk_status fk_backend_open(fk_context *ctx, const char *device, int n_threads, fk_precision prec,
                           fk_backend **out);
 
+/* True when `device` is a name fk_backend_open understands (cpu, cuda,
+ * cuda:N, devsim), whether or not this build or machine has the device. */
+bool fk_backend_device_name_ok(const char *device);
+
 /* Destroy a backend from fk_backend_open (a devsim wrapper and its CPU
  * backend together). NULL is allowed. */
 void fk_backend_close(fk_backend *be);

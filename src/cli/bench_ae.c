@@ -273,7 +273,7 @@ static fk_status fk_bench_ae_case(fk_context *ctx, fk_backend *be, fk_backend *p
     printf("{\"component\": \"ae\", \"model\": \"%s\", \"op\": \"%s\", \"res\": %d, \"threads\": %d, "
            "\"precision\": \"%s\", \"kernels\": \"%s\", \"repeat\": %ld, \"gflop\": %.1f, \"untiled\": {",
            model, what, res, be->n_threads, fk_cli_precision_name(o->precision),
-           fk_cli_kernel_desc(prof ? fk_backend_profile_inner(prof) : be), o->repeat, flops * 1e-9);
+           fk_backend_kernel_name(prof ? fk_backend_profile_inner(prof) : be), o->repeat, flops * 1e-9);
     fk_bench_ae_json_run(&ru);
     printf("}");
     if (tiled) {

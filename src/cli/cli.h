@@ -61,10 +61,7 @@ bool fk_cli_parse_device(const char *opt, const char *s);
  * (device missing, not built, out of memory). Free with fk_backend_close. */
 struct fk_backend;
 struct fk_backend *fk_cli_backend_open(const char *device, int n_threads, int precision);
-/* fk_cli_backend_open on the CPU. */
-struct fk_backend *fk_cli_backend_create(int n_threads, int precision);
-/* Which kernels a backend runs its matmuls with ("amx", "avx512", "cuda", ...). */
-const char *fk_cli_kernel_desc(const struct fk_backend *be);
+
 
 /* Named output tensors collected by a component, written by cmd_eval.c.
  * fk_eval_out_add copies the data (f32 unless dtype says otherwise). */

@@ -236,12 +236,7 @@ bool fk_cli_parse_precision(const char *opt, const char *s, int *out) {
 const char *fk_cli_precision_name(int precision) { return precision == FK_PREC_BF16 ? "bf16" : "f32"; }
 
 bool fk_cli_parse_device(const char *opt, const char *s) {
-    if (!strcmp(s, "cpu") || !strcmp(s, "devsim") || !strcmp(s, "cuda")) return true;
-    if (!strncmp(s, "cuda:", 5) && s[5] >= '0' && s[5] <= '9') {
-        char *end = NULL;
-        long v = strtol(s + 5, &end, 10);
-        if (*end == '\0' && v >= 0 && v <= 1023) return true;
-    }
+    if (fk_backend_device_name_ok(s)) return true;
     fk_cli_error("option %s: expected cpu, cuda, cuda:N (N = 0, 1, ...) or devsim, got '%s'", opt, s);
     return false;
 }
@@ -260,8 +255,3 @@ fk_backend *fk_cli_backend_open(const char *device, int n_threads, int precision
     return be;
 }
 
-fk_backend *fk_cli_backend_create(int n_threads, int precision) {
-    return fk_cli_backend_open(NULL, n_threads, precision);
-}
-
-const char *fk_cli_kernel_desc(const struct fk_backend *be) { return fk_backend_kernel_name(be); }

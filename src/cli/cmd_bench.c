@@ -315,7 +315,7 @@ static int fk_bench_flux(int argc, char **argv) {
         rc = FK_EXIT_ERROR;
         goto done;
     }
-    if (check) ref_be = fk_cli_backend_create(fk_context_threads(ctx), FK_PREC_F32);
+    if (check) ref_be = fk_cli_backend_open(NULL, fk_context_threads(ctx), FK_PREC_F32);
     if (profile) prof = fk_backend_profile_wrap(be);
     if ((check && !ref_be) || (profile && !prof)) {
         fk_cli_error("out of memory creating the backends");
@@ -354,7 +354,7 @@ static int fk_bench_flux(int argc, char **argv) {
                    "\"peak_rss_bytes\": %llu, \"peak_device_bytes\": %llu, \"device\": \"%s\", "
                    "\"finite\": %s",
                    model_name, br.res, (long long)br.n_img, (long long)br.n_txt, steps, be->n_threads,
-                   dt_name, fk_cli_precision_name(precision), fk_cli_kernel_desc(be), br.s_per_step,
+                   dt_name, fk_cli_precision_name(precision), fk_backend_kernel_name(be), br.s_per_step,
                    br.s_first, br.gflops, (unsigned long long)br.peak_rss,
                    (unsigned long long)br.peak_device, device ? device : "cpu",
                    br.finite ? "true" : "false");

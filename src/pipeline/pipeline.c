@@ -899,7 +899,6 @@ fk_status fk_pipeline_generate(fk_context *ctx, const fk_pipeline_files *files, 
     fk_status st = fk_pipeline_session_open(ctx, files, p->device, p->precision, false, &s);
     if (st != FK_OK) return st;
     st = fk_pipeline_session_generate(ctx, s, p, out, rep_out);
-    if (rep_out) rep_out->device_peak_bytes = fk_backend_device_peak_bytes(s->be);
     fk_pipeline_session_free(s);
     return st;
 }
@@ -913,9 +912,7 @@ fk_status fk_pipeline_session_generate(fk_context *ctx, fk_pipeline_session *ses
     memset(rep, 0, sizeof(*rep));
     double t_begin = fk_time();
     if (!p || !p->prompt) return fk_error(ctx, FK_ERR_ARG, "pipeline: no prompt");
-    if (!files || !files->model || !files->ae || !files->clip || !files->t5)
-        return fk_error(ctx, FK_ERR_ARG, "pipeline: model files not resolved");
-    fk_status st;
+    fk_status st; /* files were checked when the session was opened */
     if (p->width && (st = fk_pl_check_size(ctx, "--width", p->width))) return st;
     if (p->height && (st = fk_pl_check_size(ctx, "--height", p->height))) return st;
     if (p->steps < 0 || p->steps > FK_PIPELINE_MAX_STEPS)
