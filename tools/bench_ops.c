@@ -110,38 +110,53 @@ static double run_linear(int64_t M, int64_t K, int64_t N, fk_dtype wdt, int thre
         if (be) be->destroy(be);
         return 0;
     }
-    float *x = fk_alloc((size_t)(M * K) * 4), *y = fk_alloc((size_t)(M * N) * 4);
+    /* FK_BENCH_COPIES=n (default 1): n copies of the weight and the input,
+     * each timed call on the next one, so with n · (weight + input bytes)
+     * well above the last-level cache every call reads them from DRAM, as in
+     * a denoising step (where each linear's weights are read once per step) */
+    int copies = getenv("FK_BENCH_COPIES") ? atoi(getenv("FK_BENCH_COPIES")) : 1;
+    if (copies < 1 || copies > 256) copies = 1;
+    float *x = fk_alloc((size_t)(M * K) * 4 * (size_t)copies), *y = fk_alloc((size_t)(M * N) * 4);
     float *wf = fk_alloc((size_t)(N * K) * 4);
-    void *w = fk_alloc((size_t)(N * K) * fk_dtype_size(wdt));
+    const size_t wbytes = (size_t)(N * K) * fk_dtype_size(wdt);
+    char *w = fk_alloc(wbytes * (size_t)copies);
     uint64_t s = 1;
-    for (int64_t i = 0; i < M * K; i++) x[i] = frand(&s);
+    for (int64_t i = 0; i < M * K * copies; i++) x[i] = frand(&s);
     for (int64_t i = 0; i < N * K; i++) wf[i] = frand(&s) * 0.05f;
     fk_convert_from_f32(w, wdt, wf, (size_t)(N * K));
+    for (int c = 1; c < copies; c++) memcpy(w + (size_t)c * wbytes, w, wbytes);
     fk_tensor tx = fk_view2(FK_F32, x, M, K), ty = fk_view2(FK_F32, y, M, N);
     fk_tensor tw = fk_view2(wdt, w, N, K);
     fk_free(wf);
     wf = NULL;
+    if (copies > 1) reps = reps > copies ? reps : copies;
     /* FK_BENCH_WCACHE=1: the weight pre-packed once (be->cache_weight), as
      * with `--weight-cache on` */
     if (getenv("FK_BENCH_WCACHE") && atoi(getenv("FK_BENCH_WCACHE")) > 0)
         (void)be->cache_weight(be, &tw);
     /* bf16: one untimed call grows the workspace (first-touch page faults) */
     if (bk != FK_CPU_BF16_NONE) be->linear(be, &ty, &tx, &tw, NULL);
-    double best = 1e30, best_cpu = 1e30;
+    double best = 1e30, best_cpu = 1e30, sum = 0;
     for (int r = 0; r < reps; r++) {
+        if (copies > 1) {
+            tx.data = x + (size_t)((r + 1) % copies) * (size_t)(M * K);
+            tw.data = w + (size_t)((r + 1) % copies) * wbytes;
+        }
         double t0 = fk_time(), c0 = cpu_seconds();
         be->linear(be, &ty, &tx, &tw, NULL);
         double dt = fk_time() - t0, dc = cpu_seconds() - c0;
+        sum += dt;
+        if (getenv("FK_BENCH_TRACE")) fprintf(stderr, "%.1f ", 2e-9 * (double)M * (double)N * (double)K / dt);
         if (dt < best) best = dt;
         if (dc < best_cpu) best_cpu = dc;
     }
     double gf = 2.0 * (double)M * (double)N * (double)K * 1e-9;
     if (!quiet)
         printf("linear M=%lld K=%lld N=%lld w=%s threads=%d kernel=%s: %.4f s, %.1f GFLOP/s "
-               "(%.1f GFLOP per CPU-second)\n",
+               "(%.1f GFLOP per CPU-second; mean of %d: %.1f GFLOP/s)\n",
                (long long)M, (long long)K, (long long)N, fk_dtype_name(wdt), be->n_threads,
                bk != FK_CPU_BF16_NONE ? fk_cpu_bf16_kernel_name(bk) : fk_cpu_isa_name(isa), best,
-               gf / best, gf / best_cpu);
+               gf / best, gf / best_cpu, reps, gf * reps / sum);
     fk_free(x);
     fk_free(y);
     fk_free(wf);
@@ -190,21 +205,22 @@ static double run_attention(int64_t L, int64_t H, int64_t D, int threads, fk_cpu
     fk_tensor tv = fk_view3(FK_F32, v, L, H, D), to = fk_view2(FK_F32, o, L, H * D);
     float scale = 1.0f / sqrtf((float)D);
     if (bk != FK_CPU_BF16_NONE) be->attention(be, &to, &tq, &tk, &tv, NULL, scale, false);
-    double best = 1e30, best_cpu = 1e30;
+    double best = 1e30, best_cpu = 1e30, sum = 0;
     for (int r = 0; r < reps; r++) {
         double t0 = fk_time(), c0 = cpu_seconds();
         be->attention(be, &to, &tq, &tk, &tv, NULL, scale, false);
         double dt = fk_time() - t0, dc = cpu_seconds() - c0;
+        sum += dt;
         if (dt < best) best = dt;
         if (dc < best_cpu) best_cpu = dc;
     }
     double gf = 4.0 * (double)L * (double)L * (double)(H * D) * 1e-9;
     if (!quiet)
         printf("attention L=%lld H=%lld D=%lld threads=%d kernel=%s: %.4f s, %.1f GFLOP/s (QK+PV; "
-               "%.1f GFLOP per CPU-second)\n",
+               "%.1f GFLOP per CPU-second; mean of %d: %.1f GFLOP/s)\n",
                (long long)L, (long long)H, (long long)D, be->n_threads,
                bk != FK_CPU_BF16_NONE ? fk_cpu_bf16_kernel_name(bk) : fk_cpu_isa_name(isa), best,
-               gf / best, gf / best_cpu);
+               gf / best, gf / best_cpu, reps, gf * reps / sum);
     fk_free(q);
     fk_free(k);
     fk_free(v);

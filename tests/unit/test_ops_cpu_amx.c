@@ -406,6 +406,9 @@ int main(void) {
         /* larger than every block (MC = 256, KC = 512, NC = 512), with thread splits */
         test_case(k, 300, 1100, 530, FK_BF16, FK_F16);
         test_case(k, 64, 530, 1100, FK_F32, FK_DTYPE_COUNT);
+        /* 7 NC-column panels, the last one partial: handed out one at a time
+         * (a shared counter) with 2 and 3 threads */
+        test_case(k, 40, 70, 1700, FK_BF16, FK_F32);
         test_strides(k);
         test_rel_error(k, FK_F32, 0x1p-7 * sqrt(2.0 / 28.0));
         test_rel_error(k, FK_BF16, 0x1p-7 / sqrt(28.0));

@@ -100,6 +100,7 @@ typedef struct fk_cpu_impl {
     bool gemv_off;                   /* small-M path (cpu_gemv.c) disabled: tests, benchmarks */
     int64_t conv16_band_bytes;       /* bf16 conv2d: input band cap (tests); 0: the default */
     void *wcache;                    /* pre-packed weights (be->cache_weight, cpu_amx.c) */
+    uint64_t *ranges; /* (n_threads, 8): task ranges with stealing (fk_cpu_ranges_*) */
 } fk_cpu_impl;
 
 static inline fk_cpu_impl *fk_cpu_impl_of(const fk_backend *be) { return (fk_cpu_impl *)be->impl; }
@@ -108,6 +109,48 @@ static inline fk_cpu_impl *fk_cpu_impl_of(const fk_backend *be) { return (fk_cpu
 static inline float *fk_cpu_scratch(const fk_backend *be, int tid) {
     FK_ASSERT(tid >= 0 && tid < fk_cpu_impl_of(be)->n_threads);
     return fk_cpu_impl_of(be)->scratch + (size_t)tid * FK_CPU_SCRATCH_FLOATS;
+}
+
+/* Task ranges with stealing, for a parallel loop over tasks whose order
+ * within a thread matters for locality (attention: the tasks of a head share
+ * its packed K and V). Thread i owns [ntasks·i/nt, ntasks·(i+1)/nt) and takes
+ * its tasks from the front; a thread whose range is empty takes the last task
+ * of the range with the most left (one range per 64-byte line, `lo | hi <<
+ * 32`, updated by compare-and-swap). When every thread runs at the same
+ * speed each does its own range, as a static split would; when the OS or
+ * another process holds one up, the others finish its range from the back.
+ * Which thread runs a task never changes what the task computes.
+ * fk_cpu_ranges_init before the parallel region (ntasks < 2^32), then
+ * fk_cpu_ranges_next in it until it returns −1. */
+static inline void fk_cpu_ranges_init(fk_cpu_impl *impl, int nt, int64_t ntasks) {
+    FK_ASSERT(nt <= impl->n_threads && ntasks >= 0 && ntasks < ((int64_t)1 << 32));
+    for (int i = 0; i < nt; i++) {
+        uint64_t lo = (uint64_t)(ntasks * i / nt), hi = (uint64_t)(ntasks * (i + 1) / nt);
+        __atomic_store_n(&impl->ranges[i * 8], lo | hi << 32, __ATOMIC_RELAXED);
+    }
+}
+
+static inline int64_t fk_cpu_ranges_next(fk_cpu_impl *impl, int nt, int tid) {
+    uint64_t *own = &impl->ranges[tid * 8];
+    uint64_t r = __atomic_load_n(own, __ATOMIC_RELAXED);
+    while ((uint32_t)r < (uint32_t)(r >> 32)) /* own range: the front */
+        if (__atomic_compare_exchange_n(own, &r, r + 1, false, __ATOMIC_RELAXED, __ATOMIC_RELAXED))
+            return (int64_t)(uint32_t)r;
+    for (;;) { /* steal: the back of the range with the most left */
+        int victim = -1;
+        uint64_t best = 0, rv = 0;
+        for (int i = 0; i < nt; i++) {
+            uint64_t x = __atomic_load_n(&impl->ranges[i * 8], __ATOMIC_RELAXED);
+            uint64_t left = (uint32_t)(x >> 32) > (uint32_t)x ? (x >> 32) - (uint32_t)x : 0;
+            if (left > best) best = left, victim = i, rv = x;
+        }
+        if (victim < 0) return -1;
+        uint64_t hi = (rv >> 32) - 1;
+        if (__atomic_compare_exchange_n(&impl->ranges[victim * 8], &rv,
+                                        (uint64_t)(uint32_t)rv | hi << 32, false,
+                                        __ATOMIC_RELAXED, __ATOMIC_RELAXED))
+            return (int64_t)hi;
+    }
 }
 
 /* Like fk_backend_cpu_create, with an explicit kernel path (tests, benchmarks).

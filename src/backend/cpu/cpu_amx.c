@@ -569,33 +569,48 @@ typedef struct fk_bf16_args {
  * next jc is packed, in small pieces between the micro-kernel calls, so the
  * memory traffic of both overlaps the tile arithmetic instead of following
  * it. rows: 16 × 32 floats of scratch. */
+/* The next panel (index into the NC-column panels of [n0, n1)) of a task:
+ * from the shared counter `claim` when there is one (panels handed out in
+ * order to whichever thread asks first), else the one after `cur`; −1 when
+ * none is left. */
+static int64_t fk_bf16_next_panel(int64_t *claim, int64_t cur, int64_t npan) {
+    int64_t p = claim ? __atomic_fetch_add(claim, 1, __ATOMIC_RELAXED) : cur + 1;
+    return p < npan ? p : -1;
+}
+
 static void fk_bf16_task(const fk_bf16_args *g, float *rows, uint16_t *const wp[2],
                          float *const cp[2], float *bb, int64_t m0, int64_t m1, int64_t n0,
-                         int64_t n1) {
+                         int64_t n1, int64_t *claim) {
     size_t esz = fk_dtype_size(g->bdt);
     int64_t m1p = fk_bf16_round32(m1);
     int64_t nkb = (g->Kp + FK_BF16_KC - 1) / FK_BF16_KC; /* K blocks */
+    const int64_t npan = (n1 - n0 + FK_BF16_NC - 1) / FK_BF16_NC;
     fk_bf16_bpack pk;
     fk_bf16_cstore cs = {0};
     int pw = 0, pcb = 0; /* current B panel, current C panel */
-    if (g->bpk) {
+    int64_t pan = fk_bf16_next_panel(claim, -1, npan);
+    if (g->bpk || pan < 0) {
         pk.units = pk.unit = 0; /* nothing to pack */
     } else {
-        fk_bf16_bpack_init(&pk, wp[0], (const char *)g->b + (size_t)(n0 * g->ldb) * esz, g->bdt,
-                           g->ldb, fk_bf16_min(FK_BF16_NC, n1 - n0), g->K, g->Kp);
+        int64_t j0 = n0 + pan * FK_BF16_NC;
+        fk_bf16_bpack_init(&pk, wp[0], (const char *)g->b + (size_t)(j0 * g->ldb) * esz, g->bdt,
+                           g->ldb, fk_bf16_min(FK_BF16_NC, n1 - j0), g->K, g->Kp);
         fk_bf16_bpack_run(&pk, pk.units, rows); /* the first panel up front */
     }
-    for (int64_t jc = n0; jc < n1; jc += FK_BF16_NC) {
+    for (int64_t nxt; pan >= 0; pan = nxt) {
+        int64_t jc = n0 + pan * FK_BF16_NC;
         int64_t nc = fk_bf16_min(FK_BF16_NC, n1 - jc), ncp = fk_bf16_round32(nc);
         const uint16_t *wcur = wp[pw];
         float *bias = g->bias ? bb + (jc - n0) : NULL; /* bb holds the bias of [n0, n1) */
-        /* the next panel, packed in the background */
-        if (jc + nc < n1 && !g->bpk)
-            fk_bf16_bpack_init(&pk, wp[pw ^ 1],
-                               (const char *)g->b + (size_t)((jc + nc) * g->ldb) * esz, g->bdt,
-                               g->ldb, fk_bf16_min(FK_BF16_NC, n1 - jc - nc), g->K, g->Kp);
-        else
+        /* the next panel, claimed now and packed in the background */
+        nxt = fk_bf16_next_panel(claim, pan, npan);
+        if (nxt >= 0 && !g->bpk) {
+            int64_t j2 = n0 + nxt * FK_BF16_NC;
+            fk_bf16_bpack_init(&pk, wp[pw ^ 1], (const char *)g->b + (size_t)(j2 * g->ldb) * esz,
+                               g->bdt, g->ldb, fk_bf16_min(FK_BF16_NC, n1 - j2), g->K, g->Kp);
+        } else {
             pk.units = pk.unit = 0;
+        }
         int64_t calls_total = ((m1p - m0) / 32) * (ncp / 32) * nkb, calls = 0;
         for (int64_t ic = m0; ic < m1p; ic += FK_BF16_MC) {
             int64_t mcp = fk_bf16_min(FK_BF16_MC, m1p - ic);
@@ -798,6 +813,14 @@ bool fk_cpu_gemm_bf16_cat(fk_backend *be, int64_t M, int64_t N, int64_t K, const
     int64_t gm = (nt + gn - 1) / gn < mp ? (nt + gn - 1) / gn : mp;
     if ((double)M * (double)N * (double)K < 1048576.0) gn = gm = 1; /* not worth a fork */
     int64_t ntasks = gn * gm;
+    /* With at least two NC-column panels per thread, the panels are handed
+     * out one at a time (a shared counter) instead of a fixed range per
+     * thread: a thread that the OS or another process holds up no longer
+     * holds up the whole product (on a shared 2-core machine single calls ran
+     * at half speed now and then). Each element's chain is the same, so the
+     * bits do not change. */
+    int64_t claim = 0;
+    const bool dyn = gm == 1 && gn > 1 && (N + FK_BF16_NC - 1) / FK_BF16_NC >= 2 * gn;
     int threads = ntasks < nt ? (int)ntasks : nt;
     (void)threads;
     bool amx = kern == FK_CPU_BF16_AMX;
@@ -806,6 +829,7 @@ bool fk_cpu_gemm_bf16_cat(fk_backend *be, int64_t M, int64_t N, int64_t K, const
         int64_t tn = t % gn, tm = t / gn;
         int64_t n0 = np * tn / gn * 32, n1 = fk_bf16_min(np * (tn + 1) / gn * 32, N);
         int64_t m0 = mp * tm / gm * 32, m1 = fk_bf16_min(mp * (tm + 1) / gm * 32, M);
+        if (dyn) n0 = 0, n1 = N; /* every task: panels of the whole of N, claimed */
         if (n0 >= n1 || m0 >= m1) continue;
         int tid = fk_cpu_thread_id();
         uint16_t *ws = wpanels + (int64_t)tid * (int64_t)(b_el + t_el); /* this thread's part */
@@ -817,7 +841,8 @@ bool fk_cpu_gemm_bf16_cat(fk_backend *be, int64_t M, int64_t N, int64_t K, const
             fk_convert_to_f32(bb, (const char *)bias + (size_t)n0 * fk_dtype_size(bias_dt), bias_dt,
                               (size_t)(n1 - n0));
         if (amx) fk_bf16_amx_begin();
-        fk_bf16_task(&g, fk_cpu_scratch(be, tid), wp, cp, bb, m0, m1, n0, n1);
+        fk_bf16_task(&g, fk_cpu_scratch(be, tid), wp, cp, bb, m0, m1, n0, n1,
+                     dyn ? &claim : NULL);
         if (amx) fk_bf16_amx_end();
         _mm_sfence(); /* order the streaming stores of c before the join */
     }
@@ -893,7 +918,7 @@ __attribute__((target(FK_BF16_TARGET))) static inline __m512 fk_bf16_exp2_16(__m
  * 32t .. 32t+31 at t·512); keys past Lk are zero. The rows of one head are
  * H·D floats apart (a few hundred bytes each): the hardware prefetchers do
  * not follow that stride, so the rows are prefetched ahead here. */
-#define FK_ATT16_PF_ROWS 8
+#define FK_ATT16_PF_ROWS 32
 __attribute__((target(FK_BF16_TARGET))) static void fk_att16_pack_kv(const fk_att16_args *g,
                                                                      const float *k, const float *v,
                                                                      uint16_t *kh, uint16_t *vh,
@@ -1195,32 +1220,35 @@ void fk_cpu_attention_bf16(fk_backend *be, fk_tensor *out, const fk_tensor *q, c
                        bias ? (const float *)bias->data : NULL};
     const float *kd = k->data, *vd = v->data;
     int nt = impl->n_threads;
-    /* Tasks head-major, a contiguous range per thread: each thread packs the
-     * K and V of a head into its own buffers just before its first task on
-     * that head, so the tasks read them from L2 (a head at 512²: 0.8 MB);
-     * a head split between two threads is packed by both. */
+    /* Tasks head-major, a contiguous range per thread, with stealing
+     * (fk_cpu_ranges_next): each thread packs the K and V of a head into its
+     * own buffers just before its first task on that head, so the tasks read
+     * them from L2 (a head at 512²: 0.8 MB); a head split between two threads
+     * is packed by both. The next task is claimed before the current one
+     * runs, so that its queries can be prefetched. */
     const int64_t nqb = (Lq + FK_ATT16_BQ - 1) / FK_ATT16_BQ, ntasks = H * nqb;
+    fk_cpu_ranges_init(impl, nt, ntasks);
     FK_CPU_PARALLEL_FOR(nt)
     for (int64_t th = 0; th < nt; th++) {
-        const int64_t t0 = ntasks * th / nt, t1 = ntasks * (th + 1) / nt;
         const int tid = fk_cpu_thread_id();
         uint16_t *kb = (uint16_t *)impl->bf16_ws + (int64_t)tid * 2 * Lkp * D, *vb = kb + Lkp * D;
         float *scratch = fk_cpu_scratch(be, tid);
-        int64_t hcur = -1;
-        if (t0 < t1) fk_bf16_amx_begin();
-        for (int64_t t = t0; t < t1; t++) {
+        int64_t hcur = -1, t = fk_cpu_ranges_next(impl, nt, tid);
+        if (t >= 0) fk_bf16_amx_begin();
+        for (int64_t tn; t >= 0; t = tn) {
             const int64_t h = t / nqb, l0 = (t % nqb) * FK_ATT16_BQ;
             if (h != hcur) fk_att16_pack_kv(&g, kd, vd, kb, vb, h), hcur = h;
+            tn = fk_cpu_ranges_next(impl, nt, tid);
             const float *nq = NULL;
             int64_t nbq = 0;
-            if (t + 1 < t1) {
-                const int64_t hn = (t + 1) / nqb, ln = ((t + 1) % nqb) * FK_ATT16_BQ;
+            if (tn >= 0) {
+                const int64_t hn = tn / nqb, ln = (tn % nqb) * FK_ATT16_BQ;
                 nq = g.q + ln * H * D + hn * D;
                 nbq = fk_bf16_min(FK_ATT16_BQ, Lq - ln);
             }
             fk_att16_task(&g, scratch, h, l0, kb, vb, nq, nbq);
         }
-        if (t0 < t1) fk_bf16_amx_end();
+        if (hcur >= 0) fk_bf16_amx_end();
     }
 }
 

@@ -158,6 +158,7 @@ static void fk_cpu_destroy(fk_backend *be) {
     fk_cpu_impl *impl = be->impl;
     if (impl) {
         fk_free(impl->scratch);
+        fk_free(impl->ranges);
         fk_cpu_bf16_release(impl); /* bf16 workspace (cpu_amx.c) */
         fk_cpu_wcache_free(impl);
     }
@@ -175,17 +176,22 @@ fk_backend *fk_backend_cpu_create_isa(int n_threads, fk_cpu_isa isa) {
     fk_cpu_impl *impl = calloc(1, sizeof(*impl));
     uint64_t bytes = 0;
     float *scratch = NULL;
-    if (fk_mul_ok((uint64_t)n_threads, FK_CPU_SCRATCH_FLOATS * sizeof(float), &bytes))
+    uint64_t *ranges = NULL;
+    if (fk_mul_ok((uint64_t)n_threads, FK_CPU_SCRATCH_FLOATS * sizeof(float), &bytes)) {
         scratch = fk_alloc((size_t)bytes);
-    if (!be || !impl || !scratch) {
+        ranges = fk_alloc((size_t)n_threads * 8 * sizeof(uint64_t));
+    }
+    if (!be || !impl || !scratch || !ranges) {
         free(be);
         free(impl);
         fk_free(scratch);
+        fk_free(ranges);
         return NULL;
     }
     impl->isa = isa;
     impl->n_threads = n_threads;
     impl->scratch = scratch;
+    impl->ranges = ranges;
 
     be->name = "cpu";
     be->device = FK_DEVICE_CPU;

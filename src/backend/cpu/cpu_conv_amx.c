@@ -628,13 +628,17 @@ bool fk_cpu_conv2d_bf16(fk_backend *be, fk_tensor *y, const fk_tensor *x, const 
     const int64_t grp_str = (g.cop / 32 + ngrp - 1) / ngrp * 32; /* channels per group */
     const fk_c16_run run = {&g,   x->data, y->data, wp,      bias,    aoff,
                             nband, ngrp,   grp_str, rows_pc, cols_pc, ldo};
+    /* a contiguous range of tasks per thread (consecutive tasks reuse the
+     * packed band), with stealing when a thread falls behind */
+    fk_cpu_ranges_init(impl, nt, ntask);
     FK_CPU_PARALLEL_FOR(nt)
-    for (int64_t task = 0; task < ntask; task++) {
+    for (int64_t th = 0; th < nt; th++) {
         const int tid = fk_cpu_thread_id();
         uint16_t *band = (uint16_t *)(thr + (uint64_t)tid * th_b);
         float *ob0 = (float *)((char *)band + band_el * 2u);
         float *const obuf[2] = {ob0, ob0 + ob_el};
-        fk_c16_task(&run, task, band, obuf, &held[tid]);
+        for (int64_t task; (task = fk_cpu_ranges_next(impl, nt, tid)) >= 0;)
+            fk_c16_task(&run, task, band, obuf, &held[tid]);
     }
     return true;
 }
