@@ -114,9 +114,11 @@ typedef struct fk_pipeline_params {
                                     (backend/backend_open.h) */
     int weight_cache;            /* transformer weights pre-packed for the backend's products
                                     (fk_flux_runner_cache_weights, the same bits): 1 on, 0 off,
-                                    −1 auto = off for now: on the development VM packing
-                                    4.6 GB costs ~12 s (fresh pages) for 0–5% per step
-                                    (docs/PERF.md) */
+                                    −1 auto = on from FK_PIPELINE_WCACHE_MIN_STEPS steps
+                                    (Flux-mini bf16 on AMX: 4.6 GB packed in ~1 s, up to
+                                    ~11 s where the OS must first back fresh pages, for
+                                    6–10% less per step; no extra memory: the packed copy
+                                    replaces the mapped pages; docs/PERF.md) */
     fk_pipeline_progress_fn progress;
     void *progress_user;
     fk_pipeline_dbg_fn dbg;
@@ -128,7 +130,7 @@ typedef struct fk_pipeline_params {
 void fk_pipeline_params_init(fk_pipeline_params *p);
 
 #define FK_PIPELINE_MAX_STEPS 1000
-#define FK_PIPELINE_WCACHE_MIN_STEPS 1000000 /* auto: see weight_cache */
+#define FK_PIPELINE_WCACHE_MIN_STEPS 10 /* auto: see weight_cache */
 
 typedef struct fk_pipeline_report {
     fk_pipeline_model_info model;

@@ -681,16 +681,27 @@ static void fk_bf16_task(const fk_bf16_args *g, float *rows, uint16_t *const wp[
 /* Map the pages of a new cache entry and of its source in one system call
  * each (Linux >= 5.14; a hint, ignored elsewhere): page faults one 4 KB
  * page at a time made packing several times slower than the copy itself. */
-static void fk_bf16_prefault(void *dst, size_t dbytes, const void *src, size_t sbytes) {
+static void fk_bf16_prefault(int nt, void *dst, size_t dbytes, const void *src, size_t sbytes) {
 #if defined(__linux__) && defined(MADV_POPULATE_WRITE) && defined(MADV_POPULATE_READ)
     long pg = sysconf(_SC_PAGESIZE);
     if (pg <= 0) return;
     uintptr_t a = (uintptr_t)src & ~((uintptr_t)pg - 1);
     uintptr_t e = ((uintptr_t)src + sbytes + (uintptr_t)pg - 1) & ~((uintptr_t)pg - 1);
     (void)madvise((void *)a, e - a, MADV_POPULATE_READ);
-    (void)madvise(dst, (dbytes + FK_BF16_HUGE - 1) & ~(FK_BF16_HUGE - 1), MADV_POPULATE_WRITE);
+    /* the new pages in one piece per thread, in 2 MB units: zeroing fresh
+     * pages is most of the cost (on a VM it includes the host backing them),
+     * and it runs in parallel */
+    const size_t units = (dbytes + FK_BF16_HUGE - 1) / FK_BF16_HUGE;
+    (void)nt;
+    FK_CPU_PARALLEL_FOR(nt)
+    for (int t = 0; t < nt; t++) {
+        size_t u0 = units * (size_t)t / (size_t)nt, u1 = units * (size_t)(t + 1) / (size_t)nt;
+        if (u1 > u0)
+            (void)madvise((char *)dst + u0 * FK_BF16_HUGE, (u1 - u0) * FK_BF16_HUGE,
+                          MADV_POPULATE_WRITE);
+    }
 #else
-    (void)dst, (void)dbytes, (void)src, (void)sbytes;
+    (void)nt, (void)dst, (void)dbytes, (void)src, (void)sbytes;
 #endif
 }
 
@@ -739,7 +750,7 @@ size_t fk_cpu_cache_weight(fk_backend *be, const fk_tensor *w) {
     uint16_t *pk = fk_bf16_ws_alloc(bytes);
     if (!pk) return 0;
     fk_cpu_not_nested();
-    fk_bf16_prefault(pk, bytes, w->data, (size_t)(N * K) * fk_dtype_size(w->dtype));
+    fk_bf16_prefault(impl->n_threads, pk, bytes, w->data, (size_t)(N * K) * fk_dtype_size(w->dtype));
     fk_bf16_pack_weight(be, pk, w->data, w->dtype, N, K);
     wc->e[wc->n++] = (fk_bf16_wc_entry){w->data, w->dtype, N, K, pk, bytes};
     wc->bytes += bytes;
