@@ -75,9 +75,15 @@
 /* Blocking (elements; measured best of 128..512 on the DiT shapes). KC:
  * reduction block; NC: columns of a B panel and of a C panel; MC: rows of a
  * C panel. */
+#ifndef FK_BF16_KC /* (overridable for blocking experiments only) */
 #define FK_BF16_KC 256
+#endif
+#ifndef FK_BF16_NC
 #define FK_BF16_NC 256
+#endif
+#ifndef FK_BF16_MC
 #define FK_BF16_MC 256
+#endif
 _Static_assert(FK_BF16_KC % 32 == 0 && FK_BF16_NC % 32 == 0 && FK_BF16_MC % 32 == 0,
                "bf16 GEMM blocks must be multiples of 32");
 
