@@ -168,7 +168,7 @@ int fk_bench_image(int argc, char **argv) {
                t_first);
     }
     printf("%6s %10s %9s %9s %9s %9s %12s%s\n", "res", "s/img", "text", "denoise", "s/step", "decode",
-           "peak RSS", on_device ? "  peak device" : "");
+           "peak RSS", on_device ? "  peak device  (GiB)" : "");
     fflush(stdout);
     for (int i = 0; i < n_res; i++) {
         double best = 1e30, sum = 0, text = 0, den = 0, dec = 0;
@@ -203,7 +203,9 @@ int fk_bench_image(int argc, char **argv) {
         uint64_t peak_dev = fk_backend_device_peak_bytes(be);
         printf("%6d %10.3f %9.3f %9.3f %9.4f %9.3f %12s", res[i], best, text, den,
                rep.steps_run ? den / rep.steps_run : 0.0, dec, fk_cli_fmt_bytes(rep.peak_rss, b1, sizeof(b1)));
-        if (on_device) printf("  %11s", fk_cli_fmt_bytes(peak_dev, b2, sizeof(b2)));
+        if (on_device) /* GB = 1e9 bytes; GiB too, the unit PyTorch's memory stats are often quoted in */
+            printf("  %11s  (%.2f)", fk_cli_fmt_bytes(peak_dev, b2, sizeof(b2)),
+                   (double)peak_dev / 1073741824.0);
         printf("\n");
         char *js = json[i] = malloc(1024);
         if (js)
