@@ -32,3 +32,16 @@ const char *fk_op_name(fk_op op) {
     if ((unsigned)op >= FK_OP_COUNT || !names[op]) return "unknown";
     return names[op];
 }
+
+void fk_backend_linear_multi(fk_backend *be, int n, fk_tensor *const *y, const fk_tensor *x,
+                             const fk_tensor *const *w, const fk_tensor *const *b,
+                             const fk_act *act) {
+    if (be->linear_multi) {
+        be->linear_multi(be, n, y, x, w, b, act);
+        return;
+    }
+    for (int i = 0; i < n; i++) {
+        if (act[i] == FK_ACT_NONE) be->linear(be, y[i], x, w[i], b[i]);
+        else be->linear_act(be, y[i], x, w[i], b[i], act[i]);
+    }
+}

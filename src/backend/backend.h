@@ -115,6 +115,16 @@ struct fk_backend {
     void (*linear_act)(fk_backend *be, fk_tensor *y, const fk_tensor *x, const fk_tensor *w,
                        const fk_tensor *b, fk_act act);
 
+    /* Several products of the same x: y[i] = act[i](x·w[i]ᵀ + b[i]) for
+     * i < n, each with the bits of linear_act(y[i], x, w[i], b[i], act[i])
+     * (b[i] may be NULL). A backend may prepare x once for all of them (CPU
+     * bf16: its tiles packed once; FLUX: q, k, v and the MLP of a block read
+     * the same x). y[i] must not overlap x. Optional: NULL here, and callers
+     * go through fk_backend_linear_multi, which then calls linear_act. */
+    void (*linear_multi)(fk_backend *be, int n, fk_tensor *const *y, const fk_tensor *x,
+                         const fk_tensor *const *w, const fk_tensor *const *b,
+                         const fk_act *act);
+
     /* y = [x1 | x2]·wᵀ + b, the rows of x1 (M, K1) and x2 (M, K2) joined:
      * w (N, K1 + K2). The bits of linear on the concatenation; backends that
      * can read the two parts in place do not write it (FLUX single blocks:
@@ -214,6 +224,12 @@ struct fk_backend {
      * per-output-channel scale after the product.) */
     void (*scale_cols)(fk_backend *be, fk_tensor *y, const fk_tensor *x, const fk_tensor *s);
 };
+
+/* be->linear_multi when the backend has it, else linear (act[i] none) or
+ * linear_act for each i. */
+void fk_backend_linear_multi(fk_backend *be, int n, fk_tensor *const *y, const fk_tensor *x,
+                             const fk_tensor *const *w, const fk_tensor *const *b,
+                             const fk_act *act);
 
 /* The CPU backend (fp32 reference). n_threads <= 0: all online CPUs.
  * Caller frees with be->destroy(be). NULL when out of memory. */

@@ -90,6 +90,20 @@ static void fk_prof_linear_act(fk_backend *be, fk_tensor *y, const fk_tensor *x,
                 fk_prof_linear_flops(x, w), fk_prof_nbytes(y) + fk_prof_nbytes(x) + fk_prof_nbytes(w));
 }
 
+/* counted as linear (the products of one x, timed together) */
+static void fk_prof_linear_multi(fk_backend *be, int n, fk_tensor *const *y, const fk_tensor *x,
+                                 const fk_tensor *const *w, const fk_tensor *const *b,
+                                 const fk_act *act) {
+    FK_PROF_BEGIN(be);
+    in_->linear_multi(in_, n, y, x, w, b, act);
+    double fl = 0, by = (double)fk_prof_nbytes(x);
+    for (int i = 0; i < n; i++) {
+        fl += fk_prof_linear_flops(x, w[i]);
+        by += (double)fk_prof_nbytes(y[i]) + (double)fk_prof_nbytes(w[i]);
+    }
+    FK_PROF_END(FK_OP_LINEAR, fk_tensor_rows(x) <= FK_PROFILE_SMALL_M, fl, by);
+}
+
 static void fk_prof_linear_cat(fk_backend *be, fk_tensor *y, const fk_tensor *x1,
                                const fk_tensor *x2, const fk_tensor *w, const fk_tensor *b,
                                fk_tensor *tmp) {
@@ -262,6 +276,7 @@ fk_backend *fk_backend_profile_wrap(fk_backend *inner) {
 #define FK_PROF_SET(field, fn) be->field = inner->field ? fn : NULL
     FK_PROF_SET(linear, fk_prof_linear);
     FK_PROF_SET(linear_act, fk_prof_linear_act);
+    FK_PROF_SET(linear_multi, fk_prof_linear_multi);
     FK_PROF_SET(linear_cat, fk_prof_linear_cat);
     FK_PROF_SET(layernorm, fk_prof_layernorm);
     FK_PROF_SET(rmsnorm, fk_prof_rmsnorm);

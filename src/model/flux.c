@@ -434,6 +434,24 @@ static void fk_flux_linear_act_rows(fk_backend *be, float *y, const float *x, in
     be->linear_act(be, &ty, &tx, &l->w, fk_flux_bias(l), act);
 }
 
+/* y[i] (rows, out_i) = act[i](x (rows, in) · w_iᵀ + b_i), i < n ≤ 4: the
+ * products of one x in one call (fk_backend_linear_multi: a backend may
+ * prepare x once; the bits of the separate products) */
+static void fk_flux_linear_multi_rows(fk_backend *be, int n, float *const *y, const float *x,
+                                      int64_t rows, const fk_flux_linear *const *l,
+                                      const fk_act *act) {
+    fk_tensor ty[4], tx = fk_flux_d2(be, x, rows, l[0]->w.shape[1]);
+    fk_tensor *yp[4];
+    const fk_tensor *wp[4], *bp[4];
+    for (int i = 0; i < n; i++) {
+        ty[i] = fk_flux_d2(be, y[i], rows, l[i]->w.shape[0]);
+        yp[i] = &ty[i];
+        wp[i] = &l[i]->w;
+        bp[i] = fk_flux_bias(l[i]);
+    }
+    fk_backend_linear_multi(be, n, yp, &tx, wp, bp, act);
+}
+
 /* out (C) = out_layer(SiLU(in_layer(x))) */
 static void fk_flux_embedder_fwd(fk_flux_runner *r, const fk_flux_embedder *e, const float *x,
                                  float *out) {
@@ -544,9 +562,12 @@ static void fk_flux_double_block(fk_flux_runner *r, int bi) {
         if (n[s] == 0) continue;
         float *xs = r->x + r0[s] * C, *xm = r->xmod + r0[s] * C;
         fk_flux_ln_modulate(be, xm, xs, n[s], C, mod[s], mod[s] + C); /* shift1, scale1 */
-        fk_flux_linear_rows(be, r->q + r0[s] * C, xm, n[s], &S[s]->q);
-        fk_flux_linear_rows(be, r->k + r0[s] * C, xm, n[s], &S[s]->k);
-        fk_flux_linear_rows(be, r->v + r0[s] * C, xm, n[s], &S[s]->v);
+        {
+            float *const ys[3] = {r->q + r0[s] * C, r->k + r0[s] * C, r->v + r0[s] * C};
+            const fk_flux_linear *const ls[3] = {&S[s]->q, &S[s]->k, &S[s]->v};
+            const fk_act acts[3] = {FK_ACT_NONE, FK_ACT_NONE, FK_ACT_NONE};
+            fk_flux_linear_multi_rows(be, 3, ys, xm, n[s], ls, acts);
+        }
         if (dbg) {
             snprintf(name, sizeof(name), "dbg.double0.%s_qkv", sname[s]);
             fk_flux_emit_fused(r, name, r0[s], n[s], false);
@@ -581,16 +602,19 @@ static void fk_flux_single_block(fk_flux_runner *r, int bi) {
     const float *mod = fk_flux_mod(r, r->mod_img, 2 * c->depth_double + bi); /* (3C): shift, scale, gate */
     if (dbg) fk_flux_emit(r, "dbg.single0.mod", mod, 1, 3 * C, false);
     fk_flux_ln_modulate(be, r->xmod, r->x, L, C, mod, mod + C);
-    fk_flux_linear_rows(be, r->q, r->xmod, L, &S->q);
-    fk_flux_linear_rows(be, r->k, r->xmod, L, &S->k);
-    fk_flux_linear_rows(be, r->v, r->xmod, L, &S->v);
     fk_tensor tm = fk_flux_d2(be, r->mlp, L, M);
     if (dbg) { /* the reference's fused projection output, before the GELU */
+        fk_flux_linear_rows(be, r->q, r->xmod, L, &S->q);
+        fk_flux_linear_rows(be, r->k, r->xmod, L, &S->k);
+        fk_flux_linear_rows(be, r->v, r->xmod, L, &S->v);
         fk_flux_linear_rows(be, r->mlp, r->xmod, L, &S->mlp);
         fk_flux_emit_fused(r, "dbg.single0.linear1", 0, L, true);
         be->gelu_tanh(be, &tm, &tm);
-    } else {
-        fk_flux_linear_act_rows(be, r->mlp, r->xmod, L, &S->mlp, FK_ACT_GELU_TANH);
+    } else { /* linear1: q, k, v and the MLP (GELU) of one x */
+        float *const ys[4] = {r->q, r->k, r->v, r->mlp};
+        const fk_flux_linear *const ls[4] = {&S->q, &S->k, &S->v, &S->mlp};
+        const fk_act acts[4] = {FK_ACT_NONE, FK_ACT_NONE, FK_ACT_NONE, FK_ACT_GELU_TANH};
+        fk_flux_linear_multi_rows(be, 4, ys, r->xmod, L, ls, acts);
     }
     fk_flux_qk_norm_rope(r, 0, L, &S->q_scale, &S->k_scale);
     fk_flux_attention(r);

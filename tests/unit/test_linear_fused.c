@@ -10,6 +10,8 @@
  * - linear_act equals linear followed by the activation op bit for bit
  *   (bf16 mode: the activation applied in the output stage; f32 mode: after
  *   the product), for each activation;
+ * - linear_multi (several products of one x, x packed once) equals linear /
+ *   linear_act on each bit for bit, and so does the generic fallback;
  * - linear_cat ([x1 | x2]·wᵀ) equals linear on the joined rows bit for bit
  *   (bf16 mode: A packed from both sources, including a 32-column chunk
  *   across the boundary; f32 mode: joined in the caller's tmp);
@@ -117,6 +119,69 @@ static void test_linear_act(fk_backend *be, int64_t M, int64_t K, int64_t N) {
     fk_free(y2);
 }
 
+/* linear_multi (n products of one x) against linear / linear_act one by
+ * one: bit for bit, each product with its own N, weight dtype, bias (or
+ * none) and activation; x a row view with the products' outputs around it
+ * left alone; n up to 9 (above FK_CPU_MULTI_MAX: one call each). Also
+ * through fk_backend_linear_multi on a backend without the entry (the
+ * generic fallback). */
+static void test_linear_multi(fk_backend *be, int n, int64_t M, int64_t K) {
+    enum { NMAX = 9 };
+    static const int64_t Ns[NMAX] = {64, 70, 300, 33, 520, 32, 96, 257, 40};
+    static const fk_act acts[NMAX] = {FK_ACT_NONE,      FK_ACT_GELU_TANH, FK_ACT_NONE,
+                                      FK_ACT_SILU,      FK_ACT_GELU_TANH, FK_ACT_GELU_QUICK,
+                                      FK_ACT_NONE,      FK_ACT_NONE,      FK_ACT_SILU};
+    void *wd[NMAX];
+    float *bd[NMAX], *y1[NMAX], *y2[NMAX];
+    fk_tensor w[NMAX], b[NMAX], t1[NMAX], t2[NMAX];
+    fk_tensor *yp[NMAX];
+    const fk_tensor *wp[NMAX], *bp[NMAX];
+    float *xd = tu_alloc((M + 2) * K); /* rows 1..M used: a view */
+    tu_fill(xd, (M + 2) * K, -2.0f, 2.0f);
+    fk_tensor x = fk_view2(FK_F32, xd + K, M, K);
+    for (int i = 0; i < n; i++) {
+        const fk_dtype dt = WDT[i % 3];
+        wd[i] = mkw(dt, Ns[i] * K);
+        w[i] = fk_view2(dt, wd[i], Ns[i], K);
+        bd[i] = tu_alloc(Ns[i]);
+        tu_fill(bd[i], Ns[i], -0.5f, 0.5f);
+        b[i] = fk_view1(FK_F32, bd[i], Ns[i]);
+        y1[i] = tu_alloc(M * Ns[i]);
+        y2[i] = tu_alloc(M * Ns[i]);
+        t1[i] = fk_view2(FK_F32, y1[i], M, Ns[i]);
+        t2[i] = fk_view2(FK_F32, y2[i], M, Ns[i]);
+        yp[i] = &t2[i];
+        wp[i] = &w[i];
+        bp[i] = i % 4 == 1 ? NULL : &b[i];
+        if (acts[i] == FK_ACT_NONE) be->linear(be, &t1[i], &x, &w[i], bp[i]);
+        else be->linear_act(be, &t1[i], &x, &w[i], bp[i], acts[i]);
+        for (int64_t e = 0; e < M * Ns[i]; e++) y2[i][e] = NAN; /* every element written */
+    }
+    for (int pass = 0; pass < 2; pass++) {
+        if (pass == 0) {
+            be->linear_multi(be, n, yp, &x, wp, bp, acts);
+        } else { /* the generic fallback of a backend without the entry */
+            fk_backend plain = *be;
+            plain.linear_multi = NULL;
+            for (int i = 0; i < n; i++)
+                for (int64_t e = 0; e < M * Ns[i]; e++) y2[i][e] = NAN;
+            fk_backend_linear_multi(&plain, n, yp, &x, wp, bp, acts);
+        }
+        int bad = 0;
+        for (int i = 0; i < n; i++) bad += !tu_same_bits(y1[i], y2[i], (size_t)(M * Ns[i]) * 4);
+        CHECKF(bad == 0, "linear_multi%s n %d M %lld K %lld: %d of the products differ from "
+               "linear / linear_act", pass ? " (fallback)" : "", n, (long long)M, (long long)K,
+               bad);
+    }
+    for (int i = 0; i < n; i++) {
+        fk_free(wd[i]);
+        fk_free(bd[i]);
+        fk_free(y1[i]);
+        fk_free(y2[i]);
+    }
+    fk_free(xd);
+}
+
 static void test_linear_cat(fk_backend *be, int64_t M, int64_t K1, int64_t K2, int64_t N) {
     const int64_t K = K1 + K2;
     void *wd = mkw(FK_BF16, N * K);
@@ -174,6 +239,7 @@ int main(void) {
     CHECK(fk_cpu_wcache_bytes(f) == 0);
     test_linear_act(f, 48, 100, 70); /* f32 mode */
     test_linear_cat(f, 40, 70, 90, 50);
+    test_linear_multi(f, 4, 40, 100);
     f->destroy(f);
     fk_free(wd);
     for (int ki = 0; ki < nk; ki++)
@@ -185,6 +251,10 @@ int main(void) {
             test_linear_cat(be, 48, 64, 96, 70);   /* boundary on a 32-column chunk */
             test_linear_cat(be, 40, 70, 300, 90);  /* a chunk across the boundary, tails */
             test_linear_cat(be, 8, 70, 30, 40);    /* small M (f32 path) */
+            test_linear_multi(be, 4, 300, 130);    /* FLUX-like: several panels, tails */
+            test_linear_multi(be, 1, 64, 64);
+            test_linear_multi(be, 9, 40, 96);      /* more than FK_CPU_MULTI_MAX */
+            test_linear_multi(be, 3, 8, 64);       /* small M: the f32 path */
             be->destroy(be);
         }
     return fk_test_finish("test_linear_fused");

@@ -247,6 +247,14 @@ bool fk_cpu_gemm_bf16_cat(fk_backend *be, int64_t M, int64_t N, int64_t K, const
                           int64_t lda, const float *a2, int64_t lda2, int64_t k1, const void *b,
                           fk_dtype bdt, int64_t ldb, const void *bias, fk_dtype bias_dt, float *c,
                           int64_t ldc, fk_act act);
+/* n products of the same a (M, K) f32, row stride lda: c[i] (M, N[i]),
+ * contiguous, = act[i](a · b[i]ᵀ + bias[i]) with b[i] (N[i], K) contiguous of
+ * dtype bdt[i], bias[i] (N[i]) or NULL: each with the bits of
+ * fk_cpu_gemm_bf16_act on it; a is packed once for all of them. */
+bool fk_cpu_gemm_bf16_multi(fk_backend *be, int n, int64_t M, int64_t K, const float *a,
+                            int64_t lda, const int64_t *N, const void *const *b,
+                            const fk_dtype *bdt, const void *const *bias,
+                            const fk_dtype *bias_dt, float *const *c, const fk_act *act);
 /* be->attention in bf16 mode with AMX: flash attention on tiles for
  * non-causal attention, f32 bias or none, D a multiple of 32 up to 512; every other case
  * (and machines without AMX) runs fk_cpu_attention. */
@@ -348,6 +356,8 @@ void fk_cpu_layernorm(fk_backend *be, fk_tensor *y, const fk_tensor *x, const fk
                       const fk_tensor *b, float eps);
 void fk_cpu_linear_act(fk_backend *be, fk_tensor *y, const fk_tensor *x, const fk_tensor *w,
                        const fk_tensor *b, fk_act act);
+void fk_cpu_linear_multi(fk_backend *be, int n, fk_tensor *const *y, const fk_tensor *x,
+                         const fk_tensor *const *w, const fk_tensor *const *b, const fk_act *act);
 void fk_cpu_linear_cat(fk_backend *be, fk_tensor *y, const fk_tensor *x1, const fk_tensor *x2,
                        const fk_tensor *w, const fk_tensor *b, fk_tensor *tmp);
 void fk_cpu_layernorm_modulate(fk_backend *be, fk_tensor *y, const fk_tensor *x,

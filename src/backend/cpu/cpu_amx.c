@@ -787,31 +787,35 @@ bool fk_cpu_gemm_bf16_act(fk_backend *be, int64_t M, int64_t N, int64_t K, const
                                 act);
 }
 
-bool fk_cpu_gemm_bf16_cat(fk_backend *be, int64_t M, int64_t N, int64_t K, const float *a,
-                          int64_t lda, const float *a2, int64_t lda2, int64_t k1, const void *b,
-                          fk_dtype bdt, int64_t ldb, const void *bias, fk_dtype bias_dt, float *c,
-                          int64_t ldc, fk_act act) {
+/* The workspace of products of M rows, K columns of A and at most Nmax
+ * columns (bf16 elements): packed A (Mp × Kp), then per thread two B panels
+ * (NC × Kp each), two C panels (MC × NC f32 each) and the bias (Nmax f32):
+ * *a_el, *b_el, *t_el. False when it cannot be had (the caller falls back to
+ * the f32 path). */
+static bool fk_bf16_reserve(fk_cpu_impl *impl, int64_t Mp, int64_t Kp, int64_t Nmax,
+                            uint64_t *a_el, uint64_t *b_el, uint64_t *t_el) {
+    uint64_t need = 0;
+    *t_el = (2 * (uint64_t)FK_BF16_MC * FK_BF16_NC * 2 + 2 * ((uint64_t)Nmax + 32) + 31) &
+            ~(uint64_t)31;
+    if (!fk_mul_ok((uint64_t)Mp, (uint64_t)Kp, a_el) ||
+        !fk_mul_ok((uint64_t)FK_BF16_NC * 2u, (uint64_t)Kp, b_el) ||
+        !fk_mul_ok(*a_el + (*b_el + *t_el) * (uint64_t)impl->n_threads, 2u, &need) ||
+        need > SIZE_MAX)
+        return false;
+    return fk_cpu_bf16_ws_reserve(impl, need);
+}
+
+/* c (M, N) = act(A · bᵀ + bias) with A already packed at the start of the
+ * workspace (fk_bf16_reserve, fk_bf16_pack_a_all). */
+static void fk_bf16_product(fk_backend *be, int64_t M, int64_t N, int64_t K, uint64_t a_el,
+                            uint64_t b_el, uint64_t t_el, const void *b, fk_dtype bdt,
+                            int64_t ldb, const void *bias, fk_dtype bias_dt, float *c,
+                            int64_t ldc, fk_act act) {
     fk_cpu_impl *impl = fk_cpu_impl_of(be);
     fk_cpu_bf16_kernel kern = impl->bf16_kernel;
-    if (kern == FK_CPU_BF16_NONE || M <= 0 || N <= 0 || K <= 0) return false;
-    fk_cpu_not_nested();
     int nt = impl->n_threads;
-    /* workspace: packed A (Mp × Kp), then one B panel (NC × Kp) per thread */
     int64_t Mp = fk_bf16_round32(M), Kp = fk_bf16_round32(K);
-    /* workspace (bf16 elements): packed A (Mp × Kp); per thread two B panels
-     * (NC × Kp each), two C panels (MC × NC f32 each) and the bias (N f32) */
-    uint64_t a_el = 0, b_el = 0, need = 0;
-    uint64_t t_el =
-        (2 * (uint64_t)FK_BF16_MC * FK_BF16_NC * 2 + 2 * ((uint64_t)N + 32) + 31) & ~(uint64_t)31;
-    if (!fk_mul_ok((uint64_t)Mp, (uint64_t)Kp, &a_el) ||
-        !fk_mul_ok((uint64_t)FK_BF16_NC * 2u, (uint64_t)Kp, &b_el) ||
-        !fk_mul_ok(a_el + (b_el + t_el) * (uint64_t)nt, 2u, &need) || need > SIZE_MAX)
-        return false;
-    if (!fk_cpu_bf16_ws_reserve(impl, need)) return false; /* caller falls back to the f32 path */
     uint16_t *ap = impl->bf16_ws, *wpanels = ap + a_el;
-    fk_bf16_asrc asrc = {a, a2, lda, lda2, a2 ? k1 : K};
-    fk_bf16_pack_a_all(be, &asrc, M, K, Mp, Kp, ap);
-
     fk_bf16_args g = {M,       N,
                       K,       Mp,
                       Kp,      ap,
@@ -863,6 +867,44 @@ bool fk_cpu_gemm_bf16_cat(fk_backend *be, int64_t M, int64_t N, int64_t K, const
         if (amx) fk_bf16_amx_end();
         _mm_sfence(); /* order the streaming stores of c before the join */
     }
+}
+
+bool fk_cpu_gemm_bf16_cat(fk_backend *be, int64_t M, int64_t N, int64_t K, const float *a,
+                          int64_t lda, const float *a2, int64_t lda2, int64_t k1, const void *b,
+                          fk_dtype bdt, int64_t ldb, const void *bias, fk_dtype bias_dt, float *c,
+                          int64_t ldc, fk_act act) {
+    fk_cpu_impl *impl = fk_cpu_impl_of(be);
+    if (impl->bf16_kernel == FK_CPU_BF16_NONE || M <= 0 || N <= 0 || K <= 0) return false;
+    fk_cpu_not_nested();
+    int64_t Mp = fk_bf16_round32(M), Kp = fk_bf16_round32(K);
+    uint64_t a_el, b_el, t_el;
+    if (!fk_bf16_reserve(impl, Mp, Kp, N, &a_el, &b_el, &t_el)) return false;
+    fk_bf16_asrc asrc = {a, a2, lda, lda2, a2 ? k1 : K};
+    fk_bf16_pack_a_all(be, &asrc, M, K, Mp, Kp, impl->bf16_ws);
+    fk_bf16_product(be, M, N, K, a_el, b_el, t_el, b, bdt, ldb, bias, bias_dt, c, ldc, act);
+    return true;
+}
+
+bool fk_cpu_gemm_bf16_multi(fk_backend *be, int n, int64_t M, int64_t K, const float *a,
+                            int64_t lda, const int64_t *N, const void *const *b,
+                            const fk_dtype *bdt, const void *const *bias,
+                            const fk_dtype *bias_dt, float *const *c, const fk_act *act) {
+    fk_cpu_impl *impl = fk_cpu_impl_of(be);
+    if (impl->bf16_kernel == FK_CPU_BF16_NONE || n <= 0 || M <= 0 || K <= 0) return false;
+    int64_t Nmax = 0;
+    for (int i = 0; i < n; i++) {
+        if (N[i] <= 0) return false;
+        if (N[i] > Nmax) Nmax = N[i];
+    }
+    fk_cpu_not_nested();
+    int64_t Mp = fk_bf16_round32(M), Kp = fk_bf16_round32(K);
+    uint64_t a_el, b_el, t_el;
+    if (!fk_bf16_reserve(impl, Mp, Kp, Nmax, &a_el, &b_el, &t_el)) return false;
+    fk_bf16_asrc asrc = {a, NULL, lda, 0, K};
+    fk_bf16_pack_a_all(be, &asrc, M, K, Mp, Kp, impl->bf16_ws); /* once for all */
+    for (int i = 0; i < n; i++)
+        fk_bf16_product(be, M, N[i], K, a_el, b_el, t_el, b[i], bdt[i], K, bias[i], bias_dt[i],
+                        c[i], N[i], act[i]);
     return true;
 }
 
@@ -1294,6 +1336,15 @@ bool fk_cpu_gemm_bf16_cat(fk_backend *be, int64_t M, int64_t N, int64_t K, const
                           int64_t ldc, fk_act act) {
     (void)be, (void)M, (void)N, (void)K, (void)a, (void)lda, (void)a2, (void)lda2, (void)k1;
     (void)b, (void)bdt, (void)ldb, (void)bias, (void)bias_dt, (void)c, (void)ldc, (void)act;
+    return false;
+}
+
+bool fk_cpu_gemm_bf16_multi(fk_backend *be, int n, int64_t M, int64_t K, const float *a,
+                            int64_t lda, const int64_t *N, const void *const *b,
+                            const fk_dtype *bdt, const void *const *bias,
+                            const fk_dtype *bias_dt, float *const *c, const fk_act *act) {
+    (void)be, (void)n, (void)M, (void)K, (void)a, (void)lda, (void)N, (void)b, (void)bdt;
+    (void)bias, (void)bias_dt, (void)c, (void)act;
     return false;
 }
 

@@ -209,6 +209,7 @@ fk_backend *fk_backend_cpu_create_isa(int n_threads, fk_cpu_isa isa) {
 
     be->linear = fk_cpu_linear;
     be->linear_act = fk_cpu_linear_act; /* cpu_fused.c */
+    be->linear_multi = fk_cpu_linear_multi;
     be->linear_cat = fk_cpu_linear_cat;
     be->layernorm_modulate = fk_cpu_layernorm_modulate;
     be->rmsnorm_rope = fk_cpu_rmsnorm_rope;

@@ -30,6 +30,41 @@ void fk_cpu_linear_act(fk_backend *be, fk_tensor *y, const fk_tensor *x, const f
     for (int64_t m = 0; m < M; m++) fk_cpu_act_row(isa, act, yd + m * N, yd + m * N, N);
 }
 
+/* y[i] = act[i](x·w[i]ᵀ + b[i]): in bf16 mode one AMX product after another
+ * on x packed once (fk_cpu_gemm_bf16_multi); otherwise (f32 mode, few rows,
+ * no AMX, more than FK_CPU_MULTI_MAX products) linear_act for each: the
+ * bits of linear_act either way. */
+#define FK_CPU_MULTI_MAX 8
+void fk_cpu_linear_multi(fk_backend *be, int n, fk_tensor *const *y, const fk_tensor *x,
+                         const fk_tensor *const *w, const fk_tensor *const *b, const fk_act *act) {
+    FK_ASSERT(n >= 0 && x->dtype == FK_F32);
+    const int64_t M = fk_tensor_rows(x), K = fk_tensor_cols(x); /* x (M, K) */
+    fk_cpu_impl *impl = fk_cpu_impl_of(be);
+    bool fast = impl->precision == FK_PREC_BF16 && M >= FK_CPU_BF16_MIN_M && n > 0 &&
+                n <= FK_CPU_MULTI_MAX;
+    int64_t N[FK_CPU_MULTI_MAX];
+    const void *bw[FK_CPU_MULTI_MAX], *bb[FK_CPU_MULTI_MAX];
+    fk_dtype wdt[FK_CPU_MULTI_MAX], bdt[FK_CPU_MULTI_MAX];
+    float *c[FK_CPU_MULTI_MAX];
+    for (int i = 0; i < n; i++) { /* the checks of linear_act, every product */
+        FK_ASSERT((unsigned)act[i] < FK_ACT_COUNT && y[i]->dtype == FK_F32);
+        FK_ASSERT(w[i]->ndim == 2 && fk_cpu_weight_dtype_ok(w[i]->dtype) && w[i]->shape[1] == K);
+        const int64_t Ni = w[i]->shape[0]; /* w (N, K) */
+        FK_ASSERT(fk_tensor_rows(y[i]) == M && fk_tensor_cols(y[i]) == Ni); /* y (M, N) */
+        FK_ASSERT(y[i]->data != x->data);
+        if (b[i]) FK_ASSERT(fk_tensor_numel(b[i]) == Ni && fk_cpu_weight_dtype_ok(b[i]->dtype));
+        if (i < FK_CPU_MULTI_MAX) {
+            N[i] = Ni;
+            bw[i] = w[i]->data, wdt[i] = w[i]->dtype;
+            bb[i] = b[i] ? b[i]->data : NULL, bdt[i] = b[i] ? b[i]->dtype : FK_F32;
+            c[i] = y[i]->data;
+        }
+    }
+    if (fast && fk_cpu_gemm_bf16_multi(be, n, M, K, x->data, K, N, bw, wdt, bb, bdt, c, act))
+        return;
+    for (int i = 0; i < n; i++) fk_cpu_linear_act(be, y[i], x, w[i], b[i], act[i]);
+}
+
 /* y = [x1 | x2]·wᵀ + b. bf16 mode: the product packs its A operand from the
  * two sources directly; otherwise the rows are joined in tmp and the f32
  * linear runs on it (the reference's bits either way). */
