@@ -18,6 +18,12 @@
  * the best bf16 kernel, with THREADS threads (default: 1 and 2). Prints the
  * best of REPS runs (default 3; the f32 reference: at most 2): other
  * processes on the machine only slow runs down.
+ * `linear` environment: FK_BENCH_COPIES=n times each call on the next of n
+ * copies of the weight and input (n · their bytes above the last-level cache:
+ * read from DRAM, as in a denoising step); FK_BENCH_WCACHE=1 pre-packs the
+ * weight(s) (be->cache_weight); FK_BENCH_TRACE=1 prints each call's GFLOP/s
+ * to stderr. Besides the best run it prints the mean of all runs: on a shared
+ * machine single calls vary, and the mean is what a step sees.
  * `gemv`: the small-M path (cpu_gemv.c) against the blocked GEMM it replaces
  * (fk_backend_cpu_set_gemv off) on the FLUX modulation / embedder shapes, M =
  * 1, 2 (and 4, 8, 16 on the largest), WDTYPE weights (default BF16), THREADS
@@ -140,6 +146,7 @@ static double run_linear(int64_t M, int64_t K, int64_t N, fk_dtype wdt, int thre
     /* bf16: one untimed call grows the workspace (first-touch page faults) */
     if (bk != FK_CPU_BF16_NONE) be->linear(be, &ty, &tx, &tw, NULL);
     double best = 1e30, best_cpu = 1e30, sum = 0;
+    const bool trace = getenv("FK_BENCH_TRACE") != NULL;
     for (int r = 0; r < reps; r++) {
         if (copies > 1) {
             tx.data = x + (size_t)((r + 1) % copies) * (size_t)(M * K);
@@ -149,7 +156,7 @@ static double run_linear(int64_t M, int64_t K, int64_t N, fk_dtype wdt, int thre
         be->linear(be, &ty, &tx, &tw, NULL);
         double dt = fk_time() - t0, dc = cpu_seconds() - c0;
         sum += dt;
-        if (getenv("FK_BENCH_TRACE")) fprintf(stderr, "%.1f ", 2e-9 * (double)M * (double)N * (double)K / dt);
+        if (trace) fprintf(stderr, "%.1f ", 2e-9 * (double)M * (double)N * (double)K / dt);
         if (dt < best) best = dt;
         if (dc < best_cpu) best_cpu = dc;
     }

@@ -225,6 +225,28 @@ struct fk_backend {
     void (*scale_cols)(fk_backend *be, fk_tensor *y, const fk_tensor *x, const fk_tensor *s);
 };
 
+/* f32 views of activation memory (the backend's memory), tagged with be's
+ * device: how the runners hand activations to the ops (the operand rule). */
+static inline fk_tensor fk_be_view2(const fk_backend *be, const void *p, int64_t d0, int64_t d1) {
+    fk_tensor t = fk_view2(FK_F32, (void *)p, d0, d1);
+    t.device = be->device;
+    return t;
+}
+
+static inline fk_tensor fk_be_view3(const fk_backend *be, const void *p, int64_t d0, int64_t d1,
+                                    int64_t d2) {
+    fk_tensor t = fk_view3(FK_F32, (void *)p, d0, d1, d2);
+    t.device = be->device;
+    return t;
+}
+
+static inline fk_tensor fk_be_view4(const fk_backend *be, const void *p, int64_t d0, int64_t d1,
+                                    int64_t d2, int64_t d3) {
+    fk_tensor t = fk_view4(FK_F32, (void *)p, d0, d1, d2, d3);
+    t.device = be->device;
+    return t;
+}
+
 /* be->linear_multi when the backend has it, else linear (act[i] none) or
  * linear_act for each i. */
 void fk_backend_linear_multi(fk_backend *be, int n, fk_tensor *const *y, const fk_tensor *x,

@@ -532,19 +532,6 @@ static fk_status fk_clip_reserve(fk_context *ctx, fk_clip *c, int n) {
     return FK_OK;
 }
 
-/* An f32 view of activation memory, on the backend's device. */
-static fk_tensor fk_clip_v2(const fk_backend *be, float *p, int64_t d0, int64_t d1) {
-    fk_tensor t = fk_view2(FK_F32, p, d0, d1);
-    t.device = be->device;
-    return t;
-}
-
-static fk_tensor fk_clip_v3(const fk_backend *be, float *p, int64_t d0, int64_t d1, int64_t d2) {
-    fk_tensor t = fk_view3(FK_F32, p, d0, d1, d2);
-    t.device = be->device;
-    return t;
-}
-
 fk_status fk_clip_encode(fk_context *ctx, fk_clip *c, const int64_t *ids, int n, fk_tensor *hidden,
                          fk_tensor *pooled) {
     const fk_clip_config *g = &c->cfg;
@@ -571,15 +558,15 @@ fk_status fk_clip_encode(fk_context *ctx, fk_clip *c, const int64_t *ids, int n,
     if (st != FK_OK) return st;
     const bool on_host = be->device == FK_DEVICE_CPU;
     float *p = c->buf;
-    fk_tensor x = fk_clip_v2(be, p, n, W);         /* (L, W) residual stream */
-    fk_tensor h = fk_clip_v2(be, p += n * W, n, W); /* (L, W) normed */
-    fk_tensor q = fk_clip_v2(be, p += n * W, n, W); /* (L, H·D) */
-    fk_tensor k = fk_clip_v2(be, p += n * W, n, W);
-    fk_tensor v = fk_clip_v2(be, p += n * W, n, W);
-    fk_tensor a = fk_clip_v2(be, p += n * W, n, W); /* (L, W) attention out / projections */
-    fk_tensor f = fk_clip_v2(be, p += n * W, n, I); /* (L, I) MLP hidden */
-    fk_tensor q3 = fk_clip_v3(be, q.data, n, H, D), k3 = fk_clip_v3(be, k.data, n, H, D),
-              v3 = fk_clip_v3(be, v.data, n, H, D);
+    fk_tensor x = fk_be_view2(be, p, n, W);         /* (L, W) residual stream */
+    fk_tensor h = fk_be_view2(be, p += n * W, n, W); /* (L, W) normed */
+    fk_tensor q = fk_be_view2(be, p += n * W, n, W); /* (L, H·D) */
+    fk_tensor k = fk_be_view2(be, p += n * W, n, W);
+    fk_tensor v = fk_be_view2(be, p += n * W, n, W);
+    fk_tensor a = fk_be_view2(be, p += n * W, n, W); /* (L, W) attention out / projections */
+    fk_tensor f = fk_be_view2(be, p += n * W, n, I); /* (L, I) MLP hidden */
+    fk_tensor q3 = fk_be_view3(be, q.data, n, H, D), k3 = fk_be_view3(be, k.data, n, H, D),
+              v3 = fk_be_view3(be, v.data, n, H, D);
 
     /* embeddings: x[i] = token_embedding[ids[i]] + position_embedding[i]; the
      * rows are gathered on the host (in place on the CPU backend, in host
@@ -624,7 +611,7 @@ fk_status fk_clip_encode(fk_context *ctx, fk_clip *c, const int64_t *ids, int n,
         be->add(be, &x, &x, &h);
     }
     /* last_hidden_state: in place when hidden is on the device, else through a */
-    fk_tensor out = hidden->device == be->device ? fk_clip_v2(be, hidden->data, n, W) : a;
+    fk_tensor out = hidden->device == be->device ? fk_be_view2(be, hidden->data, n, W) : a;
     be->layernorm(be, &out, &x, &c->lnf_w, &c->lnf_b, g->eps);
     if (out.data != hidden->data) be->download(be, hidden->data, out.data, fk_tensor_nbytes(&out));
     if (pooled) {
@@ -639,7 +626,7 @@ fk_status fk_clip_encode(fk_context *ctx, fk_clip *c, const int64_t *ids, int n,
         } else if (hidden->device == FK_DEVICE_CPU) {
             be->upload(be, pooled->data, row, bytes);
         } else {
-            fk_tensor dst = fk_clip_v2(be, pooled->data, 1, W), src = fk_clip_v2(be, row, 1, W);
+            fk_tensor dst = fk_be_view2(be, pooled->data, 1, W), src = fk_be_view2(be, row, 1, W);
             be->copy_cols(be, &dst, 0, &src, 0, W);
         }
     }

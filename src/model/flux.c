@@ -87,27 +87,6 @@ struct fk_flux_runner {
 
 static bool fk_flux_on_host(const fk_flux_runner *r) { return r->be->device == FK_DEVICE_CPU; }
 
-/* f32 views of runner memory, tagged with the backend's device. */
-static fk_tensor fk_flux_d2(const fk_backend *be, const float *p, int64_t d0, int64_t d1) {
-    fk_tensor t = fk_view2(FK_F32, (void *)p, d0, d1);
-    t.device = be->device;
-    return t;
-}
-
-static fk_tensor fk_flux_d3(const fk_backend *be, const float *p, int64_t d0, int64_t d1,
-                            int64_t d2) {
-    fk_tensor t = fk_view3(FK_F32, (void *)p, d0, d1, d2);
-    t.device = be->device;
-    return t;
-}
-
-static fk_tensor fk_flux_d4(const fk_backend *be, const float *p, int64_t d0, int64_t d1,
-                            int64_t d2, int64_t d3) {
-    fk_tensor t = fk_view4(FK_F32, (void *)p, d0, d1, d2, d3);
-    t.device = be->device;
-    return t;
-}
-
 /* host → runner memory; nothing to do when src already is dst (the CPU). */
 static void fk_flux_put(fk_flux_runner *r, void *dst, const void *src, size_t bytes) {
     if (dst != src) r->be->upload(r->be, dst, src, bytes);
@@ -401,11 +380,11 @@ static void fk_flux_emit_fused(fk_flux_runner *r, const char *name, int64_t r0, 
     fk_backend *be = r->be;
     float *buf = be->alloc(be, (size_t)(n * W) * sizeof(float));
     if (!buf) return; /* debug output only */
-    fk_tensor dst = fk_flux_d2(be, buf, n, W);
+    fk_tensor dst = fk_be_view2(be, buf, n, W);
     const float *parts[4] = {r->q, r->k, r->v, r->mlp};
     for (int p = 0; p < (with_mlp ? 4 : 3); p++) {
         int64_t w = p < 3 ? C : M;
-        fk_tensor src = fk_flux_d2(be, parts[p] + r0 * w, n, w);
+        fk_tensor src = fk_be_view2(be, parts[p] + r0 * w, n, w);
         be->copy_cols(be, &dst, p * C, &src, 0, w);
     }
     fk_flux_emit(r, name, buf, n, W, true);
@@ -420,8 +399,8 @@ static const fk_tensor *fk_flux_bias(const fk_flux_linear *l) { return l->b.data
 static void fk_flux_linear_rows(fk_backend *be, float *y, const float *x, int64_t rows,
                                 const fk_flux_linear *l) {
     const int64_t out = l->w.shape[0], in = l->w.shape[1];
-    fk_tensor ty = fk_flux_d2(be, y, rows, out);
-    fk_tensor tx = fk_flux_d2(be, x, rows, in);
+    fk_tensor ty = fk_be_view2(be, y, rows, out);
+    fk_tensor tx = fk_be_view2(be, x, rows, in);
     be->linear(be, &ty, &tx, &l->w, fk_flux_bias(l));
 }
 
@@ -429,8 +408,8 @@ static void fk_flux_linear_rows(fk_backend *be, float *y, const float *x, int64_
 static void fk_flux_linear_act_rows(fk_backend *be, float *y, const float *x, int64_t rows,
                                     const fk_flux_linear *l, fk_act act) {
     const int64_t out = l->w.shape[0], in = l->w.shape[1];
-    fk_tensor ty = fk_flux_d2(be, y, rows, out);
-    fk_tensor tx = fk_flux_d2(be, x, rows, in);
+    fk_tensor ty = fk_be_view2(be, y, rows, out);
+    fk_tensor tx = fk_be_view2(be, x, rows, in);
     be->linear_act(be, &ty, &tx, &l->w, fk_flux_bias(l), act);
 }
 
@@ -440,11 +419,11 @@ static void fk_flux_linear_act_rows(fk_backend *be, float *y, const float *x, in
 static void fk_flux_linear_multi_rows(fk_backend *be, int n, float *const *y, const float *x,
                                       int64_t rows, const fk_flux_linear *const *l,
                                       const fk_act *act) {
-    fk_tensor ty[4], tx = fk_flux_d2(be, x, rows, l[0]->w.shape[1]);
+    fk_tensor ty[4], tx = fk_be_view2(be, x, rows, l[0]->w.shape[1]);
     fk_tensor *yp[4];
     const fk_tensor *wp[4], *bp[4];
     for (int i = 0; i < n; i++) {
-        ty[i] = fk_flux_d2(be, y[i], rows, l[i]->w.shape[0]);
+        ty[i] = fk_be_view2(be, y[i], rows, l[i]->w.shape[0]);
         yp[i] = &ty[i];
         wp[i] = &l[i]->w;
         bp[i] = fk_flux_bias(l[i]);
@@ -458,7 +437,7 @@ static void fk_flux_embedder_fwd(fk_flux_runner *r, const fk_flux_embedder *e, c
     fk_backend *be = r->be;
     const int64_t C = r->m->cfg.hidden;
     fk_flux_linear_rows(be, r->hid, x, 1, &e->in_layer);
-    fk_tensor h = fk_flux_d2(be, r->hid, 1, C);
+    fk_tensor h = fk_be_view2(be, r->hid, 1, C);
     be->silu(be, &h, &h);
     fk_flux_linear_rows(be, out, r->hid, 1, &e->out_layer);
 }
@@ -466,17 +445,17 @@ static void fk_flux_embedder_fwd(fk_flux_runner *r, const fk_flux_embedder *e, c
 /* y (n, C) = (1 + scale)·LayerNorm(x) + shift, shift/scale (C) */
 static void fk_flux_ln_modulate(fk_backend *be, float *y, const float *x, int64_t n, int64_t C,
                                 const float *shift, const float *scale) {
-    fk_tensor ty = fk_flux_d2(be, y, n, C), tx = fk_flux_d2(be, x, n, C);
-    fk_tensor tsh = fk_flux_d2(be, shift, 1, C);
-    fk_tensor tsc = fk_flux_d2(be, scale, 1, C);
+    fk_tensor ty = fk_be_view2(be, y, n, C), tx = fk_be_view2(be, x, n, C);
+    fk_tensor tsh = fk_be_view2(be, shift, 1, C);
+    fk_tensor tsc = fk_be_view2(be, scale, 1, C);
     be->layernorm_modulate(be, &ty, &tx, &tsh, &tsc, FK_FLUX_EPS);
 }
 
 /* x (n, C) += gate (C) · y (n, C) */
 static void fk_flux_gated(fk_backend *be, float *x, const float *y, int64_t n, int64_t C,
                           const float *gate) {
-    fk_tensor tx = fk_flux_d2(be, x, n, C), ty = fk_flux_d2(be, y, n, C);
-    fk_tensor tg = fk_flux_d2(be, gate, 1, C);
+    fk_tensor tx = fk_be_view2(be, x, n, C), ty = fk_be_view2(be, y, n, C);
+    fk_tensor tg = fk_be_view2(be, gate, 1, C);
     be->gated_add(be, &tx, &ty, &tg);
 }
 
@@ -486,9 +465,9 @@ static void fk_flux_qk_norm_rope(fk_flux_runner *r, int64_t r0, int64_t n,
     const fk_flux_config *c = &r->m->cfg;
     const int64_t C = c->hidden, H = c->num_heads, D = c->head_dim;
     fk_backend *be = r->be;
-    fk_tensor tq = fk_flux_d3(be, r->q + r0 * C, n, H, D);
-    fk_tensor tk = fk_flux_d3(be, r->k + r0 * C, n, H, D);
-    fk_tensor pe = fk_flux_d4(be, r->pe + r0 * D * 2, n, D / 2, 2, 2); /* rows r0.. */
+    fk_tensor tq = fk_be_view3(be, r->q + r0 * C, n, H, D);
+    fk_tensor tk = fk_be_view3(be, r->k + r0 * C, n, H, D);
+    fk_tensor pe = fk_be_view4(be, r->pe + r0 * D * 2, n, D / 2, 2, 2); /* rows r0.. */
     be->rmsnorm_rope(be, &tq, q_scale, &pe, FK_FLUX_EPS);
     be->rmsnorm_rope(be, &tk, k_scale, &pe, FK_FLUX_EPS);
 }
@@ -498,9 +477,9 @@ static void fk_flux_attention(fk_flux_runner *r) {
     const fk_flux_config *c = &r->m->cfg;
     const int64_t L = r->L, H = c->num_heads, D = c->head_dim, C = c->hidden;
     fk_backend *be = r->be;
-    fk_tensor tq = fk_flux_d3(be, r->q, L, H, D), tk = fk_flux_d3(be, r->k, L, H, D);
-    fk_tensor tv = fk_flux_d3(be, r->v, L, H, D);
-    fk_tensor ta = fk_flux_d2(be, r->attn, L, C);
+    fk_tensor tq = fk_be_view3(be, r->q, L, H, D), tk = fk_be_view3(be, r->k, L, H, D);
+    fk_tensor tv = fk_be_view3(be, r->v, L, H, D);
+    fk_tensor ta = fk_be_view2(be, r->attn, L, C);
     be->attention(be, &ta, &tq, &tk, &tv, NULL, (float)(1.0 / sqrt((double)D)), false);
 }
 
@@ -602,7 +581,7 @@ static void fk_flux_single_block(fk_flux_runner *r, int bi) {
     const float *mod = fk_flux_mod(r, r->mod_img, 2 * c->depth_double + bi); /* (3C): shift, scale, gate */
     if (dbg) fk_flux_emit(r, "dbg.single0.mod", mod, 1, 3 * C, false);
     fk_flux_ln_modulate(be, r->xmod, r->x, L, C, mod, mod + C);
-    fk_tensor tm = fk_flux_d2(be, r->mlp, L, M);
+    fk_tensor tm = fk_be_view2(be, r->mlp, L, M);
     if (dbg) { /* the reference's fused projection output, before the GELU */
         fk_flux_linear_rows(be, r->q, r->xmod, L, &S->q);
         fk_flux_linear_rows(be, r->k, r->xmod, L, &S->k);
@@ -618,15 +597,15 @@ static void fk_flux_single_block(fk_flux_runner *r, int bi) {
     }
     fk_flux_qk_norm_rope(r, 0, L, &S->q_scale, &S->k_scale);
     fk_flux_attention(r);
-    fk_tensor tcat = fk_flux_d2(be, r->cat, L, C + M);
-    fk_tensor ta = fk_flux_d2(be, r->attn, L, C);
+    fk_tensor tcat = fk_be_view2(be, r->cat, L, C + M);
+    fk_tensor ta = fk_be_view2(be, r->attn, L, C);
     if (dbg) {
         be->copy_cols(be, &tcat, 0, &ta, 0, C);
         be->copy_cols(be, &tcat, C, &tm, 0, M);
         fk_flux_emit(r, "dbg.single0.linear2_in", r->cat, L, C + M, true);
     }
     /* linear2 on [attn | mlp], joined in cat only by backends that need it */
-    fk_tensor txm = fk_flux_d2(be, r->xmod, L, C);
+    fk_tensor txm = fk_be_view2(be, r->xmod, L, C);
     be->linear_cat(be, &txm, &ta, &tm, &S->linear2.w, fk_flux_bias(&S->linear2), &tcat);
     fk_flux_gated(be, r->x, r->xmod, L, C, mod + 2 * C);
     fk_flux_emit_block(r, "single", bi);
@@ -667,8 +646,8 @@ static void fk_flux_cond(fk_flux_runner *r, float timestep, float guidance, cons
     if (dbg) fk_flux_emit(r, "dbg.t_emb", r->emb, 1, 256, false);
     fk_flux_embedder_fwd(r, &w->time_in, r->emb, r->tin);
     if (dbg) fk_flux_emit(r, "dbg.time_in", r->tin, 1, C, false);
-    fk_tensor tvec = fk_flux_d2(be, r->vec, 1, C), ttin = fk_flux_d2(be, r->tin, 1, C);
-    fk_tensor tv = fk_flux_d2(be, r->vin, 1, C);
+    fk_tensor tvec = fk_be_view2(be, r->vec, 1, C), ttin = fk_be_view2(be, r->tin, 1, C);
+    fk_tensor tv = fk_be_view2(be, r->vin, 1, C);
     const fk_tensor *acc = &ttin; /* the sum so far: tin, then vec */
     if (c->guidance_embed) {
         fk_flux_timestep_embedding(guidance, r->emb_host);
@@ -676,7 +655,7 @@ static void fk_flux_cond(fk_flux_runner *r, float timestep, float guidance, cons
         if (dbg) fk_flux_emit(r, "dbg.g_emb", r->emb, 1, 256, false);
         fk_flux_embedder_fwd(r, &w->guidance_in, r->emb, r->gin);
         if (dbg) fk_flux_emit(r, "dbg.guidance_in", r->gin, 1, C, false);
-        fk_tensor tg = fk_flux_d2(be, r->gin, 1, C);
+        fk_tensor tg = fk_be_view2(be, r->gin, 1, C);
         be->add(be, &tvec, acc, &tg); /* vec = tin + gin */
         acc = &tvec;
     }
@@ -684,7 +663,7 @@ static void fk_flux_cond(fk_flux_runner *r, float timestep, float guidance, cons
     if (dbg) fk_flux_emit(r, "dbg.vector_in", r->vin, 1, C, false);
     be->add(be, &tvec, acc, &tv); /* vec (+)= vin */
     if (dbg) fk_flux_emit(r, "dbg.vec", r->vec, 1, C, false);
-    fk_tensor tsv = fk_flux_d2(be, svec, 1, C);
+    fk_tensor tsv = fk_be_view2(be, svec, 1, C);
     be->silu(be, &tsv, &tvec);
 }
 
@@ -695,12 +674,12 @@ static void fk_flux_pre_rows(fk_flux_runner *r, const float *sv, int64_t m, int6
     const fk_flux_config *c = &r->m->cfg;
     fk_backend *be = r->be;
     const int64_t stride = r->pre_stride;
-    fk_tensor dst = fk_flux_d2(be, r->pre + k0 * stride, m, stride);
+    fk_tensor dst = fk_be_view2(be, r->pre + k0 * stride, m, stride);
     for (int i = 0; i < fk_flux_mod_slots(c); i++) {
         const fk_flux_linear *lin = fk_flux_mod_linear(r->m, i);
         const int64_t off = fk_flux_mod_offset(c, i), n = lin->w.shape[0];
         fk_flux_linear_rows(be, tmp, sv, m, lin); /* (m, n) */
-        fk_tensor src = fk_flux_d2(be, tmp, m, n);
+        fk_tensor src = fk_be_view2(be, tmp, m, n);
         be->copy_cols(be, &dst, off, &src, 0, n);
     }
 }

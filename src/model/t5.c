@@ -642,19 +642,6 @@ static void fk_t5_apply_linear(fk_backend *be, fk_tensor *y, const fk_tensor *x,
     if (lin->scaled) be->scale_cols(be, y, y, &lin->s);
 }
 
-/* An f32 view of activation memory, on the backend's device. */
-static fk_tensor fk_t5_v2(const fk_backend *be, float *p, int64_t d0, int64_t d1) {
-    fk_tensor t = fk_view2(FK_F32, p, d0, d1);
-    t.device = be->device;
-    return t;
-}
-
-static fk_tensor fk_t5_v3(const fk_backend *be, float *p, int64_t d0, int64_t d1, int64_t d2) {
-    fk_tensor t = fk_view3(FK_F32, p, d0, d1, d2);
-    t.device = be->device;
-    return t;
-}
-
 fk_status fk_t5_encode(fk_context *ctx, fk_t5 *t, const int64_t *ids, int n, fk_tensor *out) {
     const fk_t5_config *g = &t->cfg;
     const int64_t d = g->d_model, H = g->heads, Dk = g->d_kv, inner = H * Dk, ff = g->d_ff;
@@ -675,18 +662,18 @@ fk_status fk_t5_encode(fk_context *ctx, fk_t5 *t, const int64_t *ids, int n, fk_
     if (st != FK_OK) return st;
     const bool on_host = be->device == FK_DEVICE_CPU;
     float *p = t->buf;
-    fk_tensor x = fk_t5_v2(be, p, n, d);                 /* (L, d) residual stream */
-    fk_tensor h = fk_t5_v2(be, p += n * d, n, d);        /* (L, d) normed / projections */
-    fk_tensor q = fk_t5_v2(be, p += n * d, n, inner);    /* (L, H·dkv) */
-    fk_tensor k = fk_t5_v2(be, p += n * inner, n, inner);
-    fk_tensor v = fk_t5_v2(be, p += n * inner, n, inner);
-    fk_tensor a = fk_t5_v2(be, p += n * inner, n, inner); /* attention output */
-    fk_tensor gt = fk_t5_v2(be, p += n * inner, n, ff);   /* (L, ff) gelu(wi_0 h) */
-    fk_tensor u = fk_t5_v2(be, p += n * ff, n, ff);       /* (L, ff) wi_1 h */
+    fk_tensor x = fk_be_view2(be, p, n, d);                 /* (L, d) residual stream */
+    fk_tensor h = fk_be_view2(be, p += n * d, n, d);        /* (L, d) normed / projections */
+    fk_tensor q = fk_be_view2(be, p += n * d, n, inner);    /* (L, H·dkv) */
+    fk_tensor k = fk_be_view2(be, p += n * inner, n, inner);
+    fk_tensor v = fk_be_view2(be, p += n * inner, n, inner);
+    fk_tensor a = fk_be_view2(be, p += n * inner, n, inner); /* attention output */
+    fk_tensor gt = fk_be_view2(be, p += n * inner, n, ff);   /* (L, ff) gelu(wi_0 h) */
+    fk_tensor u = fk_be_view2(be, p += n * ff, n, ff);       /* (L, ff) wi_1 h */
     float *bias_dev = p + n * ff;                         /* (H, L, L) */
-    fk_tensor bias = fk_t5_v3(be, bias_dev, H, n, n);
-    fk_tensor q3 = fk_t5_v3(be, q.data, n, H, Dk), k3 = fk_t5_v3(be, k.data, n, H, Dk),
-              v3 = fk_t5_v3(be, v.data, n, H, Dk);
+    fk_tensor bias = fk_be_view3(be, bias_dev, H, n, n);
+    fk_tensor q3 = fk_be_view3(be, q.data, n, H, Dk), k3 = fk_be_view3(be, k.data, n, H, Dk),
+              v3 = fk_be_view3(be, v.data, n, H, Dk);
 
     /* The embedding rows and the position bias are built on the host: in
      * place on the CPU backend, in host staging uploaded to a device. */
@@ -747,7 +734,7 @@ fk_status fk_t5_encode(fk_context *ctx, fk_t5 *t, const int64_t *ids, int n, fk_
         be->add(be, &x, &x, &h);
     }
     /* the output: written in place when it is on the device, else through h */
-    fk_tensor y = out->device == be->device ? fk_t5_v2(be, out->data, n, d) : h;
+    fk_tensor y = out->device == be->device ? fk_be_view2(be, out->data, n, d) : h;
     be->rmsnorm(be, &y, &x, &t->lnf, g->eps);
     if (y.data != out->data) be->download(be, out->data, y.data, fk_tensor_nbytes(&y));
     return FK_OK;

@@ -317,24 +317,12 @@ done:
     return st;
 }
 
-/* An f32 view of an activation's data, on the backend's device. */
-static fk_tensor fk_vae_v2(const fk_vae_run *r, void *data, int64_t d0, int64_t d1) {
-    fk_tensor t = fk_view2(FK_F32, data, d0, d1);
-    t.device = r->be->device;
-    return t;
-}
-
-static fk_tensor fk_vae_v3(const fk_vae_run *r, void *data, int64_t d0, int64_t d1, int64_t d2) {
-    fk_tensor t = fk_view3(FK_F32, data, d0, d1, d2);
-    t.device = r->be->device;
-    return t;
-}
-
 /* dst (cols, rows) = src (rows, cols)ᵀ, both activations on the backend
  * (the transpose op on (1, rows, cols) views). */
 static void fk_vae_transpose_act(fk_vae_run *r, fk_tensor *dst, const fk_tensor *src,
                                  int64_t rows, int64_t cols) {
-    fk_tensor s3 = fk_vae_v3(r, src->data, 1, rows, cols), d3 = fk_vae_v3(r, dst->data, 1, cols, rows);
+    fk_tensor s3 = fk_be_view3(r->be, src->data, 1, rows, cols);
+    fk_tensor d3 = fk_be_view3(r->be, dst->data, 1, cols, rows);
     r->be->transpose(r->be, &d3, &s3);
 }
 
@@ -363,9 +351,9 @@ static fk_status fk_vae_attn_fwd(fk_vae_run *r, const fk_vae_attn *a, fk_tensor 
     if ((st = fk_vae_act(r, &k, 1, L, C, "attention k", &ht))) goto done;
     if ((st = fk_vae_act(r, &v, 1, L, C, "attention v", &ht))) goto done;
     {
-        fk_tensor x2 = fk_vae_v2(r, ht.data, L, C);
-        fk_tensor q2 = fk_vae_v2(r, q.data, L, C), k2 = fk_vae_v2(r, k.data, L, C),
-                  v2 = fk_vae_v2(r, v.data, L, C);
+        fk_tensor x2 = fk_be_view2(r->be, ht.data, L, C);
+        fk_tensor q2 = fk_be_view2(r->be, q.data, L, C), k2 = fk_be_view2(r->be, k.data, L, C),
+                  v2 = fk_be_view2(r->be, v.data, L, C);
         fk_tensor wq = fk_vae_lin_w(&a->q.w), wk = fk_vae_lin_w(&a->k.w), wv = fk_vae_lin_w(&a->v.w);
         r->be->linear(r->be, &q2, &x2, &wq, &a->q.b);
         r->be->linear(r->be, &k2, &x2, &wk, &a->k.b);
@@ -374,8 +362,10 @@ static fk_status fk_vae_attn_fwd(fk_vae_run *r, const fk_vae_attn *a, fk_tensor 
     fk_vae_act_free(r, &ht);
     if ((st = fk_vae_act(r, &o, 1, L, C, "attention output", &q))) goto done;
     {
-        fk_tensor q3 = fk_vae_v3(r, q.data, L, 1, C), k3 = fk_vae_v3(r, k.data, L, 1, C),
-                  v3 = fk_vae_v3(r, v.data, L, 1, C), o2 = fk_vae_v2(r, o.data, L, C);
+        fk_tensor q3 = fk_be_view3(r->be, q.data, L, 1, C);
+        fk_tensor k3 = fk_be_view3(r->be, k.data, L, 1, C);
+        fk_tensor v3 = fk_be_view3(r->be, v.data, L, 1, C);
+        fk_tensor o2 = fk_be_view2(r->be, o.data, L, C);
         r->be->attention(r->be, &o2, &q3, &k3, &v3, NULL, (float)(1.0 / sqrt((double)C)), false);
     }
     fk_vae_act_free(r, &v);
@@ -383,7 +373,7 @@ static fk_status fk_vae_attn_fwd(fk_vae_run *r, const fk_vae_attn *a, fk_tensor 
     fk_vae_act_free(r, &q);
     if ((st = fk_vae_act(r, &p, 1, L, C, "attention projection", &o))) goto done;
     {
-        fk_tensor o2 = fk_vae_v2(r, o.data, L, C), p2 = fk_vae_v2(r, p.data, L, C);
+        fk_tensor o2 = fk_be_view2(r->be, o.data, L, C), p2 = fk_be_view2(r->be, p.data, L, C);
         fk_tensor wp = fk_vae_lin_w(&a->proj.w);
         r->be->linear(r->be, &p2, &o2, &wp, &a->proj.b);
     }

@@ -79,4 +79,28 @@ static inline const char *tu_backend_desc(const fk_backend *be, char *buf, size_
     return buf;
 }
 
+static inline const char *tu_bdesc(const fk_backend *be) {
+    static char buf[64];
+    return tu_backend_desc(be, buf, sizeof(buf));
+}
+
+/* Buffers with TU_GUARD floats of a NaN pattern after the data: an op that
+ * writes past its output changes them (tu_guard_ok). */
+#define TU_GUARD 40
+#define TU_GUARD_BITS 0x7fa5a5a5u
+
+static inline float *tu_galloc(int64_t n) {
+    const uint32_t g = TU_GUARD_BITS;
+    float *p = tu_alloc(n + TU_GUARD);
+    for (int i = 0; i < TU_GUARD; i++) memcpy(p + n + i, &g, 4);
+    return p;
+}
+
+static inline bool tu_guard_ok(const float *p, int64_t n) {
+    const uint32_t g = TU_GUARD_BITS;
+    for (int i = 0; i < TU_GUARD; i++)
+        if (memcmp(p + n + i, &g, 4) != 0) return false;
+    return true;
+}
+
 #endif

@@ -18,28 +18,6 @@
 
 static fk_backend *ref_be; /* portable, 1 thread: the bits every path must give */
 
-/* ---- buffers with a guard zone after the data ---- */
-
-#define GUARD 40
-static const uint32_t GUARD_BITS = 0x7fa5a5a5u;
-
-static float *galloc(int64_t n) {
-    float *p = tu_alloc(n + GUARD);
-    for (int i = 0; i < GUARD; i++) memcpy(p + n + i, &GUARD_BITS, 4);
-    return p;
-}
-
-static bool guard_ok(const float *p, int64_t n) {
-    for (int i = 0; i < GUARD; i++)
-        if (memcmp(p + n + i, &GUARD_BITS, 4) != 0) return false;
-    return true;
-}
-
-static const char *bdesc(const fk_backend *be) {
-    static char buf[64];
-    return tu_backend_desc(be, buf, sizeof(buf));
-}
-
 /* Values of both signs over a wide range of magnitudes (uniform mantissa
  * times 2^k, k in [-24, 24]): their f64 row sums round, so a partial sum
  * taken in another order shows in the bits. */
@@ -98,7 +76,7 @@ static int special_values(float *v) {
  * tails) and in place, and nothing written past n. */
 static void test_act_row_bits(void) {
     const int64_t N = 4096;
-    float *x = galloc(N), *y = galloc(N), *yr = galloc(N), *yo = galloc(N);
+    float *x = tu_galloc(N), *y = tu_galloc(N), *yr = tu_galloc(N), *yo = tu_galloc(N);
     tu_fill(x, N, -12, 12);
     int ns = special_values(x + 100);
     (void)ns;
@@ -113,7 +91,7 @@ static void test_act_row_bits(void) {
                     for (int64_t i = 0; i < N; i++) y[i] = -7.0f;
                     fk_cpu_act_row((fk_cpu_isa)isa, act, y, x + 100 + off, n);
                     if (!tu_same_bits(y, yr, (size_t)n * 4)) bad++;
-                    if (y[n] != -7.0f || !guard_ok(y, N)) badg++;
+                    if (y[n] != -7.0f || !tu_guard_ok(y, N)) badg++;
                 }
             }
             /* a long row, out of place and in place */
@@ -122,7 +100,7 @@ static void test_act_row_bits(void) {
             if (!tu_same_bits(y, yr, (size_t)N * 4)) bad++;
             memcpy(y, x, (size_t)N * 4);
             fk_cpu_act_row((fk_cpu_isa)isa, act, y, y, N);
-            if (!tu_same_bits(y, yr, (size_t)N * 4) || !guard_ok(y, N)) bad++;
+            if (!tu_same_bits(y, yr, (size_t)N * 4) || !tu_guard_ok(y, N)) bad++;
             /* the activation op on a backend of this ISA (2 threads) */
             fk_backend *be = fk_backend_cpu_create_isa(2, (fk_cpu_isa)isa);
             fk_tensor tx = fk_view1(FK_F32, x, N), to = fk_view1(FK_F32, yo, N);
@@ -289,14 +267,14 @@ static void test_act_row_accuracy(void) {
             fk_backend *be = tu_backends[bi_];                                                     \
             prep;                                                                                  \
             call;                                                                                  \
-            CHECKF(tu_same_bits(want_, out, (size_t)(n)*4) && guard_ok(out, n),                    \
-                   "%s: %s differs from portable (or wrote past its output)", name, bdesc(be));    \
+            CHECKF(tu_same_bits(want_, out, (size_t)(n)*4) && tu_guard_ok(out, n),                    \
+                   "%s: %s differs from portable (or wrote past its output)", name, tu_bdesc(be));    \
         }                                                                                          \
         fk_free(want_);                                                                            \
     } while (0)
 
 static void test_binary(int64_t n) {
-    float *a = galloc(n), *b = galloc(n), *y = galloc(n), *a0 = tu_alloc(n);
+    float *a = tu_galloc(n), *b = tu_galloc(n), *y = tu_galloc(n), *a0 = tu_alloc(n);
     tu_fill(a0, n, -4, 4);
     tu_fill(b, n, -4, 4);
     fk_tensor ta = fk_view1(FK_F32, a, n), tb = fk_view1(FK_F32, b, n), ty = fk_view1(FK_F32, y, n);
@@ -314,7 +292,7 @@ static void test_binary(int64_t n) {
 
 static void test_modulate_gated(int64_t B, int64_t T, int64_t C) {
     const int64_t R = B * T, n = R * C;
-    float *x = galloc(n), *x0 = tu_alloc(n), *y = galloc(n), *sh = tu_alloc(B * C),
+    float *x = tu_galloc(n), *x0 = tu_alloc(n), *y = tu_galloc(n), *sh = tu_alloc(B * C),
           *sc = tu_alloc(B * C);
     tu_fill(x0, n, -3, 3);
     tu_fill(y, n, -3, 3);
@@ -349,7 +327,7 @@ static float *make_pe(int64_t L, int64_t D) {
 
 static void test_rope(int64_t L, int64_t H, int64_t D) {
     const int64_t n = L * H * D;
-    float *x = galloc(n), *x0 = tu_alloc(n), *pe = make_pe(L, D);
+    float *x = tu_galloc(n), *x0 = tu_alloc(n), *pe = make_pe(L, D);
     tu_fill(x0, n, -2, 2);
     fk_tensor tx = fk_view3(FK_F32, x, L, H, D);
     int64_t pshape[6] = {1, 1, L, D / 2, 2, 2};
@@ -364,7 +342,7 @@ static void test_rope(int64_t L, int64_t H, int64_t D) {
  * layernorm_modulate (B batches) against layernorm + modulate. */
 static void test_layernorm(int64_t M, int64_t C, int affine, fk_dtype pdt, int64_t B) {
     const int64_t n = M * C;
-    float *x = galloc(n), *x0 = tu_alloc(n), *y = galloc(n);
+    float *x = tu_galloc(n), *x0 = tu_alloc(n), *y = tu_galloc(n);
     fill_wide(x0, n);
     for (int64_t i = 0; i < n; i += 7) x0[i] += 40.0f; /* a mean far from 0 */
     void *w = affine ? make_param(pdt, C, 0.5f, 1.5f) : NULL;
@@ -409,7 +387,7 @@ static void test_layernorm(int64_t M, int64_t C, int affine, fk_dtype pdt, int64
 
 static void test_rmsnorm(int64_t M, int64_t C, fk_dtype pdt) {
     const int64_t n = M * C;
-    float *x = galloc(n), *x0 = tu_alloc(n), *y = galloc(n);
+    float *x = tu_galloc(n), *x0 = tu_alloc(n), *y = tu_galloc(n);
     fill_wide(x0, n);
     void *s = make_param(pdt, C, 0.7f, 1.3f);
     fk_tensor tx = fk_view2(FK_F32, x, M, C), ty = fk_view2(FK_F32, y, M, C),
@@ -429,7 +407,7 @@ static void test_rmsnorm(int64_t M, int64_t C, fk_dtype pdt) {
 /* rmsnorm_rope on x (L, H, D) against rmsnorm then rope (portable). */
 static void test_rmsnorm_rope(int64_t L, int64_t H, int64_t D, fk_dtype pdt) {
     const int64_t n = L * H * D;
-    float *x = galloc(n), *x0 = tu_alloc(n), *want = tu_alloc(n), *pe = make_pe(L, D);
+    float *x = tu_galloc(n), *x0 = tu_alloc(n), *want = tu_alloc(n), *pe = make_pe(L, D);
     fill_wide(x0, n);
     void *s = make_param(pdt, D, 0.7f, 1.3f);
     fk_tensor tx = fk_view3(FK_F32, x, L, H, D), ts = fk_view1(pdt, s, D);
@@ -458,7 +436,7 @@ static void test_rmsnorm_rope(int64_t L, int64_t H, int64_t D, fk_dtype pdt) {
 
 static void test_softmax(int64_t M, int64_t C) {
     const int64_t n = M * C;
-    float *x = tu_alloc(n), *y = galloc(n);
+    float *x = tu_alloc(n), *y = tu_galloc(n);
     tu_fill(x, n, -20, 20);
     x[0] = -INFINITY;
     if (M > 1) x[C + C / 2] = 100.0f;

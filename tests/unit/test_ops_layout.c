@@ -25,28 +25,6 @@
 #include "backend/profile.h"
 #include "cpu_ops_util.h"
 
-/* ---- buffers with a guard zone after the data ---- */
-
-#define GUARD 40
-static const uint32_t GUARD_BITS = 0x7fa5a5a5u;
-
-static float *galloc(int64_t n) {
-    float *p = tu_alloc(n + GUARD);
-    for (int i = 0; i < GUARD; i++) memcpy(p + n + i, &GUARD_BITS, 4);
-    return p;
-}
-
-static bool guard_ok(const float *p, int64_t n) {
-    for (int i = 0; i < GUARD; i++)
-        if (memcmp(p + n + i, &GUARD_BITS, 4) != 0) return false;
-    return true;
-}
-
-static const char *bdesc(const fk_backend *be) {
-    static char buf[64];
-    return tu_backend_desc(be, buf, sizeof(buf));
-}
-
 static void fill_bits(float *x, int64_t n) {
     for (int64_t i = 0; i < n; i++) {
         uint32_t u = (uint32_t)tu_next();
@@ -67,7 +45,7 @@ static void check_transpose(fk_backend *be, int nlead, const int64_t *lead, int6
     xs[nlead] = R, xs[nlead + 1] = C;
     ys[nlead] = C, ys[nlead + 1] = R;
     const int64_t n = B * R * C;
-    float *x = tu_alloc(n), *x0 = tu_alloc(n), *y = galloc(n), *ref = tu_alloc(n);
+    float *x = tu_alloc(n), *x0 = tu_alloc(n), *y = tu_galloc(n), *ref = tu_alloc(n);
     fill_bits(x, n);
     memcpy(x0, x, (size_t)n * 4);
     fill_bits(y, n); /* stale contents: every element must be written */
@@ -77,9 +55,9 @@ static void check_transpose(fk_backend *be, int nlead, const int64_t *lead, int6
     fk_tensor tx = fk_tensor_view(FK_F32, x, nlead + 2, xs), ty = fk_tensor_view(FK_F32, y, nlead + 2, ys);
     be->transpose(be, &ty, &tx);
     CHECKF(tu_same_bits(y, ref, (size_t)n * 4), "transpose %s: B %lld (ndim %d), R %lld, C %lld: wrong bits",
-           bdesc(be), (long long)B, nlead + 2, (long long)R, (long long)C);
-    CHECKF(guard_ok(y, n), "transpose %s: R %lld, C %lld wrote past y", bdesc(be), (long long)R, (long long)C);
-    CHECKF(tu_same_bits(x, x0, (size_t)n * 4), "transpose %s: x changed", bdesc(be));
+           tu_bdesc(be), (long long)B, nlead + 2, (long long)R, (long long)C);
+    CHECKF(tu_guard_ok(y, n), "transpose %s: R %lld, C %lld wrote past y", tu_bdesc(be), (long long)R, (long long)C);
+    CHECKF(tu_same_bits(x, x0, (size_t)n * 4), "transpose %s: x changed", tu_bdesc(be));
     fk_free(x), fk_free(x0), fk_free(y), fk_free(ref);
 }
 
@@ -169,7 +147,7 @@ static void *make_scale(fk_dtype dt, int64_t n) {
 /* x (rows, N) seen as (M0, M1, N) when m1 > 0 · s → y, out of place and in place. */
 static void check_scale_cols(fk_backend *be, int64_t M, int64_t N, fk_dtype dt, int64_t m1) {
     const int64_t n = M * N;
-    float *x = tu_alloc(n), *x0 = tu_alloc(n), *y = galloc(n), *ref = tu_alloc(n);
+    float *x = tu_alloc(n), *x0 = tu_alloc(n), *y = tu_galloc(n), *ref = tu_alloc(n);
     for (int64_t i = 0; i < n; i++)
         x[i] = (i % 23 == 5) ? ((i & 1) ? -0.0f : 0.0f)
                              : ldexpf(tu_uniform(-2, 2), (int)(tu_next() % 121) - 60);
@@ -189,17 +167,17 @@ static void check_scale_cols(fk_backend *be, int64_t M, int64_t N, fk_dtype dt, 
     fk_tensor ts = fk_view1(dt, s, N);
     fill_bits(y, n);
     be->scale_cols(be, &ty, &tx, &ts);
-    CHECKF(tu_same_bits(y, ref, (size_t)n * 4), "scale_cols %s: %lld × %lld, s %s: wrong bits", bdesc(be),
+    CHECKF(tu_same_bits(y, ref, (size_t)n * 4), "scale_cols %s: %lld × %lld, s %s: wrong bits", tu_bdesc(be),
            (long long)M, (long long)N, fk_dtype_name(dt));
-    CHECKF(guard_ok(y, n), "scale_cols %s: %lld × %lld wrote past y", bdesc(be), (long long)M, (long long)N);
-    CHECKF(tu_same_bits(x, x0, (size_t)n * 4), "scale_cols %s: x changed", bdesc(be));
+    CHECKF(tu_guard_ok(y, n), "scale_cols %s: %lld × %lld wrote past y", tu_bdesc(be), (long long)M, (long long)N);
+    CHECKF(tu_same_bits(x, x0, (size_t)n * 4), "scale_cols %s: x changed", tu_bdesc(be));
     /* in place: y = x */
     memcpy(y, x, (size_t)n * 4);
     fk_tensor tyy = ty;
     be->scale_cols(be, &tyy, &tyy, &ts);
     CHECKF(tu_same_bits(y, ref, (size_t)n * 4), "scale_cols %s in place: %lld × %lld, s %s: wrong bits",
-           bdesc(be), (long long)M, (long long)N, fk_dtype_name(dt));
-    CHECKF(guard_ok(y, n), "scale_cols %s in place wrote past y", bdesc(be));
+           tu_bdesc(be), (long long)M, (long long)N, fk_dtype_name(dt));
+    CHECKF(tu_guard_ok(y, n), "scale_cols %s in place wrote past y", tu_bdesc(be));
     fk_free(s), fk_free(x), fk_free(x0), fk_free(y), fk_free(ref);
 }
 
