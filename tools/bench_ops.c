@@ -1,6 +1,7 @@
 /* bench_ops: timing of the CPU backend's linear and attention (not a test).
  *
- * Build against a built library, e.g.
+ * Built with the project (build/bench_ops; CMake option FK_BUILD_TOOLS), or by
+ * hand against a built library, e.g.
  *   cc -O2 -fopenmp -DFK_HAVE_OPENMP=1 -Iinclude -Isrc tools/bench_ops.c \
  *      build/libfluxkit.a -lcjson -lutf8proc -lpng -lm -o build/bench_ops
  * Run:

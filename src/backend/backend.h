@@ -4,8 +4,17 @@
  * backend with it.
  *
  * Conventions
- * - Activations are f32 on the CPU backend; weights (w, b, scale) may be f32,
- *   bf16, f16 or fp8 (e4m3fn / e5m2) and are read in place, accumulation in f32.
+ * - Activations are f32; weights (w, b, scale) may be f32, bf16, f16 or fp8
+ *   (e4m3fn / e5m2) and are read in place, accumulation in f32.
+ * - bf16 activations, the one exception: the y and x of linear and
+ *   linear_act, the y[i] and x of linear_multi, the y, x1 and x2 of
+ *   linear_cat may be FK_BF16 where supports() says so for those operands
+ *   (for linear_multi: linear_act's answer for each product). A backend says
+ *   so only where its product rounds that operand to bf16 nearest-even
+ *   anyway (CPU: bf16 mode with a bf16 kernel, at least FK_CPU_BF16_MIN_M
+ *   rows), so that a bf16 y holds exactly what the consumer would have made
+ *   of the f32 y: the same bits downstream, half the bytes. Models ask
+ *   supports() and keep f32 otherwise (FLUX: the MLP hidden state).
  * - Tensors are contiguous row-major; "rows" = product of leading dims.
  * - Ops do not allocate and do not fail on valid input: callers check shapes
  *   at load time; ops FK_ASSERT their preconditions (a failed assert is a bug).

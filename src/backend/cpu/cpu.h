@@ -98,6 +98,8 @@ typedef struct fk_cpu_impl {
     void *bf16_ws;                   /* bf16 workspace (cpu_amx.c), grown on demand */
     size_t bf16_ws_bytes;
     bool gemv_off;                   /* small-M path (cpu_gemv.c) disabled: tests, benchmarks */
+    bool bf16_io_off;                /* bf16 activations refused (fk_cpu_bf16_io_ok): tests, A/B */
+    uint64_t bf16_ws_max;            /* bf16 workspace cap in bytes (tests: out of memory); 0: none */
     int64_t conv16_band_bytes;       /* bf16 conv2d: input band cap (tests); 0: the default */
     void *wcache;                    /* pre-packed weights (be->cache_weight, cpu_amx.c) */
     uint64_t *ranges; /* (n_threads, 8): task ranges with stealing (fk_cpu_ranges_*) */
@@ -217,6 +219,27 @@ void fk_backend_cpu_set_bf16_attention(fk_backend *be, bool on);
  * weights, and per thread an input band and two output chunks (cpu_conv_amx.c). */
 size_t fk_backend_cpu_workspace_bytes(const fk_backend *be);
 
+/* bf16 activations (the op table's exception to f32 activations, see
+ * backend.h): linear / linear_act / linear_multi / linear_cat accept a bf16
+ * x (x1, x2) and a bf16 y where the product runs on the bf16 kernel, i.e.
+ * in bf16 mode with a bf16 kernel, at least FK_CPU_BF16_MIN_M rows, and not
+ * switched off by fk_backend_cpu_set_bf16_io. There a bf16 operand gives
+ * the bits of the f32 one it was rounded from (the product rounds f32
+ * activations to bf16 nearest-even anyway), with half the bytes. supports()
+ * answers with this; the ops assert it. */
+bool fk_cpu_bf16_io_ok(const fk_backend *be, int64_t rows);
+/* Allow (default) or refuse bf16 activations (tests, A/B comparisons). */
+void fk_backend_cpu_set_bf16_io(fk_backend *be, bool on);
+/* Tests: the bf16 workspace may not grow past `bytes` (0: no cap), so that
+ * the paths taken when it cannot be had (out of memory) can be run. */
+void fk_backend_cpu_set_bf16_ws_max(fk_backend *be, uint64_t bytes);
+/* linear_act / linear_cat (x2 may be NULL) with a bf16 activation operand:
+ * the bf16 product (fk_cpu_bf16_io_ok asserted). */
+void fk_cpu_linear_io(fk_backend *be, fk_tensor *y, const fk_tensor *x1, const fk_tensor *x2,
+                      const fk_tensor *w, const fk_tensor *b, fk_act act);
+/* Activation dtypes of the bf16 products: f32, bf16. */
+static inline bool fk_cpu_act_dtype_ok(fk_dtype t) { return t == FK_F32 || t == FK_BF16; }
+
 /* Linears with fewer rows stay on the f32 path in bf16 mode (weight-bound:
  * packing the weights costs more than the bf16 product saves; measured
  * crossover at M ≈ 8 for K = N = 3072). */
@@ -242,19 +265,24 @@ bool fk_cpu_gemm_bf16_act(fk_backend *be, int64_t M, int64_t N, int64_t K, const
                           fk_dtype bias_dt, float *c, int64_t ldc, fk_act act);
 /* fk_cpu_gemm_bf16_act with A = [a | a2]: columns [0, k1) of each row from
  * a (row stride lda), columns [k1, K) from a2 (row stride lda2); a2 NULL:
- * all from a. The bits of the product on the concatenated rows. */
-bool fk_cpu_gemm_bf16_cat(fk_backend *be, int64_t M, int64_t N, int64_t K, const float *a,
-                          int64_t lda, const float *a2, int64_t lda2, int64_t k1, const void *b,
-                          fk_dtype bdt, int64_t ldb, const void *bias, fk_dtype bias_dt, float *c,
-                          int64_t ldc, fk_act act);
-/* n products of the same a (M, K) f32, row stride lda: c[i] (M, N[i]),
- * contiguous, = act[i](a · b[i]ᵀ + bias[i]) with b[i] (N[i], K) contiguous of
- * dtype bdt[i], bias[i] (N[i]) or NULL: each with the bits of
- * fk_cpu_gemm_bf16_act on it; a is packed once for all of them. */
-bool fk_cpu_gemm_bf16_multi(fk_backend *be, int n, int64_t M, int64_t K, const float *a,
-                            int64_t lda, const int64_t *N, const void *const *b,
+ * all from a. The bits of the product on the concatenated rows. Activation
+ * dtypes (fk_cpu_act_dtype_ok): a, a2 f32 (rounded to bf16 while packed) or
+ * bf16 (copied: the same bits as f32 operands that round to those values);
+ * c f32, or bf16 (each f32 result, after bias and act, rounded to
+ * nearest-even: the bf16 rounding the next product would apply). */
+bool fk_cpu_gemm_bf16_cat(fk_backend *be, int64_t M, int64_t N, int64_t K, const void *a,
+                          fk_dtype adt, int64_t lda, const void *a2, fk_dtype a2dt, int64_t lda2,
+                          int64_t k1, const void *b, fk_dtype bdt, int64_t ldb, const void *bias,
+                          fk_dtype bias_dt, void *c, fk_dtype cdt, int64_t ldc, fk_act act);
+/* n products of the same a (M, K) of dtype adt, row stride lda: c[i]
+ * (M, N[i]) of dtype cdt[i], contiguous, = act[i](a · b[i]ᵀ + bias[i]) with
+ * b[i] (N[i], K) contiguous of dtype bdt[i], bias[i] (N[i]) or NULL: each
+ * with the bits of fk_cpu_gemm_bf16_cat on it; a is packed once for all. */
+bool fk_cpu_gemm_bf16_multi(fk_backend *be, int n, int64_t M, int64_t K, const void *a,
+                            fk_dtype adt, int64_t lda, const int64_t *N, const void *const *b,
                             const fk_dtype *bdt, const void *const *bias,
-                            const fk_dtype *bias_dt, float *const *c, const fk_act *act);
+                            const fk_dtype *bias_dt, void *const *c, const fk_dtype *cdt,
+                            const fk_act *act);
 /* be->attention in bf16 mode with AMX: flash attention on tiles for
  * non-causal attention, f32 bias or none, D a multiple of 32 up to 512; every other case
  * (and machines without AMX) runs fk_cpu_attention. */

@@ -8,6 +8,9 @@
  *
  * Numerics
  * - a (f32 activations) is rounded to bf16, nearest-even, by vcvtne2ps2bf16;
+ *   a bf16 a (bf16 activations, backend.h) is copied, and a bf16 c is the f32
+ *   result rounded by the same instruction: a product that writes bf16 and
+ *   one that reads it give the bits of the f32 hand-over;
  *   b (any float dtype) is decoded to f32 (exact) and rounded the same way
  *   (bf16 weights pass unchanged, fp8 weights are exact in bf16, f16 and f32
  *   weights are rounded). The conversion and the dot products treat denormal
@@ -130,6 +133,7 @@ static void fk_bf16_ws_free(void *p, size_t bytes) {
 /* Grow the workspace to `need` bytes (contents not kept); also used by the
  * bf16 conv2d (cpu_conv_amx.c). */
 bool fk_cpu_bf16_ws_reserve(fk_cpu_impl *impl, uint64_t need) {
+    if (impl->bf16_ws_max && need > impl->bf16_ws_max) return false;
     if (need <= impl->bf16_ws_bytes) return true;
     if (need > SIZE_MAX) return false;
     fk_cpu_bf16_release(impl);
@@ -232,11 +236,30 @@ __attribute__((target(FK_BF16_TARGET))) static inline __m512i fk_bf16_cvt32(cons
 }
 
 /* The A operand: columns [0, k1) from a (row stride lda), columns [k1, K)
- * from a2 (row stride lda2; a2 == NULL: k1 == K, everything from a). */
+ * from a2 (row stride lda2; a2 == NULL: k1 == K, everything from a); each
+ * part f32 (rounded here) or bf16 (abf / a2bf: its values are copied). */
 typedef struct fk_bf16_asrc {
-    const float *a, *a2;
+    const void *a, *a2;
     int64_t lda, lda2, k1;
+    bool abf, a2bf;
 } fk_bf16_asrc;
+
+/* 32 bf16 values at src (n of them valid, the rest read as 0) as they are. */
+__attribute__((target(FK_BF16_TARGET))) static inline __m512i fk_bf16_load32(const uint16_t *src,
+                                                                             int64_t n) {
+    if (n >= 32) return _mm512_loadu_si512(src);
+    int64_t v = n < 0 ? 0 : n;
+    return _mm512_maskz_loadu_epi16((__mmask32)((1ull << v) - 1u), src);
+}
+
+/* 32 values of one A part from element offset k of row r (n valid): f32
+ * rounded to bf16 nearest-even, or bf16 copied; the same bf16 either way
+ * when the bf16 values are the rounded f32 ones. */
+__attribute__((target(FK_BF16_TARGET))) static inline __m512i
+fk_bf16_arow32(const void *base, bool bf, int64_t off, int64_t n) {
+    return bf ? fk_bf16_load32((const uint16_t *)base + off, n)
+              : fk_bf16_cvt32((const float *)base + off, n);
+}
 
 /* Rows [s·16, s·16 + 16) of A (f32 (M, K), see fk_bf16_asrc) into packed A
  * strip s of every K block (see the header). */
@@ -249,21 +272,27 @@ fk_bf16_pack_a_strip(uint16_t *ap, const fk_bf16_asrc *src, int64_t M, int64_t K
         uint16_t *strip = ap + pc * Mp + s * 16 * kcp; /* (kcp / 32, 16, 32) */
         for (int64_t i = 0; i < 16; i++) {
             int64_t m = s * 16 + i;
-            const float *r1 = src->a + m * src->lda;
-            const float *r2 = src->a2 ? src->a2 + m * src->lda2 : NULL;
+            const int64_t o1 = m * src->lda, o2 = m * src->lda2; /* row m of each part */
             for (int64_t t = 0; t < kcp / 32; t++) {
                 int64_t k0 = pc + 32 * t;
                 __m512i v;
                 if (m >= M) {
                     v = _mm512_setzero_si512();
                 } else if (k0 + 32 <= k1) {
-                    v = fk_bf16_cvt32(r1 + k0, 32);
+                    v = fk_bf16_arow32(src->a, src->abf, o1 + k0, 32);
                 } else if (k0 >= k1) {
-                    v = fk_bf16_cvt32(r2 + (k0 - k1), K - k0);
-                } else { /* a chunk across the two sources */
+                    v = fk_bf16_arow32(src->a2, src->a2bf, o2 + (k0 - k1), K - k0);
+                } else { /* a chunk across the two sources: as f32 (bf16 widen exactly) */
                     float tmp[32];
-                    for (int64_t j = 0; j < 32; j++)
-                        tmp[j] = k0 + j < k1 ? r1[k0 + j] : k0 + j < K ? r2[k0 + j - k1] : 0.0f;
+                    for (int64_t j = 0; j < 32; j++) {
+                        const int64_t k = k0 + j;
+                        const bool one = k < k1, bf = one ? src->abf : src->a2bf;
+                        const void *base = one ? src->a : src->a2;
+                        const int64_t off = one ? o1 + k : o2 + (k - k1);
+                        tmp[j] = k >= K ? 0.0f
+                                 : bf   ? fk_bf16_to_f32(((const uint16_t *)base)[off])
+                                        : ((const float *)base)[off];
+                    }
                     v = fk_bf16_cvt32(tmp, 32);
                 }
                 _mm512_storeu_si512(strip + t * 512 + i * 32, v);
@@ -404,21 +433,37 @@ __attribute__((target(FK_BF16_TARGET))) static void fk_bf16_bpack_run(fk_bf16_bp
  * usually larger than the caches and read once by the next op. */
 typedef struct fk_bf16_cstore {
     const float *cp; /* the panel */
-    float *c;        /* (mc, nc), row stride ldc */
+    void *c;         /* (mc, nc), row stride ldc elements: f32, or bf16 when cbf */
     int64_t ldc, mc, nc, ncp;
     const float *bb; /* (nc) or NULL */
     int64_t row;     /* next row; == mc when done */
     fk_act act;      /* applied after the bias (fk_cpu_act_row: the bits of the op) */
+    bool cbf;        /* c is bf16: each f32 result rounded to nearest-even */
 } fk_bf16_cstore;
+
+/* One row of a C panel as bf16: the f32 values of the row (with bias and
+ * activation applied, in `row`) rounded to nearest-even, 32 at a time (one
+ * 64-byte line: streaming when aligned). */
+__attribute__((target(FK_BF16_TARGET))) static void fk_bf16_store_row_bf16(uint16_t *cr,
+                                                                           const float *row,
+                                                                           int64_t nc) {
+    for (int64_t j0 = 0; j0 < nc; j0 += 32) {
+        const int64_t w = fk_bf16_min(32, nc - j0);
+        const __m512i v = fk_bf16_cvt32(row + j0, w);
+        if (w == 32 && ((uintptr_t)(cr + j0) & 63) == 0)
+            _mm512_stream_si512((__m512i *)(void *)(cr + j0), v);
+        else
+            _mm512_mask_storeu_epi16(cr + j0, (__mmask32)((1ull << w) - 1u), v);
+    }
+}
 
 __attribute__((target(FK_BF16_TARGET))) static void fk_bf16_cstore_run(fk_bf16_cstore *st,
                                                                        int64_t count) {
     for (; count > 0 && st->row < st->mc; count--, st->row++) {
         int64_t i = st->row;
-        float *cr = st->c + i * st->ldc; /* (nc) */
         const float *pr = st->cp + (i / 32) * (st->ncp / 32) * 1024 + (i % 32) * 32;
-        float row[FK_BF16_NC]; /* the row with bias, for the activation */
-        if (st->act != FK_ACT_NONE) {
+        float row[FK_BF16_NC]; /* the row with bias, for the activation / bf16 */
+        if (st->act != FK_ACT_NONE || st->cbf) {
             for (int64_t j0 = 0; j0 < st->nc; j0 += 16) {
                 __m512 v = _mm512_loadu_ps(pr + (j0 / 32) * 1024 + (j0 % 32));
                 if (st->bb) {
@@ -427,8 +472,14 @@ __attribute__((target(FK_BF16_TARGET))) static void fk_bf16_cstore_run(fk_bf16_c
                 }
                 _mm512_storeu_ps(row + j0, v);
             }
-            fk_cpu_act_row(FK_CPU_ISA_AVX512, st->act, row, row, st->nc);
+            if (st->act != FK_ACT_NONE)
+                fk_cpu_act_row(FK_CPU_ISA_AVX512, st->act, row, row, st->nc);
         }
+        if (st->cbf) {
+            fk_bf16_store_row_bf16((uint16_t *)st->c + i * st->ldc, row, st->nc);
+            continue;
+        }
+        float *cr = (float *)st->c + i * st->ldc; /* (nc) */
         for (int64_t j0 = 0; j0 < st->nc; j0 += 16) {
             const float *src = pr + (j0 / 32) * 1024 + (j0 % 32);
             int64_t w = fk_bf16_min(16, st->nc - j0);
@@ -560,8 +611,9 @@ typedef struct fk_bf16_args {
     int64_t ldb;
     const void *bias; /* (N) dtype bias_dt, or NULL */
     fk_dtype bias_dt;
-    float *c; /* (M, N), row stride ldc */
+    void *c; /* (M, N), row stride ldc: f32, or bf16 when cbf */
     int64_t ldc;
+    bool cbf;
     fk_bf16_micro_fn micro;
     fk_act act; /* applied to c as it is stored */
     const uint16_t *bpk; /* b pre-packed (weight cache), or NULL: packed per panel */
@@ -672,9 +724,10 @@ static void fk_bf16_task(const fk_bf16_args *g, float *rows, uint16_t *const wp[
                     }
             }
             fk_bf16_cstore_run(&cs, cs.mc - cs.row); /* the rest of the previous panel */
-            fk_bf16_cstore c2 = {
-                ccur, g->c + ic * g->ldc + jc, g->ldc, fk_bf16_min(mcp, g->M - ic), nc, ncp, bias,
-                0, g->act};
+            const size_t coff = (size_t)(ic * g->ldc + jc) * (g->cbf ? 2u : 4u);
+            fk_bf16_cstore c2 = {ccur, (char *)g->c + coff, g->ldc, fk_bf16_min(mcp, g->M - ic),
+                                 nc,   ncp,                bias,   0,
+                                 g->act, g->cbf};
             cs = c2; /* stored during the next block */
             pcb ^= 1;
         }
@@ -783,8 +836,8 @@ bool fk_cpu_gemm_bf16(fk_backend *be, int64_t M, int64_t N, int64_t K, const flo
 bool fk_cpu_gemm_bf16_act(fk_backend *be, int64_t M, int64_t N, int64_t K, const float *a,
                           int64_t lda, const void *b, fk_dtype bdt, int64_t ldb, const void *bias,
                           fk_dtype bias_dt, float *c, int64_t ldc, fk_act act) {
-    return fk_cpu_gemm_bf16_cat(be, M, N, K, a, lda, NULL, 0, K, b, bdt, ldb, bias, bias_dt, c, ldc,
-                                act);
+    return fk_cpu_gemm_bf16_cat(be, M, N, K, a, FK_F32, lda, NULL, FK_F32, 0, K, b, bdt, ldb,
+                                bias, bias_dt, c, FK_F32, ldc, act);
 }
 
 /* The workspace of products of M rows, K columns of A and at most Nmax
@@ -809,7 +862,7 @@ static bool fk_bf16_reserve(fk_cpu_impl *impl, int64_t Mp, int64_t Kp, int64_t N
  * workspace (fk_bf16_reserve, fk_bf16_pack_a_all). */
 static void fk_bf16_product(fk_backend *be, int64_t M, int64_t N, int64_t K, uint64_t a_el,
                             uint64_t b_el, uint64_t t_el, const void *b, fk_dtype bdt,
-                            int64_t ldb, const void *bias, fk_dtype bias_dt, float *c,
+                            int64_t ldb, const void *bias, fk_dtype bias_dt, void *c, bool cbf,
                             int64_t ldc, fk_act act) {
     fk_cpu_impl *impl = fk_cpu_impl_of(be);
     fk_cpu_bf16_kernel kern = impl->bf16_kernel;
@@ -822,7 +875,8 @@ static void fk_bf16_product(fk_backend *be, int64_t M, int64_t N, int64_t K, uin
                       b,       bdt,
                       ldb,     bias,
                       bias_dt, c,
-                      ldc,     kern == FK_CPU_BF16_AMX ? fk_bf16_micro_amx : fk_bf16_micro_avx512,
+                      ldc,     cbf,
+                      kern == FK_CPU_BF16_AMX ? fk_bf16_micro_amx : fk_bf16_micro_avx512,
                       act,     NULL,
                       0};
     if (ldb == K) g.bpk = fk_bf16_wcache_find(impl, b, bdt, N, K);
@@ -869,30 +923,35 @@ static void fk_bf16_product(fk_backend *be, int64_t M, int64_t N, int64_t K, uin
     }
 }
 
-bool fk_cpu_gemm_bf16_cat(fk_backend *be, int64_t M, int64_t N, int64_t K, const float *a,
-                          int64_t lda, const float *a2, int64_t lda2, int64_t k1, const void *b,
-                          fk_dtype bdt, int64_t ldb, const void *bias, fk_dtype bias_dt, float *c,
-                          int64_t ldc, fk_act act) {
+bool fk_cpu_gemm_bf16_cat(fk_backend *be, int64_t M, int64_t N, int64_t K, const void *a,
+                          fk_dtype adt, int64_t lda, const void *a2, fk_dtype a2dt, int64_t lda2,
+                          int64_t k1, const void *b, fk_dtype bdt, int64_t ldb, const void *bias,
+                          fk_dtype bias_dt, void *c, fk_dtype cdt, int64_t ldc, fk_act act) {
     fk_cpu_impl *impl = fk_cpu_impl_of(be);
+    FK_ASSERT(fk_cpu_act_dtype_ok(adt) && fk_cpu_act_dtype_ok(a2dt) && fk_cpu_act_dtype_ok(cdt));
     if (impl->bf16_kernel == FK_CPU_BF16_NONE || M <= 0 || N <= 0 || K <= 0) return false;
     fk_cpu_not_nested();
     int64_t Mp = fk_bf16_round32(M), Kp = fk_bf16_round32(K);
     uint64_t a_el, b_el, t_el;
     if (!fk_bf16_reserve(impl, Mp, Kp, N, &a_el, &b_el, &t_el)) return false;
-    fk_bf16_asrc asrc = {a, a2, lda, lda2, a2 ? k1 : K};
+    fk_bf16_asrc asrc = {a, a2, lda, lda2, a2 ? k1 : K, adt == FK_BF16, a2dt == FK_BF16};
     fk_bf16_pack_a_all(be, &asrc, M, K, Mp, Kp, impl->bf16_ws);
-    fk_bf16_product(be, M, N, K, a_el, b_el, t_el, b, bdt, ldb, bias, bias_dt, c, ldc, act);
+    fk_bf16_product(be, M, N, K, a_el, b_el, t_el, b, bdt, ldb, bias, bias_dt, c, cdt == FK_BF16,
+                    ldc, act);
     return true;
 }
 
-bool fk_cpu_gemm_bf16_multi(fk_backend *be, int n, int64_t M, int64_t K, const float *a,
-                            int64_t lda, const int64_t *N, const void *const *b,
+bool fk_cpu_gemm_bf16_multi(fk_backend *be, int n, int64_t M, int64_t K, const void *a,
+                            fk_dtype adt, int64_t lda, const int64_t *N, const void *const *b,
                             const fk_dtype *bdt, const void *const *bias,
-                            const fk_dtype *bias_dt, float *const *c, const fk_act *act) {
+                            const fk_dtype *bias_dt, void *const *c, const fk_dtype *cdt,
+                            const fk_act *act) {
     fk_cpu_impl *impl = fk_cpu_impl_of(be);
+    FK_ASSERT(fk_cpu_act_dtype_ok(adt));
     if (impl->bf16_kernel == FK_CPU_BF16_NONE || n <= 0 || M <= 0 || K <= 0) return false;
     int64_t Nmax = 0;
     for (int i = 0; i < n; i++) {
+        FK_ASSERT(fk_cpu_act_dtype_ok(cdt[i]));
         if (N[i] <= 0) return false;
         if (N[i] > Nmax) Nmax = N[i];
     }
@@ -900,11 +959,11 @@ bool fk_cpu_gemm_bf16_multi(fk_backend *be, int n, int64_t M, int64_t K, const f
     int64_t Mp = fk_bf16_round32(M), Kp = fk_bf16_round32(K);
     uint64_t a_el, b_el, t_el;
     if (!fk_bf16_reserve(impl, Mp, Kp, Nmax, &a_el, &b_el, &t_el)) return false;
-    fk_bf16_asrc asrc = {a, NULL, lda, 0, K};
+    fk_bf16_asrc asrc = {a, NULL, lda, 0, K, adt == FK_BF16, false};
     fk_bf16_pack_a_all(be, &asrc, M, K, Mp, Kp, impl->bf16_ws); /* once for all */
     for (int i = 0; i < n; i++)
         fk_bf16_product(be, M, N[i], K, a_el, b_el, t_el, b[i], bdt[i], K, bias[i], bias_dt[i],
-                        c[i], N[i], act[i]);
+                        c[i], cdt[i] == FK_BF16, N[i], act[i]);
     return true;
 }
 
@@ -1330,21 +1389,23 @@ bool fk_cpu_gemm_bf16_act(fk_backend *be, int64_t M, int64_t N, int64_t K, const
     return false;
 }
 
-bool fk_cpu_gemm_bf16_cat(fk_backend *be, int64_t M, int64_t N, int64_t K, const float *a,
-                          int64_t lda, const float *a2, int64_t lda2, int64_t k1, const void *b,
-                          fk_dtype bdt, int64_t ldb, const void *bias, fk_dtype bias_dt, float *c,
-                          int64_t ldc, fk_act act) {
-    (void)be, (void)M, (void)N, (void)K, (void)a, (void)lda, (void)a2, (void)lda2, (void)k1;
-    (void)b, (void)bdt, (void)ldb, (void)bias, (void)bias_dt, (void)c, (void)ldc, (void)act;
+bool fk_cpu_gemm_bf16_cat(fk_backend *be, int64_t M, int64_t N, int64_t K, const void *a,
+                          fk_dtype adt, int64_t lda, const void *a2, fk_dtype a2dt, int64_t lda2,
+                          int64_t k1, const void *b, fk_dtype bdt, int64_t ldb, const void *bias,
+                          fk_dtype bias_dt, void *c, fk_dtype cdt, int64_t ldc, fk_act act) {
+    (void)be, (void)M, (void)N, (void)K, (void)a, (void)adt, (void)lda, (void)a2, (void)a2dt;
+    (void)lda2, (void)k1, (void)b, (void)bdt, (void)ldb, (void)bias, (void)bias_dt, (void)c;
+    (void)cdt, (void)ldc, (void)act;
     return false;
 }
 
-bool fk_cpu_gemm_bf16_multi(fk_backend *be, int n, int64_t M, int64_t K, const float *a,
-                            int64_t lda, const int64_t *N, const void *const *b,
+bool fk_cpu_gemm_bf16_multi(fk_backend *be, int n, int64_t M, int64_t K, const void *a,
+                            fk_dtype adt, int64_t lda, const int64_t *N, const void *const *b,
                             const fk_dtype *bdt, const void *const *bias,
-                            const fk_dtype *bias_dt, float *const *c, const fk_act *act) {
-    (void)be, (void)n, (void)M, (void)K, (void)a, (void)lda, (void)N, (void)b, (void)bdt;
-    (void)bias, (void)bias_dt, (void)c, (void)act;
+                            const fk_dtype *bias_dt, void *const *c, const fk_dtype *cdt,
+                            const fk_act *act) {
+    (void)be, (void)n, (void)M, (void)K, (void)a, (void)adt, (void)lda, (void)N, (void)b;
+    (void)bdt, (void)bias, (void)bias_dt, (void)c, (void)cdt, (void)act;
     return false;
 }
 
@@ -1398,6 +1459,18 @@ bool fk_backend_cpu_set_bf16_kernel(fk_backend *be, fk_cpu_bf16_kernel k) {
     impl->bf16_attention = true;
     fk_bf16_update_table(be);
     return true;
+}
+
+bool fk_cpu_bf16_io_ok(const fk_backend *be, int64_t rows) {
+    const fk_cpu_impl *impl = fk_cpu_impl_of(be);
+    return impl->precision == FK_PREC_BF16 && impl->bf16_kernel != FK_CPU_BF16_NONE &&
+           !impl->bf16_io_off && rows >= FK_CPU_BF16_MIN_M;
+}
+
+void fk_backend_cpu_set_bf16_io(fk_backend *be, bool on) { fk_cpu_impl_of(be)->bf16_io_off = !on; }
+
+void fk_backend_cpu_set_bf16_ws_max(fk_backend *be, uint64_t bytes) {
+    fk_cpu_impl_of(be)->bf16_ws_max = bytes;
 }
 
 void fk_backend_cpu_set_bf16_attention(fk_backend *be, bool on) {

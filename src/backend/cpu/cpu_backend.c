@@ -86,19 +86,32 @@ static bool fk_cpu_all_f32(const fk_tensor *const *srcs, int n, int count) {
     return true;
 }
 
+/* The activation operands among the first `count` of a product (x at
+ * index xi gives the rows): f32 or absent, or bf16 where the bf16 product
+ * takes them (fk_cpu_bf16_io_ok). */
+static bool fk_cpu_product_acts_ok(const fk_backend *be, const fk_tensor *const *srcs, int n,
+                                   int count, int xi) {
+    for (int i = 0; i < count; i++) {
+        fk_dtype t = fk_cpu_src_dtype(srcs, n, i);
+        if (t == FK_F32 || t == FK_DTYPE_COUNT) continue;
+        const fk_tensor *x = xi < n ? srcs[xi] : NULL;
+        if (t != FK_BF16 || !x || !fk_cpu_bf16_io_ok(be, fk_tensor_rows(x))) return false;
+    }
+    return true;
+}
+
 static bool fk_cpu_supports(const fk_backend *be, fk_op op, const fk_tensor *const *srcs,
                             int n_srcs) {
-    (void)be;
     for (int i = 0; srcs && i < n_srcs; i++)
         if (srcs[i] && srcs[i]->device != FK_DEVICE_CPU) return false;
     switch (op) {
     case FK_OP_LINEAR: /* y, x, w, b */
     case FK_OP_LINEAR_ACT: /* y, x, w, b */
-        return fk_cpu_all_f32(srcs, n_srcs, 2) && fk_cpu_weight_or_absent(srcs, n_srcs, 2) &&
-               fk_cpu_weight_or_absent(srcs, n_srcs, 3);
+        return fk_cpu_product_acts_ok(be, srcs, n_srcs, 2, 1) &&
+               fk_cpu_weight_or_absent(srcs, n_srcs, 2) && fk_cpu_weight_or_absent(srcs, n_srcs, 3);
     case FK_OP_LINEAR_CAT: /* y, x1, x2, w, b */
-        return fk_cpu_all_f32(srcs, n_srcs, 3) && fk_cpu_weight_or_absent(srcs, n_srcs, 3) &&
-               fk_cpu_weight_or_absent(srcs, n_srcs, 4);
+        return fk_cpu_product_acts_ok(be, srcs, n_srcs, 3, 1) &&
+               fk_cpu_weight_or_absent(srcs, n_srcs, 3) && fk_cpu_weight_or_absent(srcs, n_srcs, 4);
     case FK_OP_LAYERNORM: /* y, x, w, b */
     case FK_OP_CONV2D: /* y, x, w, b */
     case FK_OP_GROUP_NORM: /* y, x, w, b */

@@ -4,16 +4,65 @@
  * activation over y. Either way the bits equal linear + the activation op. */
 #include "backend/cpu/cpu.h"
 
+#include <string.h>
+
+/* [x1 | x2] row by row into f32 (bf16 parts widened, exactly): (M, K1 + K2). */
+static void fk_cpu_join_f32(float *dst, const fk_tensor *x1, const fk_tensor *x2) {
+    const int64_t M = fk_tensor_rows(x1), K1 = fk_tensor_cols(x1);
+    const int64_t K2 = x2 ? fk_tensor_cols(x2) : 0, K = K1 + K2;
+    for (int64_t m = 0; m < M; m++) {
+        fk_convert_to_f32(dst + m * K, (const char *)x1->data + (size_t)(m * K1) *
+                                                                   fk_dtype_size(x1->dtype),
+                          x1->dtype, (size_t)K1);
+        if (x2)
+            fk_convert_to_f32(dst + m * K + K1,
+                              (const char *)x2->data + (size_t)(m * K2) * fk_dtype_size(x2->dtype),
+                              x2->dtype, (size_t)K2);
+    }
+}
+
+void fk_cpu_linear_io(fk_backend *be, fk_tensor *y, const fk_tensor *x1, const fk_tensor *x2,
+                      const fk_tensor *w, const fk_tensor *b, fk_act act) {
+    const int64_t M = fk_tensor_rows(x1), K1 = fk_tensor_cols(x1);
+    const int64_t K2 = x2 ? fk_tensor_cols(x2) : 0, K = K1 + K2, N = w->shape[0];
+    FK_ASSERT(fk_cpu_bf16_io_ok(be, M)); /* what supports() promised */
+    FK_ASSERT(fk_cpu_act_dtype_ok(y->dtype) && fk_cpu_act_dtype_ok(x1->dtype) &&
+              (!x2 || fk_cpu_act_dtype_ok(x2->dtype)));
+    if (fk_cpu_gemm_bf16_cat(be, M, N, K, x1->data, x1->dtype, K1, x2 ? x2->data : NULL,
+                             x2 ? x2->dtype : FK_F32, K2, K1, w->data, w->dtype, K,
+                             b ? b->data : NULL, b ? b->dtype : FK_F32, y->data, y->dtype, N, act))
+        return;
+    /* The bf16 workspace could not be had (out of memory): as the f32
+     * operands do then, the f32 path, here on widened copies (a last resort
+     * that allocates; bf16 y: the f32 result rounded to nearest-even). */
+    float *xf = fk_alloc((size_t)(M * K) * sizeof(float));
+    float *yf = y->dtype == FK_F32 ? y->data : fk_alloc((size_t)(M * N) * sizeof(float));
+    FK_ASSERT(xf && yf && "out of memory for a product with bf16 activations");
+    fk_cpu_join_f32(xf, x1, x2);
+    fk_tensor tx = fk_view2(FK_F32, xf, M, K), ty = fk_view2(FK_F32, yf, M, N);
+    fk_cpu_linear_act(be, &ty, &tx, w, b, act);
+    if (yf != y->data) {
+        uint16_t *yb = y->data;
+        for (int64_t i = 0; i < M * N; i++) yb[i] = fk_f32_to_bf16(yf[i]);
+        fk_free(yf);
+    }
+    fk_free(xf);
+}
+
 void fk_cpu_linear_act(fk_backend *be, fk_tensor *y, const fk_tensor *x, const fk_tensor *w,
                        const fk_tensor *b, fk_act act) {
     FK_ASSERT((unsigned)act < FK_ACT_COUNT);
-    FK_ASSERT(y->dtype == FK_F32 && x->dtype == FK_F32);
+    FK_ASSERT(fk_cpu_act_dtype_ok(y->dtype) && fk_cpu_act_dtype_ok(x->dtype));
     FK_ASSERT(w->ndim == 2 && fk_cpu_weight_dtype_ok(w->dtype));
     int64_t M = fk_tensor_rows(x), K = fk_tensor_cols(x), N = w->shape[0]; /* x (M, K), w (N, K) */
     FK_ASSERT(w->shape[1] == K);
     FK_ASSERT(fk_tensor_rows(y) == M && fk_tensor_cols(y) == N); /* y (M, N) */
     FK_ASSERT(y->data != x->data);
     if (b) FK_ASSERT(fk_tensor_numel(b) == N && fk_cpu_weight_dtype_ok(b->dtype)); /* b (N) */
+    if (y->dtype != FK_F32 || x->dtype != FK_F32) {
+        fk_cpu_linear_io(be, y, x, NULL, w, b, act);
+        return;
+    }
     fk_cpu_impl *impl = fk_cpu_impl_of(be);
     if (impl->precision == FK_PREC_BF16 && M >= FK_CPU_BF16_MIN_M &&
         fk_cpu_gemm_bf16_act(be, M, N, K, x->data, K, w->data, w->dtype, K, b ? b->data : NULL,
@@ -37,17 +86,17 @@ void fk_cpu_linear_act(fk_backend *be, fk_tensor *y, const fk_tensor *x, const f
 #define FK_CPU_MULTI_MAX 8
 void fk_cpu_linear_multi(fk_backend *be, int n, fk_tensor *const *y, const fk_tensor *x,
                          const fk_tensor *const *w, const fk_tensor *const *b, const fk_act *act) {
-    FK_ASSERT(n >= 0 && x->dtype == FK_F32);
+    FK_ASSERT(n >= 0 && fk_cpu_act_dtype_ok(x->dtype));
     const int64_t M = fk_tensor_rows(x), K = fk_tensor_cols(x); /* x (M, K) */
     fk_cpu_impl *impl = fk_cpu_impl_of(be);
     bool fast = impl->precision == FK_PREC_BF16 && M >= FK_CPU_BF16_MIN_M && n > 0 &&
                 n <= FK_CPU_MULTI_MAX;
     int64_t N[FK_CPU_MULTI_MAX];
     const void *bw[FK_CPU_MULTI_MAX], *bb[FK_CPU_MULTI_MAX];
-    fk_dtype wdt[FK_CPU_MULTI_MAX], bdt[FK_CPU_MULTI_MAX];
-    float *c[FK_CPU_MULTI_MAX];
+    fk_dtype wdt[FK_CPU_MULTI_MAX], bdt[FK_CPU_MULTI_MAX], cdt[FK_CPU_MULTI_MAX];
+    void *c[FK_CPU_MULTI_MAX];
     for (int i = 0; i < n; i++) { /* the checks of linear_act, every product */
-        FK_ASSERT((unsigned)act[i] < FK_ACT_COUNT && y[i]->dtype == FK_F32);
+        FK_ASSERT((unsigned)act[i] < FK_ACT_COUNT && fk_cpu_act_dtype_ok(y[i]->dtype));
         FK_ASSERT(w[i]->ndim == 2 && fk_cpu_weight_dtype_ok(w[i]->dtype) && w[i]->shape[1] == K);
         const int64_t Ni = w[i]->shape[0]; /* w (N, K) */
         FK_ASSERT(fk_tensor_rows(y[i]) == M && fk_tensor_cols(y[i]) == Ni); /* y (M, N) */
@@ -57,10 +106,13 @@ void fk_cpu_linear_multi(fk_backend *be, int n, fk_tensor *const *y, const fk_te
             N[i] = Ni;
             bw[i] = w[i]->data, wdt[i] = w[i]->dtype;
             bb[i] = b[i] ? b[i]->data : NULL, bdt[i] = b[i] ? b[i]->dtype : FK_F32;
-            c[i] = y[i]->data;
+            c[i] = y[i]->data, cdt[i] = y[i]->dtype;
         }
+        if (y[i]->dtype != FK_F32) FK_ASSERT(fk_cpu_bf16_io_ok(be, M));
     }
-    if (fast && fk_cpu_gemm_bf16_multi(be, n, M, K, x->data, K, N, bw, wdt, bb, bdt, c, act))
+    if (x->dtype != FK_F32) FK_ASSERT(fk_cpu_bf16_io_ok(be, M));
+    if (fast && fk_cpu_gemm_bf16_multi(be, n, M, K, x->data, x->dtype, K, N, bw, wdt, bb, bdt, c,
+                                       cdt, act))
         return;
     for (int i = 0; i < n; i++) fk_cpu_linear_act(be, y[i], x, w[i], b[i], act[i]);
 }
@@ -70,7 +122,8 @@ void fk_cpu_linear_multi(fk_backend *be, int n, fk_tensor *const *y, const fk_te
  * linear runs on it (the reference's bits either way). */
 void fk_cpu_linear_cat(fk_backend *be, fk_tensor *y, const fk_tensor *x1, const fk_tensor *x2,
                        const fk_tensor *w, const fk_tensor *b, fk_tensor *tmp) {
-    FK_ASSERT(y->dtype == FK_F32 && x1->dtype == FK_F32 && x2->dtype == FK_F32);
+    FK_ASSERT(fk_cpu_act_dtype_ok(y->dtype) && fk_cpu_act_dtype_ok(x1->dtype) &&
+              fk_cpu_act_dtype_ok(x2->dtype));
     FK_ASSERT(w->ndim == 2 && fk_cpu_weight_dtype_ok(w->dtype));
     int64_t M = fk_tensor_rows(x1), K1 = fk_tensor_cols(x1), K2 = fk_tensor_cols(x2);
     int64_t K = K1 + K2, N = w->shape[0]; /* x1 (M, K1), x2 (M, K2), w (N, K) */
@@ -78,10 +131,15 @@ void fk_cpu_linear_cat(fk_backend *be, fk_tensor *y, const fk_tensor *x1, const 
     FK_ASSERT(fk_tensor_rows(y) == M && fk_tensor_cols(y) == N); /* y (M, N) */
     FK_ASSERT(y->data != x1->data && y->data != x2->data);
     if (b) FK_ASSERT(fk_tensor_numel(b) == N && fk_cpu_weight_dtype_ok(b->dtype)); /* b (N) */
+    if (y->dtype != FK_F32 || x1->dtype != FK_F32 || x2->dtype != FK_F32) {
+        fk_cpu_linear_io(be, y, x1, x2, w, b, FK_ACT_NONE); /* tmp not needed */
+        return;
+    }
     fk_cpu_impl *impl = fk_cpu_impl_of(be);
     if (impl->precision == FK_PREC_BF16 && M >= FK_CPU_BF16_MIN_M &&
-        fk_cpu_gemm_bf16_cat(be, M, N, K, x1->data, K1, x2->data, K2, K1, w->data, w->dtype, K,
-                             b ? b->data : NULL, b ? b->dtype : FK_F32, y->data, N, FK_ACT_NONE))
+        fk_cpu_gemm_bf16_cat(be, M, N, K, x1->data, FK_F32, K1, x2->data, FK_F32, K2, K1, w->data,
+                             w->dtype, K, b ? b->data : NULL, b ? b->dtype : FK_F32, y->data,
+                             FK_F32, N, FK_ACT_NONE))
         return;
     FK_ASSERT(tmp && tmp->dtype == FK_F32 && fk_tensor_numel(tmp) == M * K); /* tmp (M, K) */
     fk_tensor tc = fk_view2(FK_F32, tmp->data, M, K);

@@ -366,13 +366,17 @@ void fk_cpu_gemm(const fk_backend *be, int64_t M, int64_t N, int64_t K, const fl
 
 void fk_cpu_linear(fk_backend *be, fk_tensor *y, const fk_tensor *x, const fk_tensor *w,
                    const fk_tensor *b) {
-    FK_ASSERT(y->dtype == FK_F32 && x->dtype == FK_F32);
+    FK_ASSERT(fk_cpu_act_dtype_ok(y->dtype) && fk_cpu_act_dtype_ok(x->dtype));
     FK_ASSERT(w->ndim == 2 && fk_cpu_weight_dtype_ok(w->dtype));
     int64_t M = fk_tensor_rows(x), K = fk_tensor_cols(x), N = w->shape[0]; /* x (M, K), w (N, K) */
     FK_ASSERT(w->shape[1] == K);
     FK_ASSERT(fk_tensor_rows(y) == M && fk_tensor_cols(y) == N); /* y (M, N) */
     FK_ASSERT(y->data != x->data);
     if (b) FK_ASSERT(fk_tensor_numel(b) == N && fk_cpu_weight_dtype_ok(b->dtype)); /* b (N) */
+    if (y->dtype != FK_F32 || x->dtype != FK_F32) { /* bf16 activations */
+        fk_cpu_linear_io(be, y, x, NULL, w, b, FK_ACT_NONE);
+        return;
+    }
     /* bf16 mode (cpu_amx.c): large enough products on bf16 hardware */
     if (fk_cpu_impl_of(be)->precision == FK_PREC_BF16 && M >= FK_CPU_BF16_MIN_M &&
         fk_cpu_gemm_bf16(be, M, N, K, x->data, K, w->data, w->dtype, K, b ? b->data : NULL,

@@ -1,0 +1,127 @@
+/* The FLUX runner keeps the MLP hidden state in bf16 between its GELU
+ * product and the product that reads it (mlp.0 → mlp.2 of each double-block
+ * stream, the MLP part of linear1 → linear2 of each single block) where the
+ * backend takes bf16 activations (bf16 mode): the velocity is bitwise the
+ * one with f32 hidden states (fk_backend_cpu_set_bf16_io off), and the bf16
+ * path is really taken (counted by a wrapper of the op table) — for every
+ * stream with at least FK_CPU_BF16_MIN_M rows, f32 for a shorter text
+ * stream, never in f32 mode. Tiny-dev weights, random inputs, 1 and 2
+ * threads. Tolerance: bitwise (the same sums; a bf16 y holds exactly what
+ * the consumer's packing would have made of the f32 y). */
+#include "backend/cpu/cpu.h"
+#include "core/rng.h"
+#include "model/flux.h"
+#include "test.h"
+
+#include <string.h>
+
+static fk_backend spy_inner; /* the CPU backend's table, before the wrapper */
+static int n_bf16_y, n_bf16_x;
+
+static void count(const fk_tensor *y, const fk_tensor *x1, const fk_tensor *x2) {
+    if (y && y->dtype == FK_BF16) n_bf16_y++;
+    if ((x1 && x1->dtype == FK_BF16) || (x2 && x2->dtype == FK_BF16)) n_bf16_x++;
+}
+
+static void spy_linear(fk_backend *be, fk_tensor *y, const fk_tensor *x, const fk_tensor *w,
+                       const fk_tensor *b) {
+    count(y, x, NULL);
+    spy_inner.linear(be, y, x, w, b);
+}
+
+static void spy_linear_act(fk_backend *be, fk_tensor *y, const fk_tensor *x, const fk_tensor *w,
+                           const fk_tensor *b, fk_act act) {
+    count(y, x, NULL);
+    spy_inner.linear_act(be, y, x, w, b, act);
+}
+
+static void spy_linear_multi(fk_backend *be, int n, fk_tensor *const *y, const fk_tensor *x,
+                             const fk_tensor *const *w, const fk_tensor *const *b,
+                             const fk_act *act) {
+    for (int i = 0; i < n; i++) count(y[i], i == 0 ? x : NULL, NULL);
+    spy_inner.linear_multi(be, n, y, x, w, b, act);
+}
+
+static void spy_linear_cat(fk_backend *be, fk_tensor *y, const fk_tensor *x1, const fk_tensor *x2,
+                           const fk_tensor *w, const fk_tensor *b, fk_tensor *tmp) {
+    count(y, x1, x2);
+    spy_inner.linear_cat(be, y, x1, x2, w, b, tmp);
+}
+
+/* Velocity of one step on backend be (wrapped) with bf16 activations on or off. */
+static void run(fk_context *ctx, const fk_flux_model *m, fk_backend *cpu, bool io, int64_t Li,
+                int64_t Lt, fk_tensor *out) {
+    const fk_flux_config *c = &m->cfg;
+    fk_tensor img, ids, txt, tids, y;
+    CHECK(fk_tensor_new(ctx, &img, FK_F32, 2, (const int64_t[]){Li, c->in_channels}, "img") == FK_OK);
+    CHECK(fk_tensor_new(ctx, &ids, FK_F32, 2, (const int64_t[]){Li, 3}, "ids") == FK_OK);
+    CHECK(fk_tensor_new(ctx, &txt, FK_F32, 2, (const int64_t[]){Lt, c->context_dim}, "txt") == FK_OK);
+    CHECK(fk_tensor_new(ctx, &tids, FK_F32, 2, (const int64_t[]){Lt, 3}, "tids") == FK_OK);
+    CHECK(fk_tensor_new(ctx, &y, FK_F32, 2, (const int64_t[]){1, c->vec_dim}, "y") == FK_OK);
+    fk_rng_fill_normal(11, 1, 0, img.data, (size_t)fk_tensor_numel(&img), 0.0f, 1.0f);
+    fk_rng_fill_normal(11, 2, 0, txt.data, (size_t)fk_tensor_numel(&txt), 0.0f, 1.0f);
+    fk_rng_fill_normal(11, 3, 0, y.data, (size_t)fk_tensor_numel(&y), 0.0f, 1.0f);
+    float *id = ids.data;
+    for (int64_t i = 0; i < Li; i++) id[i * 3] = 0, id[i * 3 + 1] = (float)(i / 8), id[i * 3 + 2] = (float)(i % 8);
+    fk_backend_cpu_set_bf16_io(cpu, io);
+    spy_inner = *cpu;
+    fk_backend spy = *cpu;
+    spy.linear = spy_linear;
+    spy.linear_act = spy_linear_act;
+    spy.linear_multi = spy_inner.linear_multi ? spy_linear_multi : NULL;
+    spy.linear_cat = spy_linear_cat;
+    fk_flux_runner *r = NULL;
+    CHECK(fk_flux_runner_create(ctx, m, &spy, Li, Lt, &r) == FK_OK);
+    fk_flux_inputs in = {.img = &img, .img_ids = &ids, .txt = &txt, .txt_ids = &tids, .y = &y,
+                         .guidance = 3.5f, .timestep = 0.8f};
+    n_bf16_x = n_bf16_y = 0;
+    CHECK(fk_tensor_new(ctx, out, FK_F32, 2, (const int64_t[]){Li, c->out_channels}, "out") == FK_OK);
+    CHECK(fk_flux_forward(ctx, r, &in, out) == FK_OK);
+    fk_flux_runner_free(r);
+    fk_tensor *ts[5] = {&img, &ids, &txt, &tids, &y};
+    for (int i = 0; i < 5; i++) fk_tensor_free(ts[i]);
+}
+
+static void run_case(fk_context *ctx, const fk_flux_model *m, int threads, int64_t Li, int64_t Lt) {
+    const fk_flux_config *c = &m->cfg;
+    fk_backend *cpu = fk_backend_cpu_create(threads);
+    fk_tensor o_f32, o_bf16;
+    /* f32 mode: nothing in bf16 */
+    run(ctx, m, cpu, true, Li, Lt, &o_f32);
+    CHECKF(n_bf16_x == 0 && n_bf16_y == 0, "f32 mode used bf16 activations");
+    fk_tensor_free(&o_f32);
+    if (fk_backend_cpu_set_precision(cpu, FK_PREC_BF16) != FK_CPU_BF16_NONE) {
+        run(ctx, m, cpu, false, Li, Lt, &o_f32);
+        CHECK(n_bf16_x == 0 && n_bf16_y == 0);
+        run(ctx, m, cpu, true, Li, Lt, &o_bf16);
+        /* one producer and one consumer per double-block stream with enough
+         * rows, and per single block */
+        const int streams = (Li >= FK_CPU_BF16_MIN_M) + (Lt >= FK_CPU_BF16_MIN_M);
+        const int want = streams * c->depth_double + c->depth_single;
+        CHECKF(n_bf16_y == want && n_bf16_x == want,
+               "Li %ld Lt %ld: %d bf16 outputs, %d bf16 inputs, expected %d each", (long)Li,
+               (long)Lt, n_bf16_y, n_bf16_x, want);
+        CHECKF(!memcmp(o_f32.data, o_bf16.data, fk_tensor_nbytes(&o_f32)),
+               "Li %ld Lt %ld, %d threads: bf16 hidden states change the velocity", (long)Li,
+               (long)Lt, threads);
+        fk_tensor_free(&o_f32);
+        fk_tensor_free(&o_bf16);
+    } else {
+        printf("no bf16 kernel on this machine: bf16 mode not run\n");
+    }
+    cpu->destroy(cpu);
+}
+
+int main(void) {
+    fk_context *ctx = fk_context_create(2);
+    fk_flux_model *m = NULL;
+    CHECK(fk_flux_load(ctx, "tests/data/flux/tiny-dev.weights.bf16.safetensors", &m) == FK_OK);
+    if (m) {
+        run_case(ctx, m, 1, 64, 20);
+        run_case(ctx, m, 2, 64, 20);
+        run_case(ctx, m, 2, 48, 8); /* the text stream too short for the bf16 product */
+    }
+    fk_flux_free(m);
+    fk_context_free(ctx);
+    return fk_test_finish("test_flux_bf16_io");
+}
