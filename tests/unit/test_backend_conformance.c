@@ -293,6 +293,84 @@ static void cf_linear_cat(const cf_target *tg, int64_t M, int64_t K1, int64_t K2
     fk_free(tmp);
 }
 
+/* bf16 activations (backend.h), on a target whose supports() takes them for
+ * these shapes (CPU in bf16 mode with a bf16 kernel, and devsim in front of
+ * it; a backend may decline, then nothing runs): linear_act (GELU) writing a
+ * bf16 y, linear reading a bf16 x, linear_cat reading a bf16 x2, each
+ * against the f32 reference on the same values (the bf16 x holds the bf16
+ * rounding of the reference's f32 x; the bf16 y is widened) within the
+ * target's product tolerance (a bf16 y adds one rounding, RMS ≈ 0.4·2^-8 ≈
+ * 1e-3, well inside TOL_BF16_PROD). Returns whether it ran. */
+static bool cf_bf16_io(const cf_target *tg, int64_t M, int64_t K1, int64_t K2, int64_t N) {
+    const int64_t K = K1 + K2;
+    int64_t sx[2] = {M, K}, s1[2] = {M, K1}, s2[2] = {M, K2}, sy[2] = {M, N}, sw[2] = {N, K};
+    int64_t sb[1] = {N};
+    void *w = cf_weight(FK_BF16, N * K, 2.0f / sqrtf((float)K));
+    void *b = cf_weight(FK_F32, N, 0.5f);
+    fk_tensor tw = cf_host(FK_BF16, w, 2, sw), tb = cf_host(FK_F32, b, 1, sb);
+    /* the shapes asked about (data not needed) */
+    fk_tensor qyb = fk_tensor_view(FK_BF16, NULL, 2, sy), qx = fk_tensor_view(FK_F32, NULL, 2, sx);
+    fk_tensor qxb = fk_tensor_view(FK_BF16, NULL, 2, sx), qy = fk_tensor_view(FK_F32, NULL, 2, sy);
+    fk_tensor q1 = fk_tensor_view(FK_F32, NULL, 2, s1), q2b = fk_tensor_view(FK_BF16, NULL, 2, s2);
+    qyb.device = qx.device = qxb.device = qy.device = q1.device = q2b.device = tg->be->device;
+    const fk_tensor *a1[4] = {&qyb, &qx, &tw, &tb}, *a2[4] = {&qy, &qxb, &tw, &tb};
+    const fk_tensor *a3[5] = {&qy, &q1, &q2b, &tw, &tb};
+    const bool ok = tg->be->supports(tg->be, FK_OP_LINEAR_ACT, a1, 4) &&
+                    tg->be->supports(tg->be, FK_OP_LINEAR, a2, 4) &&
+                    tg->be->supports(tg->be, FK_OP_LINEAR_CAT, a3, 5);
+    if (ok) {
+        float *x = cf_rand(M * K, -1, 1), *ref = cf_alloc(M * N), *got = cf_alloc(M * N);
+        uint16_t *xb = fk_alloc((size_t)(M * K) * 2), *yb = fk_alloc((size_t)(M * N) * 2);
+        uint16_t *x1b = fk_alloc((size_t)(M * K1) * 2), *x2b = fk_alloc((size_t)(M * K2) * 2);
+        float *x1 = cf_alloc(M * K1);
+        for (int64_t i = 0; i < M * K; i++) { /* x: values bf16 holds exactly */
+            xb[i] = fk_f32_to_bf16(x[i]);
+            x[i] = fk_bf16_to_f32(xb[i]);
+        }
+        for (int64_t m = 0; m < M; m++) {
+            memcpy(x1 + m * K1, x + m * K, (size_t)K1 * 4);
+            for (int64_t k = 0; k < K2; k++) x2b[m * K2 + k] = xb[m * K + K1 + k];
+            for (int64_t k = 0; k < K1; k++) x1b[m * K1 + k] = xb[m * K + k];
+        }
+        fk_tensor hx = cf_host(FK_F32, x, 2, sx), hy = cf_host(FK_F32, ref, 2, sy);
+        char what[96];
+        /* linear_act, bf16 y */
+        cf_ref->linear_act(cf_ref, &hy, &hx, &tw, &tb, FK_ACT_GELU_TANH);
+        fk_tensor dx = cf_dev_f32(tg, x, 2, sx), dyb = cf_dev(tg, FK_BF16, NULL, 2, sy);
+        tg->be->linear_act(tg->be, &dyb, &dx, &tw, &tb, FK_ACT_GELU_TANH);
+        cf_get(tg, yb, &dyb);
+        for (int64_t i = 0; i < M * N; i++) got[i] = fk_bf16_to_f32(yb[i]);
+        snprintf(what, sizeof(what), "bf16 y, M=%lld K=%lld N=%lld", (long long)M, (long long)K,
+                 (long long)N);
+        cf_compare(tg, FK_OP_LINEAR_ACT, what, got, ref, M * N, tg->tol_prod);
+        /* linear, bf16 x */
+        cf_ref->linear(cf_ref, &hy, &hx, &tw, &tb);
+        fk_tensor dxb = cf_dev(tg, FK_BF16, xb, 2, sx), dy = cf_dev_f32(tg, NULL, 2, sy);
+        tg->be->linear(tg->be, &dy, &dxb, &tw, &tb);
+        cf_get(tg, got, &dy);
+        snprintf(what, sizeof(what), "bf16 x, M=%lld K=%lld N=%lld", (long long)M, (long long)K,
+                 (long long)N);
+        cf_compare(tg, FK_OP_LINEAR, what, got, ref, M * N, tg->tol_prod);
+        /* linear_cat, f32 x1 | bf16 x2 (same reference) */
+        fk_tensor d1 = cf_dev_f32(tg, x1, 2, s1), d2b = cf_dev(tg, FK_BF16, x2b, 2, s2);
+        fk_tensor dt = cf_dev_f32(tg, NULL, 2, sx);
+        tg->be->linear_cat(tg->be, &dy, &d1, &d2b, &tw, &tb, &dt);
+        cf_get(tg, got, &dy);
+        snprintf(what, sizeof(what), "bf16 x2, M=%lld K1=%lld K2=%lld N=%lld", (long long)M,
+                 (long long)K1, (long long)K2, (long long)N);
+        cf_compare(tg, FK_OP_LINEAR_CAT, what, got, ref, M * N, tg->tol_prod);
+        fk_tensor *dev[6] = {&dx, &dyb, &dxb, &dy, &d1, &d2b};
+        for (int i = 0; i < 6; i++) cf_free(tg, dev[i]);
+        cf_free(tg, &dt);
+        fk_free(x), fk_free(ref), fk_free(got), fk_free(xb), fk_free(yb), fk_free(x1b);
+        fk_free(x2b), fk_free(x1);
+    }
+    cf_uncache(tg);
+    fk_free(w);
+    fk_free(b);
+    return ok;
+}
+
 /* Weight cache: linear before caching, after cache_weight, after
  * uncache_weights, and (device backends) with the weight already on the
  * device: the same bits every time. */
@@ -889,6 +967,13 @@ static void cf_suite_full(cf_target *tg) {
     cf_linear_cat(tg, 40, 37, 61, 48, FK_F16, false); /* odd split: unaligned second part */
     cf_linear_cat(tg, 5, 64, 64, 32, FK_F32, true);
     cf_weight_cache(tg);
+    /* bf16 activations where the target takes them (the CPU targets on a
+     * machine with a bf16 kernel: then they must run) */
+    const bool io1 = cf_bf16_io(tg, 100, 96, 384, 96), io2 = cf_bf16_io(tg, 37, 45, 61, 50);
+    if (!cf_real_cuda(tg->be) && fk_cpu_bf16_kernel_detect() != FK_CPU_BF16_NONE &&
+        strstr(tg->name, "bf16"))
+        CHECKF(io1 && io2, "%s: bf16 activations not taken", tg->name);
+    printf("%s: bf16 activations %s\n", tg->name, io1 ? "checked" : "not supported, skipped");
 
     /* attention: flash shapes (D 64/128, partial tiles), causal (CLIP), bias
      * (T5) with a fully masked row, cross lengths, D = 512 (VAE), odd D */
