@@ -65,9 +65,9 @@
  * head's packed K and V, round128(Lk)·D·4 bytes (Flux-mini at 1024², L =
  * 4608: 2.4 MB; the same workspace, they never run at once). It is grown on demand, kept, and
  * allocated in 2 MB pages where Linux allows (madvise). Weights are packed
- * on the fly from the mmapped file on every call: no packed copy of the
- * model is kept (it would double the weight memory, 6.4 GB for Flux-mini in
- * bf16, and read as many bytes from DRAM per call as the unpacked weights). */
+ * on the fly from the mmapped file on every call, unless be->cache_weight
+ * keeps a packed copy ("weight cache" below: the FLUX runner caches its large
+ * weights and releases the mapped pages, so the copy costs no memory). */
 #include "backend/cpu/cpu_gemm.h"
 #include "core/cpu_features.h"
 
