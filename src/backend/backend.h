@@ -234,12 +234,18 @@ struct fk_backend {
     void (*scale_cols)(fk_backend *be, fk_tensor *y, const fk_tensor *x, const fk_tensor *s);
 };
 
-/* f32 views of activation memory (the backend's memory), tagged with be's
- * device: how the runners hand activations to the ops (the operand rule). */
-static inline fk_tensor fk_be_view2(const fk_backend *be, const void *p, int64_t d0, int64_t d1) {
-    fk_tensor t = fk_view2(FK_F32, (void *)p, d0, d1);
+/* Views of activation memory (the backend's memory), tagged with be's
+ * device: how the runners hand activations to the ops (the operand rule).
+ * fk_be_view2_as: of dtype dt (FK_BF16 for bf16 activations); the others f32. */
+static inline fk_tensor fk_be_view2_as(const fk_backend *be, fk_dtype dt, const void *p,
+                                       int64_t d0, int64_t d1) {
+    fk_tensor t = fk_view2(dt, (void *)p, d0, d1);
     t.device = be->device;
     return t;
+}
+
+static inline fk_tensor fk_be_view2(const fk_backend *be, const void *p, int64_t d0, int64_t d1) {
+    return fk_be_view2_as(be, FK_F32, p, d0, d1);
 }
 
 static inline fk_tensor fk_be_view3(const fk_backend *be, const void *p, int64_t d0, int64_t d1,

@@ -404,22 +404,6 @@ static void fk_flux_linear_rows(fk_backend *be, float *y, const float *x, int64_
     be->linear(be, &ty, &tx, &l->w, fk_flux_bias(l));
 }
 
-/* y (rows, out) = act(x (rows, in) · wᵀ + b) */
-static void fk_flux_linear_act_rows(fk_backend *be, float *y, const float *x, int64_t rows,
-                                    const fk_flux_linear *l, fk_act act) {
-    const int64_t out = l->w.shape[0], in = l->w.shape[1];
-    fk_tensor ty = fk_be_view2(be, y, rows, out);
-    fk_tensor tx = fk_be_view2(be, x, rows, in);
-    be->linear_act(be, &ty, &tx, &l->w, fk_flux_bias(l), act);
-}
-
-/* A bf16 view of activation memory, tagged with be's device. */
-static fk_tensor fk_flux_bf16_view(const fk_backend *be, void *p, int64_t d0, int64_t d1) {
-    fk_tensor t = fk_view2(FK_BF16, p, d0, d1);
-    t.device = be->device;
-    return t;
-}
-
 /* Whether the MLP hidden state of `rows` rows goes between its producer (the
  * GELU product of `up`) and its consumer (the product of `down`, or linear2
  * of a single block on [attn | mlp] when cat) in bf16: the backend takes a
@@ -431,7 +415,7 @@ static bool fk_flux_mlp_bf16(const fk_flux_runner *r, int64_t rows, const fk_flu
     fk_backend *be = r->be;
     if (!be->supports) return false;
     const int64_t C = r->m->cfg.hidden, M = r->m->cfg.mlp_hidden;
-    fk_tensor th = fk_flux_bf16_view(be, r->mlp, rows, M);
+    fk_tensor th = fk_be_view2_as(be, FK_BF16, r->mlp, rows, M);
     fk_tensor tx = fk_be_view2(be, r->xmod, rows, C);
     fk_tensor ta = fk_be_view2(be, r->attn, rows, C);
     const fk_tensor *pu[4] = {&th, &tx, &up->w, fk_flux_bias(up)};
@@ -446,16 +430,16 @@ static bool fk_flux_mlp_bf16(const fk_flux_runner *r, int64_t rows, const fk_flu
 
 /* y[i] (rows, out_i) = act[i](x (rows, in) · w_iᵀ + b_i), i < n ≤ 4: the
  * products of one x in one call (fk_backend_linear_multi: a backend may
- * prepare x once; the bits of the separate products) */
+ * prepare x once; the bits of the separate products); y[i] of dtype ydt[i]
+ * (ydt NULL: all f32) */
 static void fk_flux_linear_multi_rows(fk_backend *be, int n, float *const *y, const float *x,
                                       int64_t rows, const fk_flux_linear *const *l,
-                                      const fk_act *act, const bool *ybf16) {
+                                      const fk_act *act, const fk_dtype *ydt) {
     fk_tensor ty[4], tx = fk_be_view2(be, x, rows, l[0]->w.shape[1]);
     fk_tensor *yp[4];
     const fk_tensor *wp[4], *bp[4];
     for (int i = 0; i < n; i++) {
-        ty[i] = ybf16 && ybf16[i] ? fk_flux_bf16_view(be, y[i], rows, l[i]->w.shape[0])
-                                  : fk_be_view2(be, y[i], rows, l[i]->w.shape[0]);
+        ty[i] = fk_be_view2_as(be, ydt ? ydt[i] : FK_F32, y[i], rows, l[i]->w.shape[0]);
         yp[i] = &ty[i];
         wp[i] = &l[i]->w;
         bp[i] = fk_flux_bias(l[i]);
@@ -597,15 +581,13 @@ static void fk_flux_double_block(fk_flux_runner *r, int bi) {
         fk_flux_linear_rows(be, xm, as, n[s], &S[s]->proj);
         fk_flux_gated(be, xs, xm, n[s], C, mod[s] + 2 * C); /* gate1 */
         fk_flux_ln_modulate(be, xm, xs, n[s], C, mod[s] + 3 * C, mod[s] + 4 * C);
-        if (fk_flux_mlp_bf16(r, n[s], &S[s]->mlp0, &S[s]->mlp2, false)) {
-            fk_tensor th = fk_flux_bf16_view(be, ml, n[s], M);
+        { /* the MLP, its hidden state in bf16 where the backend takes it */
+            const bool hb = fk_flux_mlp_bf16(r, n[s], &S[s]->mlp0, &S[s]->mlp2, false);
+            fk_tensor th = fk_be_view2_as(be, hb ? FK_BF16 : FK_F32, ml, n[s], M);
             fk_tensor txm = fk_be_view2(be, xm, n[s], C);
             be->linear_act(be, &th, &txm, &S[s]->mlp0.w, fk_flux_bias(&S[s]->mlp0),
                            FK_ACT_GELU_TANH);
             be->linear(be, &txm, &th, &S[s]->mlp2.w, fk_flux_bias(&S[s]->mlp2));
-        } else {
-            fk_flux_linear_act_rows(be, ml, xm, n[s], &S[s]->mlp0, FK_ACT_GELU_TANH);
-            fk_flux_linear_rows(be, xm, ml, n[s], &S[s]->mlp2);
         }
         fk_flux_gated(be, xs, xm, n[s], C, mod[s] + 5 * C); /* gate2 */
     }
@@ -624,7 +606,8 @@ static void fk_flux_single_block(fk_flux_runner *r, int bi) {
     /* the MLP hidden state in bf16 where the backend takes it (not in the
      * debug path, which reads it in f32) */
     const bool hb = !dbg && fk_flux_mlp_bf16(r, L, &S->mlp, &S->linear2, true);
-    fk_tensor tm = hb ? fk_flux_bf16_view(be, r->mlp, L, M) : fk_be_view2(be, r->mlp, L, M);
+    const fk_dtype hdt = hb ? FK_BF16 : FK_F32;
+    fk_tensor tm = fk_be_view2_as(be, hdt, r->mlp, L, M);
     if (dbg) { /* the reference's fused projection output, before the GELU */
         fk_flux_linear_rows(be, r->q, r->xmod, L, &S->q);
         fk_flux_linear_rows(be, r->k, r->xmod, L, &S->k);
@@ -636,8 +619,8 @@ static void fk_flux_single_block(fk_flux_runner *r, int bi) {
         float *const ys[4] = {r->q, r->k, r->v, r->mlp};
         const fk_flux_linear *const ls[4] = {&S->q, &S->k, &S->v, &S->mlp};
         const fk_act acts[4] = {FK_ACT_NONE, FK_ACT_NONE, FK_ACT_NONE, FK_ACT_GELU_TANH};
-        const bool ybf[4] = {false, false, false, hb};
-        fk_flux_linear_multi_rows(be, 4, ys, r->xmod, L, ls, acts, ybf);
+        const fk_dtype ydt[4] = {FK_F32, FK_F32, FK_F32, hdt};
+        fk_flux_linear_multi_rows(be, 4, ys, r->xmod, L, ls, acts, ydt);
     }
     fk_flux_qk_norm_rope(r, 0, L, &S->q_scale, &S->k_scale);
     fk_flux_attention(r);

@@ -19,7 +19,7 @@
 
 static uint16_t *to_bf16(const float *x, int64_t n) {
     uint16_t *b = fk_alloc((size_t)n * 2);
-    for (int64_t i = 0; i < n; i++) b[i] = fk_f32_to_bf16(x[i]);
+    fk_convert_from_f32(b, FK_BF16, x, (size_t)n);
     return b;
 }
 

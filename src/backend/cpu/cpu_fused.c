@@ -42,8 +42,7 @@ void fk_cpu_linear_io(fk_backend *be, fk_tensor *y, const fk_tensor *x1, const f
     fk_tensor tx = fk_view2(FK_F32, xf, M, K), ty = fk_view2(FK_F32, yf, M, N);
     fk_cpu_linear_act(be, &ty, &tx, w, b, act);
     if (yf != y->data) {
-        uint16_t *yb = y->data;
-        for (int64_t i = 0; i < M * N; i++) yb[i] = fk_f32_to_bf16(yf[i]);
+        fk_convert_from_f32(y->data, FK_BF16, yf, (size_t)(M * N));
         fk_free(yf);
     }
     fk_free(xf);
