@@ -15,7 +15,7 @@
 #   3. test_backend_conformance: every op on every CUDA device, bf16 and f32
 #      mode, against the CPU f32 reference (and the CPU bf16 backend)
 #   4. compute-sanitizer memcheck over the same suite (out-of-bounds, misaligned
-#      and uninitialized accesses in every kernel)
+#      and uninitialized accesses in every kernel), run last (after step 6)
 #      (a CUDA error reruns it once with FK_CUDA_SYNC=1: a synchronize after
 #      every kernel names the one that faulted)
 #   5. test_backend_conformance --bench: linear on the Flux-mini shapes (M =
@@ -34,7 +34,8 @@
 # Environment: FK_GPU_ARCH (default 90), FK_GPU_JOBS (default 16),
 # FK_GPU_DEADLINE (default 500 s: no step starts after it),
 # FK_GPU_DEVICE (default cuda; devsim dry-runs step 6 on a machine without a
-# GPU), FK_GPU_FULL=0 to skip the full-size part of step 6,
+# GPU), FK_GPU_FULL=0 to skip the full-size part of step 6, FK_GPU_F32=1 to
+# add the f32 image bench,
 # FK_GPU_SKIP_SANITIZER=1 to skip step 4, FK_GPU_DIRECT=1 to take the direct
 # build (no CMake) in step 1.
 set -euo pipefail
@@ -213,7 +214,7 @@ say "nvidia-smi -L: $smi"
 # ---- 3-5. conformance, sanitizer, bench ----
 if [ -n "$bin" ]; then
     export OMP_WAIT_POLICY=PASSIVE
-    run_step conformance 300 "$logdir/conformance.log" "$bin"
+    run_step conformance 150 "$logdir/conformance.log" "$bin"
     if grep -q "CUDA error at" "$logdir/conformance.log"; then
         # a CUDA error surfaces at a later call: rerun with a synchronize after
         # every kernel to name the one that faulted
@@ -230,17 +231,7 @@ if [ -n "$bin" ]; then
         notes[-1]="no CUDA device tested: ${notes[-1]}"
         failed=1
     fi
-    if [ "${FK_GPU_SKIP_SANITIZER:-0}" = 1 ]; then
-        record sanitizer skipped 0 "FK_GPU_SKIP_SANITIZER=1"
-    elif command -v compute-sanitizer >/dev/null 2>&1; then
-        run_step sanitizer 240 "$logdir/sanitizer.log" \
-            compute-sanitizer --tool memcheck --error-exitcode 3 --print-limit 20 "$bin"
-        s_line=$(grep -E "ERROR SUMMARY" "$logdir/sanitizer.log" | tail -1 || true)
-        notes[-1]="${notes[-1]:+${notes[-1]}; }$s_line"
-    else
-        record sanitizer skipped 0 "compute-sanitizer not on PATH"
-    fi
-    run_step bench 240 "$logdir/bench.log" "$bin" --bench 0
+    run_step bench 90 "$logdir/bench.log" "$bin" --bench 0
     [ -f "$logdir/bench.log" ] && grep -E "^  (linear|attention|conv2d|device)|^bench:" "$logdir/bench.log" >"$logdir/bench_summary.txt" || true
 else
     record conformance FAIL 0 "not built"
@@ -257,7 +248,11 @@ if [ -n "$fk" ]; then
     t=$build/cli-out
     mkdir -p "$t"
     # tolerances as tests/cli/eval_*.sh: f32 5e-5 (flux) / 1e-5 (ae, clip, t5); bf16 operands 5e-3 (flux),
-    # and 1e-2 for the bf16 ae / text encoders (a few bf16 products in a row, f32 everything else)
+    # 1e-2 for the bf16 ae (a few bf16 products in a row, f32 everything else) and 2e-2 for the bf16 T5:
+    # a simulation of the tiny T5 with bf16 operands (linears and attention, f32 accumulation) gives
+    # 1.06-1.13e-2 against the f64 reference, 1.00-1.22e-2 over equivalent rounding draws (its unscaled
+    # attention logits amplify the rounding of q and k); 2e-2 is about twice that, and a one-bucket
+    # error in the position bias gives 4e-2 (docs/NOTES.md "bf16 T5 on the tiny fixture")
     cli_eval() { # NAME TOL COMPARE-ONLY... -- EVAL-ARGS...
         local name=$1 tol=$2; shift 2
         local only=()
@@ -288,7 +283,7 @@ if [ -n "$fk" ]; then
         --weights "$d/clip/tiny-clip.weights.f32.safetensors" --inputs "$d/clip/tiny-clip.io.f64.safetensors"
     cli_eval eval-t5-f32 1e-5 last_hidden_state -- t5 --precision f32 \
         --weights "$d/t5/tiny-t5.weights.f32.safetensors" --inputs "$d/t5/tiny-t5.io.f64.safetensors"
-    cli_eval eval-t5-bf16 1e-2 last_hidden_state -- t5 --precision bf16 \
+    cli_eval eval-t5-bf16 2e-2 last_hidden_state -- t5 --precision bf16 \
         --weights "$d/t5/tiny-t5.weights.f32.safetensors" --inputs "$d/t5/tiny-t5.io.f64.safetensors"
     M=(--model "$d/flux/tiny-dev.weights.bf16.safetensors" --ae "$d/ae/ae-tiny.weights.f32.safetensors"
        --clip "$d/pipeline/tiny-clip-l.safetensors" --t5 "$d/pipeline/tiny-t5xxl.safetensors")
@@ -309,7 +304,7 @@ if [ -n "$fk" ]; then
         run_step flux-check 240 "$t/flux_check.log" "$fk" bench flux --weights "$m/flux-mini.safetensors" \
             --res 512 --steps 2 --check --device "$dev"
         notes[-1]="$(grep -E "^ +512 " "$t/flux_check.log" | awk '{print "rel_l2_vs_f32 " $NF}')"
-        run_step bench-flux 180 "$t/bench_flux.log" "$fk" bench flux --weights "$m/flux-mini.safetensors" \
+        run_step bench-flux 120 "$t/bench_flux.log" "$fk" bench flux --weights "$m/flux-mini.safetensors" \
             --res 512,1024 --steps 10 --device "$dev" --profile
         # nvidia-smi's view of the device memory (context and library pools included,
         # which the backend's own counters do not see), sampled every 200 ms
@@ -333,12 +328,40 @@ if [ -n "$fk" ]; then
         run_step bench-image-offload 300 "$t/bench_image_offload.log" "$fk" bench image --models "$m" --res 512 \
             --steps 50 --images 1 --device "$dev" --offload
         smi_peak stop "$t/smi_offload.txt"
-        run_step bench-image-f32 300 "$t/bench_image_f32.log" "$fk" bench image --models "$m" --res 512 \
-            --steps 50 --images 1 --device "$dev" --precision f32
+        run_step bench-text 90 "$t/bench_text.log" bash -c '
+            set -e; fk=$1; m=$2; dev=$3
+            $fk bench t5 --weights $m/t5xxl_fp8_e4m3fn.safetensors --device $dev --repeat 3 --profile
+            $fk bench clip --weights $m/clip_l.safetensors --device $dev --repeat 3
+            $fk bench ae --weights $m/ae.safetensors --res 512 --tile 0 --device $dev --profile' _ "$fk" "$m" "$dev"
+        # a baseline binary carried as gpu-bin/fluxkit-base (another commit): the same
+        # image bench on the same card, for a side-by-side comparison
+        if [ -x "$root/gpu-bin/fluxkit-base" ]; then
+            run_step bench-image-base 120 "$t/bench_image_base.log" "$root/gpu-bin/fluxkit-base" bench image \
+                --models "$m" --res 512 --steps 50 --images 2 --device "$dev"
+        fi
+        if [ "${FK_GPU_F32:-0}" = 1 ]; then
+            run_step bench-image-f32 300 "$t/bench_image_f32.log" "$fk" bench image --models "$m" --res 512 \
+                --steps 50 --images 1 --device "$dev" --precision f32
+        fi
     fi
     fi # full size
     fi # cuda-smoke
     for f in "$t"/*.log; do echo "==== $(basename "$f")"; cat "$f"; done >>"$cli" 2>/dev/null || true
+fi
+
+# ---- 4. the sanitizer, last: it is the slowest step and the others matter more
+# when the deadline cuts the run short ----
+if [ -n "$bin" ]; then
+    if [ "${FK_GPU_SKIP_SANITIZER:-0}" = 1 ]; then
+        record sanitizer skipped 0 "FK_GPU_SKIP_SANITIZER=1"
+    elif command -v compute-sanitizer >/dev/null 2>&1; then
+        run_step sanitizer 240 "$logdir/sanitizer.log" \
+            compute-sanitizer --tool memcheck --error-exitcode 3 --print-limit 20 "$bin"
+        s_line=$(grep -E "ERROR SUMMARY" "$logdir/sanitizer.log" | tail -1 || true)
+        notes[-1]="${notes[-1]:+${notes[-1]}; }$s_line"
+    else
+        record sanitizer skipped 0 "compute-sanitizer not on PATH"
+    fi
 fi
 
 # ---- summary ----
@@ -346,7 +369,7 @@ say ""
 say "== bench (bf16, cuda:0) =="
 [ -f "$logdir/bench.log" ] && grep -E "^  (linear|attention|conv2d|device)|^bench:" "$logdir/bench.log" | tee -a "$log" || true
 for f in "$build"/cli-out/bench_flux.log "$build"/cli-out/bench_image.log "$build"/cli-out/bench_image_offload.log \
-    "$build"/cli-out/bench_image_f32.log; do
+    "$build"/cli-out/bench_image_base.log "$build"/cli-out/bench_image_f32.log; do
     [ -f "$f" ] || continue
     say ""
     say "== $(basename "$f" .log) =="

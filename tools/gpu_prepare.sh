@@ -22,7 +22,7 @@ root=$(pwd)
 if [ "${1:-}" = --hash ]; then
     find src include tests/unit/test_backend_conformance.c CMakeLists.txt -type f \
         \( -name '*.c' -o -name '*.h' -o -name '*.cu' -o -name CMakeLists.txt \) -print0 |
-        sort -z | xargs -0 sha256sum | sha256sum | cut -c1-16
+        LC_ALL=C sort -z | xargs -0 sha256sum | sha256sum | cut -c1-16
     exit 0
 fi
 arch=${FK_GPU_ARCH:-90}

@@ -110,6 +110,14 @@ struct fk_backend {
      * while cached. uncache_weights drops every copy. */
     size_t (*cache_weight)(fk_backend *be, const fk_tensor *w);
     void (*uncache_weights)(fk_backend *be);
+    /* Optional (NULL: nothing to release): free the working memory the
+     * backend keeps between ops (scratch buffers grown on demand: converted
+     * operands, attention scores, im2col chunks); the next op that needs it
+     * allocates again, with the same results. Cached weights and tensors
+     * from alloc stay. Callers use it between phases that need different
+     * scratch (text encoders, transformer, autoencoder), so the peak is the
+     * largest phase's, not their sum. */
+    void (*release_scratch)(fk_backend *be);
 
     /* ---- ops ---- */
 

@@ -93,7 +93,7 @@ uint64_t fk_backend_cuda_naive_gemm_count(const fk_backend *be);
  * that otherwise only full-size work or a full device reaches.
  * chunk_bytes > 0 bounds the chunked paths' scratch (conv2d's im2col column
  * matrix, the attention score block of the two-product path) instead of the
- * default 256 MiB, so a small shape runs several chunks; 0 restores the
+ * default 32 MiB, so a small shape runs several chunks; 0 restores the
  * default. flags (FK_CUDA_HOOK_*, 0 restores the defaults):
  * STAGE_WEIGHTS: host weights are uploaded to a staging buffer on every call
  * (the path taken when a cached copy cannot be allocated), the weight cache

@@ -535,6 +535,11 @@ static size_t fk_ds_cache_weight(fk_backend *be, const fk_tensor *w) {
     return in->cache_weight(in, &cw);
 }
 
+static void fk_ds_release_scratch(fk_backend *be) {
+    fk_backend *in = fk_ds_of(be)->inner;
+    if (in->release_scratch) in->release_scratch(in);
+}
+
 /* Dropping the cached weights also ends the promise that host weights stay
  * constant: the recorded hashes are forgotten. */
 static void fk_ds_uncache(fk_backend *be) {
@@ -583,6 +588,7 @@ fk_backend *fk_backend_devsim_wrap(fk_backend *inner) {
     be->synchronize = fk_ds_synchronize;
     be->cache_weight = fk_ds_cache_weight;
     be->uncache_weights = fk_ds_uncache;
+    be->release_scratch = fk_ds_release_scratch;
     be->linear = fk_ds_linear;
     be->linear_act = fk_ds_linear_act;
     be->linear_cat = fk_ds_linear_cat;

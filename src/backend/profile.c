@@ -63,6 +63,10 @@ static void fk_prof_uncache(fk_backend *be) {
     fk_backend *in = fk_prof_of(be)->inner;
     if (in->uncache_weights) in->uncache_weights(in);
 }
+static void fk_prof_release_scratch(fk_backend *be) {
+    fk_backend *in = fk_prof_of(be)->inner;
+    if (in->release_scratch) in->release_scratch(in);
+}
 static void fk_prof_sync(fk_backend *be) {
     fk_backend *in = fk_prof_of(be)->inner;
     if (in->synchronize) in->synchronize(in);
@@ -272,6 +276,7 @@ fk_backend *fk_backend_profile_wrap(fk_backend *inner) {
     be->synchronize = fk_prof_sync;
     be->cache_weight = fk_prof_cache_weight;
     be->uncache_weights = fk_prof_uncache;
+    be->release_scratch = fk_prof_release_scratch;
     /* an op the inner backend lacks stays NULL here too */
 #define FK_PROF_SET(field, fn) be->field = inner->field ? fn : NULL
     FK_PROF_SET(linear, fk_prof_linear);

@@ -416,6 +416,9 @@ struct fk_t5 {
     int buf_len;
     float *buf;
     uint64_t buf_bytes;
+    int buf_bias_n;     /* n whose (H, n, n) position bias buf holds now (0: none) */
+    float *bias_host;   /* device backends: that bias built on the host, for re-uploads */
+    int bias_host_n;
 };
 
 const fk_t5_config *fk_t5_get_config(const fk_t5 *t) { return &t->cfg; }
@@ -595,6 +598,7 @@ void fk_t5_release_buffers(fk_t5 *t) {
     t->buf = NULL;
     t->buf_len = 0;
     t->buf_bytes = 0;
+    t->buf_bias_n = 0;
 }
 
 void fk_t5_free(fk_t5 *t) {
@@ -609,6 +613,7 @@ void fk_t5_free(fk_t5 *t) {
     }
     free(t->layers);
     free(t->rel_bias);
+    free(t->bias_host);
     if (t->owns_m) fk_st_model_close(t->m);
     free(t);
 }
@@ -640,6 +645,26 @@ static fk_status fk_t5_reserve(fk_context *ctx, fk_t5 *t, int n) {
 static void fk_t5_apply_linear(fk_backend *be, fk_tensor *y, const fk_tensor *x, const fk_t5_linear *lin) {
     be->linear(be, y, x, &lin->w, NULL);
     if (lin->scaled) be->scale_cols(be, y, y, &lin->s);
+}
+
+/* bias (H, n, n) = layer 0's table at the bucket of j − i. Each head's
+ * matrix is Toeplitz: row i is the window [n − 1 − i, 2n − 1 − i) of the
+ * head's 2n − 1 diagonal values, so a row is one copy. */
+static fk_status fk_t5_position_bias(fk_context *ctx, const fk_t5 *t, int n, float *bias) {
+    const fk_t5_config *g = &t->cfg;
+    const int64_t H = g->heads, nd = 2 * (int64_t)n - 1;
+    float *diag = malloc((size_t)nd * sizeof(float));
+    if (!diag) return fk_error(ctx, FK_ERR_NOMEM, "out of memory: T5 position bias for %d tokens", n);
+    for (int64_t hh = 0; hh < H; hh++) {
+        for (int64_t r = -(int64_t)(n - 1); r <= n - 1; r++) {
+            int b = fk_t5_relative_bucket(r, true, g->num_buckets, g->max_distance);
+            diag[r + n - 1] = t->rel_bias[(size_t)b * (size_t)H + (size_t)hh];
+        }
+        float *bh = bias + hh * (int64_t)n * n;
+        for (int64_t i = 0; i < n; i++) memcpy(bh + i * n, diag + (n - 1 - i), (size_t)n * sizeof(float));
+    }
+    free(diag);
+    return FK_OK;
 }
 
 fk_status fk_t5_encode(fk_context *ctx, fk_t5 *t, const int64_t *ids, int n, fk_tensor *out) {
@@ -675,41 +700,40 @@ fk_status fk_t5_encode(fk_context *ctx, fk_t5 *t, const int64_t *ids, int n, fk_
     fk_tensor q3 = fk_be_view3(be, q.data, n, H, Dk), k3 = fk_be_view3(be, k.data, n, H, Dk),
               v3 = fk_be_view3(be, v.data, n, H, Dk);
 
-    /* The embedding rows and the position bias are built on the host: in
-     * place on the CPU backend, in host staging uploaded to a device. */
-    float *xh = x.data, *bias_data = bias_dev, *stage = NULL;
-    if (!on_host) {
-        uint64_t floats = (uint64_t)n * (uint64_t)d + (uint64_t)H * (uint64_t)n * (uint64_t)n;
-        stage = malloc((size_t)floats * sizeof(float));
-        if (!stage)
-            return fk_error(ctx, FK_ERR_NOMEM, "out of memory: T5 host staging (%llu bytes) for %d tokens",
-                            (unsigned long long)(floats * sizeof(float)), n);
-        xh = stage;
-        bias_data = stage + (int64_t)n * d;
-    }
-
-    /* embedding lookup */
+    /* The embedding rows are looked up on the host: in place on the CPU
+     * backend, in host staging uploaded to a device. */
+    float *xh = x.data;
+    if (!on_host && !(xh = malloc((size_t)n * (size_t)d * sizeof(float))))
+        return fk_error(ctx, FK_ERR_NOMEM, "out of memory: T5 host staging (%llu bytes) for %d tokens",
+                        (unsigned long long)((uint64_t)n * (uint64_t)d * sizeof(float)), n);
     size_t es = fk_dtype_size(t->emb.dtype);
     for (int i = 0; i < n; i++)
         fk_convert_to_f32(xh + (int64_t)i * d, (const char *)t->emb.data + (size_t)ids[i] * (size_t)d * es,
                           t->emb.dtype, (size_t)d);
-
-    /* position bias (H, L, L) from layer 0's table, shared by all layers */
-    for (int64_t r = -(int64_t)(n - 1); r <= n - 1; r++) {
-        int b = fk_t5_relative_bucket(r, true, g->num_buckets, g->max_distance);
-        const float *row = t->rel_bias + (size_t)b * (size_t)H; /* (H) */
-        /* every (i, j) with j − i = r */
-        int64_t i0 = r < 0 ? -r : 0, i1 = r < 0 ? n : n - r;
-        for (int64_t hh = 0; hh < H; hh++) {
-            float val = row[hh];
-            float *bh = bias_data + hh * (int64_t)n * n;
-            for (int64_t i = i0; i < i1; i++) bh[i * n + (i + r)] = val;
-        }
-    }
-    if (stage) {
+    if (!on_host) {
         be->upload(be, x.data, xh, fk_tensor_nbytes(&x));
-        be->upload(be, bias_dev, bias_data, fk_tensor_nbytes(&bias));
-        free(stage);
+        free(xh);
+    }
+
+    /* The position bias depends on n alone: built once while the buffers
+     * stay (on a device backend from a host copy kept for re-uploads after
+     * fk_t5_release_buffers). */
+    if (t->buf_bias_n != n) {
+        if (on_host) {
+            if ((st = fk_t5_position_bias(ctx, t, n, bias_dev)) != FK_OK) return st;
+        } else {
+            if (t->bias_host_n != n) {
+                free(t->bias_host);
+                t->bias_host_n = 0;
+                if (!(t->bias_host = malloc((size_t)fk_tensor_nbytes(&bias))))
+                    return fk_error(ctx, FK_ERR_NOMEM, "out of memory: T5 position bias (%llu bytes) for %d "
+                                    "tokens", (unsigned long long)fk_tensor_nbytes(&bias), n);
+                if ((st = fk_t5_position_bias(ctx, t, n, t->bias_host)) != FK_OK) return st;
+                t->bias_host_n = n;
+            }
+            be->upload(be, bias_dev, t->bias_host, fk_tensor_nbytes(&bias));
+        }
+        t->buf_bias_n = n;
     }
 
     for (int l = 0; l < g->layers; l++) {

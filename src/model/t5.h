@@ -106,7 +106,9 @@ fk_dtype fk_t5_embedding_dtype(const fk_t5 *t);
  * f32 tensor in host memory or on the backend's device (downloaded into a
  * host one), caller-allocated, gets last_hidden_state. Buffers (incl. the
  * (H, n, n) position bias) are allocated on first use and kept until
- * fk_t5_release_buffers / fk_t5_free. */
+ * fk_t5_release_buffers / fk_t5_free; the bias is built once per n while
+ * they stay (a device backend's host copy of it stays until fk_t5_free, so a
+ * re-allocation only uploads it). */
 fk_status fk_t5_encode(fk_context *ctx, fk_t5 *t, const int64_t *ids, int n, fk_tensor *out);
 
 void fk_t5_release_buffers(fk_t5 *t);

@@ -474,7 +474,15 @@ static void fk_pl_round_bf16(fk_tensor *t) {
     for (int64_t i = 0; i < fk_tensor_numel(t); i++) x[i] = fk_bf16_to_f32(fk_f32_to_bf16(x[i]));
 }
 
-/* Text encoders: T5 then CLIP (as BFL's prepare), each released after use. */
+/* At the end of each phase: the backend's scratch goes too (a device
+ * backend's converted operands, attention scores, im2col chunks), so the
+ * device peak is the largest phase's working memory, not the sum of all. */
+static void fk_pl_release_scratch(fk_pl_run *r) {
+    if (r->be->release_scratch) r->be->release_scratch(r->be);
+}
+
+/* Text encoders: T5 then CLIP (as BFL's prepare), each released after use
+ * (a keep_models session keeps their weights, not their activations). */
 static fk_status fk_pl_text(fk_pl_run *r) {
     fk_context *ctx = r->ctx;
     const fk_pipeline_params *p = r->p;
@@ -545,7 +553,8 @@ static fk_status fk_pl_text(fk_pl_run *r) {
                (double)r->rep->t5_weight_bytes / 1e6, (double)r->rep->t5_buffer_bytes / 1e6);
     }
     if (r->sess->keep && st == FK_OK) {
-        r->sess->t5 = t5;
+        r->sess->t5 = t5; /* weights kept, activations not (the bias is re-uploaded from a host copy) */
+        fk_t5_release_buffers(t5);
     } else {
         if (t5 == r->sess->t5) r->sess->t5 = NULL;
         fk_t5_free(t5);
@@ -587,6 +596,7 @@ static fk_status fk_pl_text(fk_pl_run *r) {
     }
     if (r->sess->keep && st == FK_OK) {
         r->sess->clip = clip;
+        fk_clip_release_buffers(clip);
     } else {
         if (clip == r->sess->clip) r->sess->clip = NULL;
         fk_clip_free(clip);
@@ -606,6 +616,7 @@ static fk_status fk_pl_text(fk_pl_run *r) {
             fk_pl_dbg(r, "neg_txt", &t);
         }
     }
+    fk_pl_release_scratch(r);
     fk_pl_progress(r, "text", 2, 2);
     r->rep->t_text = fk_time() - t0;
     r->rep->rss_after_text = fk_current_rss();
@@ -682,6 +693,7 @@ static fk_status fk_pl_encode_init(fk_pl_run *r, fk_vae *v) {
     if (st == FK_OK) fk_pl_dbg(r, "init_z", &r->z);
     fk_tensor_free(&x);
     fk_image_free(&resized);
+    fk_pl_release_scratch(r);
     fk_pl_progress(r, "encode", 1, 1);
     r->rep->t_encode = fk_time() - t0;
     return st;
@@ -846,6 +858,7 @@ done:
     fk_tensor_free(&vn);
     fk_tensor_free(&ids);
     fk_tensor_free(&txt_ids);
+    fk_pl_release_scratch(r);
     rep->t_denoise = fk_time() - t0;
     rep->rss_after_denoise = fk_current_rss();
     rep->device_after_denoise = fk_backend_device_bytes(r->be);
@@ -877,6 +890,7 @@ static fk_status fk_pl_decode(fk_pl_run *r, fk_image *out) {
            (double)r->rep->vae_weight_bytes / 1e6, (double)peak / 1e6, r->rep->vae_tile ? "tiled" : "untiled");
     fk_tensor_free(&img);
     fk_pl_close_vae(r, v);
+    fk_pl_release_scratch(r);
     fk_pl_progress(r, "decode", 1, 1);
     r->rep->t_decode = fk_time() - t0;
     r->rep->rss_after_decode = fk_current_rss();

@@ -372,7 +372,7 @@ static bool cf_bf16_io(const cf_target *tg, int64_t M, int64_t K1, int64_t K2, i
 
 /* Weight cache: linear before caching, after cache_weight, after
  * uncache_weights, and (device backends) with the weight already on the
- * device: the same bits every time. */
+ * device, and after release_scratch: the same bits every time. */
 static void cf_weight_cache(const cf_target *tg) {
     const int64_t M = 64, K = 256, N = 192;
     float *x = cf_rand(M * K, -1, 1);
@@ -401,6 +401,16 @@ static void cf_weight_cache(const cf_target *tg) {
         CHECKF(now >= least && peak >= now && fk_backend_cuda_scratch_bytes(be) > 0,
                "%s: device memory now %llu, peak %llu, expected at least %llu", tg->name,
                (unsigned long long)now, (unsigned long long)peak, (unsigned long long)least);
+    }
+    if (be->release_scratch) { /* scratch freed between ops grows again: the same bits */
+        const size_t before = fk_backend_cuda_scratch_bytes(be);
+        be->release_scratch(be);
+        if (cf_real_cuda(be))
+            CHECKF(fk_backend_cuda_scratch_bytes(be) < before, "%s: scratch %zu bytes after release_scratch, %zu "
+                   "before", tg->name, fk_backend_cuda_scratch_bytes(be), before);
+        be->linear(be, &dy, &dx, &tw, NULL);
+        cf_get(tg, y1, &dy);
+        cf_compare_bits(tg, FK_OP_LINEAR, "after release_scratch", y1, y0, (size_t)(M * N) * 4);
     }
     be->uncache_weights(be);
     if (cf_real_cuda(be))

@@ -18,9 +18,10 @@
  * - Anchor: the simulated outputs against the f64 fixtures within relative
  *   L2 1e-5 (the bound of test_t5.c / test_clip.c, derived there).
  * - Transfers, exact counts derived from the runners, per encode call on
- *   the simulator: T5 uploads the embedding rows (L, d) and the position
- *   bias (H, L, L) and downloads the output (L, d) only when it is in host
- *   memory; the scaled linears' scales never cross (one scale_cols op per
+ *   the simulator: T5 uploads the embedding rows (L, d), the position
+ *   bias (H, L, L) on the first encode of a length (again after
+ *   fk_t5_release_buffers, with the same output bits), and downloads the
+ *   output (L, d) only when it is in host memory; the scaled linears' scales never cross (one scale_cols op per
  *   scaled linear, no transfer). CLIP uploads the token and position rows
  *   (2 × (L, W)), downloads last_hidden_state when it is in host memory,
  *   and moves the pooled row (W) across only when exactly one of the two
@@ -139,7 +140,8 @@ static bool run_t5(const char *weights, const io_case *io, fk_backend *be, bool 
     o->pooled = NULL;
     fk_tensor y = out_tensor(be, dev, io->L, io->W);
     bool ok = true;
-    /* per row: x (L, d) and the bias (H, L, L) up; y (L, d) down when on the host */
+    /* per row: x (L, d) up, and the bias (H, L, L) on the first encode of
+     * this length only; y (L, d) down when on the host */
     const uint64_t L = (uint64_t)io->L, H = (uint64_t)fk_t5_get_config(t)->heads, yb = L * (uint64_t)io->W * 4;
     for (int b = 0; b < io->B; b++) {
         xfer x0 = xfer_now(be);
@@ -147,10 +149,25 @@ static bool run_t5(const char *weights, const io_case *io, fk_backend *be, bool 
         CHECKF(st == FK_OK, "%s row %d on %s: %s", weights, b, be->name, fk_context_error(ctx));
         ok &= st == FK_OK;
         if (fk_backend_is_devsim(be))
-            check_xfer(weights, b, x0, xfer_now(be), 2, yb + H * L * L * 4, dev ? 0 : 1, dev ? 0 : yb,
-                       fk_t5_scaled_linears(t));
+            check_xfer(weights, b, x0, xfer_now(be), b ? 1 : 2, yb + (b ? 0 : H * L * L * 4), dev ? 0 : 1,
+                       dev ? 0 : yb, fk_t5_scaled_linears(t));
         out_read(be, &y, o->hidden + (size_t)b * LW);
     }
+    /* released buffers: the next encode rebuilds (CPU) or re-uploads
+     * (device) the bias, with the same result */
+    fk_t5_release_buffers(t);
+    CHECK(fk_t5_buffer_bytes(t) == 0);
+    float *again = malloc(LW * sizeof(float));
+    xfer x0 = xfer_now(be);
+    st = fk_t5_encode(ctx, t, io->ids, io->L, &y);
+    CHECKF(st == FK_OK, "%s row 0 after release on %s: %s", weights, be->name, fk_context_error(ctx));
+    if (fk_backend_is_devsim(be))
+        check_xfer(weights, 0, x0, xfer_now(be), 2, yb + H * L * L * 4, dev ? 0 : 1, dev ? 0 : yb,
+                   fk_t5_scaled_linears(t));
+    out_read(be, &y, again);
+    CHECKF(memcmp(again, o->hidden, LW * sizeof(float)) == 0, "%s row 0 after release on %s: not bit for bit",
+           weights, be->name);
+    free(again);
     out_free(be, &y);
     fk_t5_free(t);
     /* as the pipeline does after freeing a model: the next one may reuse its

@@ -16,7 +16,7 @@
  *   Lk) = scale·Q·Kᵀ by cuBLASLt (batched over heads), a row softmax (bias,
  *   causal mask, f32) writes P (f32, or bf16 in bf16 mode), then O = P·V by
  *   cuBLASLt straight into out. The chunk keeps S at or under
- *   fk_cuda_chunk_bytes (256 MiB). In f32 mode both products are IEEE f32
+ *   fk_cuda_chunk_bytes (32 MiB). In f32 mode both products are IEEE f32
  *   (no TF32).
  * Rows whose keys are all masked give 0, as in the reference. */
 #include "backend/cuda/cuda_internal.h"

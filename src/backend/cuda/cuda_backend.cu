@@ -279,6 +279,18 @@ static void fk_cuda_uncache_weights(fk_backend *be) {
     im->wc_bytes = 0;
 }
 
+/* The scratch slots freed (they grow again on the next op that needs them);
+ * the cuBLASLt workspace stays: every product needs it. */
+static void fk_cuda_release_scratch(fk_backend *be) {
+    fk_cuda_impl *im = fk_cuda_enter(be);
+    FK_CU(cudaStreamSynchronize(im->stream)); /* queued kernels may still read them */
+    for (int i = 0; i < FK_CU_SCR_COUNT; i++) {
+        if (im->scr[i]) FK_CU(cudaFree(im->scr[i]));
+        im->scr[i] = NULL;
+        im->scr_bytes[i] = 0;
+    }
+}
+
 /* ---- memory ---- */
 
 static void *fk_cuda_alloc(fk_backend *be, size_t bytes) {
@@ -539,6 +551,7 @@ fk_backend *fk_backend_cuda_create(int device, char *err, size_t errlen) {
     be->synchronize = fk_cuda_synchronize;
     be->cache_weight = fk_cuda_cache_weight;
     be->uncache_weights = fk_cuda_uncache_weights;
+    be->release_scratch = fk_cuda_release_scratch;
 
     be->linear = fk_cuda_linear; /* cuda_linear.cu */
     be->linear_act = fk_cuda_linear_act;

@@ -7,7 +7,7 @@
  *   col[k, p] = x[b, ci, oy·s + ky − top, ox·s + kx − left] (0 outside).
  * A chunk of Nc pixels has its column matrix (K, Nc) written into scratch A
  * at row stride ldc = Nc rounded up to 8 (bf16 in bf16 mode, f32 in f32
- * mode), at most fk_cuda_chunk_bytes (256 MiB), then one product writes
+ * mode), at most fk_cuda_chunk_bytes (32 MiB), then one product writes
  * y[b, :, p0 : p0+Nc]: column-major D (Nc, Co) with ld N is the NCHW output
  * block, A = col (Nc, K) with ld ldc, B = w (K, Co). The bias runs per
  * output channel, i.e. per column of D, which the cuBLASLt bias epilogue

@@ -97,8 +97,11 @@ enum {
 
 /* Scratch bound for the chunked paths (im2col, attention scores): a chunk's
  * buffer stays at or under this many bytes (the default of
- * fk_cuda_chunk_bytes; fk_backend_cuda_set_test_hooks lowers it). */
-#define FK_CU_CHUNK_BYTES ((size_t)256 << 20)
+ * fk_cuda_chunk_bytes; fk_backend_cuda_set_test_hooks lowers it). 32 MiB
+ * still makes products of 14 k rows for the autoencoder's widest im2col
+ * (K = 1152) and keeps the decode's scratch small next to its activations:
+ * the pipeline's peak device memory is at the decode (docs/NOTES.md). */
+#define FK_CU_CHUNK_BYTES ((size_t)32 << 20)
 
 /* n rounded up to a multiple of 8 elements: the row stride of the bf16 / f32
  * operands this backend writes for the products (x as bf16, the im2col
