@@ -35,7 +35,8 @@
 # FK_GPU_DEADLINE (default 500 s: no step starts after it),
 # FK_GPU_DEVICE (default cuda; devsim dry-runs step 6 on a machine without a
 # GPU), FK_GPU_FULL=0 to skip the full-size part of step 6, FK_GPU_F32=1 to
-# add the f32 image bench,
+# add the f32 image bench, FK_GPU_VARIANTS="VAR=VALUE ..." to rerun the
+# conformance suite and the benches under each environment setting,
 # FK_GPU_SKIP_SANITIZER=1 to skip step 4, FK_GPU_DIRECT=1 to take the direct
 # build (no CMake) in step 1.
 set -euo pipefail
@@ -333,12 +334,26 @@ if [ -n "$fk" ]; then
             $fk bench t5 --weights $m/t5xxl_fp8_e4m3fn.safetensors --device $dev --repeat 3 --profile
             $fk bench clip --weights $m/clip_l.safetensors --device $dev --repeat 3
             $fk bench ae --weights $m/ae.safetensors --res 512 --tile 0 --device $dev --profile' _ "$fk" "$m" "$dev"
-        # a baseline binary carried as gpu-bin/fluxkit-base (another commit): the same
-        # image bench on the same card, for a side-by-side comparison
+        # a baseline binary carried as gpu-bin/fluxkit-base (another commit; gzipped to
+        # keep the carried tree under its limit): the same image bench on the same card,
+        # for a side-by-side comparison
+        if [ -f "$root/gpu-bin/fluxkit-base.gz" ] && [ ! -x "$root/gpu-bin/fluxkit-base" ]; then
+            gzip -dc "$root/gpu-bin/fluxkit-base.gz" >"$root/gpu-bin/fluxkit-base" && chmod +x "$root/gpu-bin/fluxkit-base"
+        fi
         if [ -x "$root/gpu-bin/fluxkit-base" ]; then
             run_step bench-image-base 120 "$t/bench_image_base.log" "$root/gpu-bin/fluxkit-base" bench image \
                 --models "$m" --res 512 --steps 50 --images 2 --device "$dev"
         fi
+        # run-time variants (FK_GPU_VARIANTS="NAME=VALUE ...", e.g. a kernel switch read
+        # from the environment): the conformance suite, the op bench and the image
+        # bench again under each, beside the default runs above
+        for v in ${FK_GPU_VARIANTS:-}; do
+            vn=$(echo "$v" | tr -c 'A-Za-z0-9_\n' '_')
+            [ -n "$bin" ] && run_step "conf-$vn" 120 "$t/conformance_$vn.log" env "$v" "$bin"
+            [ -n "$bin" ] && run_step "ops-$vn" 60 "$t/bench_ops_$vn.log" env "$v" "$bin" --bench 0
+            run_step "image-$vn" 120 "$t/bench_image_$vn.log" env "$v" "$fk" bench image --models "$m" \
+                --res 512,1024 --steps 50 --images 2 --device "$dev"
+        done
         if [ "${FK_GPU_F32:-0}" = 1 ]; then
             run_step bench-image-f32 300 "$t/bench_image_f32.log" "$fk" bench image --models "$m" --res 512 \
                 --steps 50 --images 1 --device "$dev" --precision f32
@@ -368,8 +383,7 @@ fi
 say ""
 say "== bench (bf16, cuda:0) =="
 [ -f "$logdir/bench.log" ] && grep -E "^  (linear|attention|conv2d|device)|^bench:" "$logdir/bench.log" | tee -a "$log" || true
-for f in "$build"/cli-out/bench_flux.log "$build"/cli-out/bench_image.log "$build"/cli-out/bench_image_offload.log \
-    "$build"/cli-out/bench_image_base.log "$build"/cli-out/bench_image_f32.log; do
+for f in "$build"/cli-out/bench_flux.log "$build"/cli-out/bench_image*.log "$build"/cli-out/bench_ops_*.log; do
     [ -f "$f" ] || continue
     say ""
     say "== $(basename "$f" .log) =="

@@ -11,7 +11,12 @@
  *   be->upload and read back with be->download (which waits for the op
  *   queue). Ops are queued on the backend's stream and return at once;
  *   be->synchronize waits for them. copy_cols / concat_rows / split_rows take
- *   device tensors of any dtype.
+ *   device tensors of any dtype. In bf16 mode the products' y and x (x1, x2
+ *   of linear_cat) may also be bf16 device tensors (backend.h's bf16
+ *   activations; supports() says so): a bf16 x is read as the operand, a
+ *   bf16 y is the f32 result rounded to nearest-even by cuBLASLt's output
+ *   stage when it fuses the whole epilogue, else by a kernel after an f32
+ *   product in scratch.
  * - Weight slots (linear / linear_act / linear_cat w and b, layernorm w and b,
  *   rmsnorm and rmsnorm_rope scale, conv2d w and b, group_norm w and b,
  *   scale_cols s: the operand roles of backend.h) take a
@@ -36,6 +41,10 @@
  *   kernel and product to name the one that failed. Scratch buffers grow on
  *   the first call that needs more; later calls of the same shapes allocate
  *   nothing.
+ * - A/B switches, read from the environment (defaults are the measured
+ *   fastest, docs/PERF.md): FK_CUDA_FA=1 runs attention on the 64-row flash
+ *   kernel instead of the 128-row one; FK_CUDA_BF16_IO=0 makes the products
+ *   decline bf16 activations (the runners then keep them f32).
  */
 #ifndef FK_BACKEND_CUDA_H
 #define FK_BACKEND_CUDA_H
@@ -99,11 +108,14 @@ uint64_t fk_backend_cuda_naive_gemm_count(const fk_backend *be);
  * (the path taken when a cached copy cannot be allocated), the weight cache
  * is not read; NAIVE_GEMM: every product runs on the fallback kernel (one
  * thread per output, f32 accumulation) that stands in when cuBLASLt offers no
- * algorithm for a shape. Results stay within the op's tolerance, not bitwise
- * equal to the default paths. No effect on a backend that is not a CUDA
- * backend. */
+ * algorithm for a shape; FLASH1: attention's flash path runs the 64-row
+ * kernel (fk_k_flash) instead of the default 128-row one, which it also
+ * stands in for where that one's shared memory does not fit. Results stay
+ * within the op's tolerance, not bitwise equal to the default paths. No
+ * effect on a backend that is not a CUDA backend. */
 #define FK_CUDA_HOOK_STAGE_WEIGHTS 1u
 #define FK_CUDA_HOOK_NAIVE_GEMM 2u
+#define FK_CUDA_HOOK_FLASH1 4u
 void fk_backend_cuda_set_test_hooks(fk_backend *be, size_t chunk_bytes, unsigned flags);
 
 #ifdef __cplusplus

@@ -295,19 +295,21 @@ static void cf_linear_cat(const cf_target *tg, int64_t M, int64_t K1, int64_t K2
 
 /* bf16 activations (backend.h), on a target whose supports() takes them for
  * these shapes (CPU in bf16 mode with a bf16 kernel, and devsim in front of
- * it; a backend may decline, then nothing runs): linear_act (GELU) writing a
- * bf16 y, linear reading a bf16 x, linear_cat reading a bf16 x2, each
+ * it; CUDA in bf16 mode; a backend may decline, then nothing runs):
+ * linear_act (GELU, SiLU) writing a bf16 y, linear reading a bf16 x,
+ * linear_cat reading a bf16 x2 (bias bdt: CUDA's product stage reads a
+ * bf16 bias as it is, an f32 one as f32), each
  * against the f32 reference on the same values (the bf16 x holds the bf16
  * rounding of the reference's f32 x; the bf16 y is widened) within the
  * target's product tolerance (a bf16 y adds one rounding, RMS ≈ 0.4·2^-8 ≈
  * 1e-3, well inside TOL_BF16_PROD). Returns whether it ran. */
-static bool cf_bf16_io(const cf_target *tg, int64_t M, int64_t K1, int64_t K2, int64_t N) {
+static bool cf_bf16_io(const cf_target *tg, int64_t M, int64_t K1, int64_t K2, int64_t N, fk_dtype bdt) {
     const int64_t K = K1 + K2;
     int64_t sx[2] = {M, K}, s1[2] = {M, K1}, s2[2] = {M, K2}, sy[2] = {M, N}, sw[2] = {N, K};
     int64_t sb[1] = {N};
     void *w = cf_weight(FK_BF16, N * K, 2.0f / sqrtf((float)K));
-    void *b = cf_weight(FK_F32, N, 0.5f);
-    fk_tensor tw = cf_host(FK_BF16, w, 2, sw), tb = cf_host(FK_F32, b, 1, sb);
+    void *b = cf_weight(bdt, N, 0.5f);
+    fk_tensor tw = cf_host(FK_BF16, w, 2, sw), tb = cf_host(bdt, b, 1, sb);
     /* the shapes asked about (data not needed) */
     fk_tensor qyb = fk_tensor_view(FK_BF16, NULL, 2, sy), qx = fk_tensor_view(FK_F32, NULL, 2, sx);
     fk_tensor qxb = fk_tensor_view(FK_BF16, NULL, 2, sx), qy = fk_tensor_view(FK_F32, NULL, 2, sy);
@@ -340,6 +342,15 @@ static bool cf_bf16_io(const cf_target *tg, int64_t M, int64_t K1, int64_t K2, i
         cf_get(tg, yb, &dyb);
         for (int64_t i = 0; i < M * N; i++) got[i] = fk_bf16_to_f32(yb[i]);
         snprintf(what, sizeof(what), "bf16 y, M=%lld K=%lld N=%lld", (long long)M, (long long)K,
+                 (long long)N);
+        cf_compare(tg, FK_OP_LINEAR_ACT, what, got, ref, M * N, tg->tol_prod);
+        /* SiLU, which CUDA's product stage does not fuse: there the f32 result
+         * is staged and rounded by a kernel */
+        cf_ref->linear_act(cf_ref, &hy, &hx, &tw, &tb, FK_ACT_SILU);
+        tg->be->linear_act(tg->be, &dyb, &dx, &tw, &tb, FK_ACT_SILU);
+        cf_get(tg, yb, &dyb);
+        for (int64_t i = 0; i < M * N; i++) got[i] = fk_bf16_to_f32(yb[i]);
+        snprintf(what, sizeof(what), "bf16 y (silu), M=%lld K=%lld N=%lld", (long long)M, (long long)K,
                  (long long)N);
         cf_compare(tg, FK_OP_LINEAR_ACT, what, got, ref, M * N, tg->tol_prod);
         /* linear, bf16 x */
@@ -978,7 +989,8 @@ static void cf_suite_full(cf_target *tg) {
     cf_weight_cache(tg);
     /* bf16 activations where the target takes them (the CPU targets on a
      * machine with a bf16 kernel: then they must run) */
-    const bool io1 = cf_bf16_io(tg, 100, 96, 384, 96), io2 = cf_bf16_io(tg, 37, 45, 61, 50);
+    const bool io1 = cf_bf16_io(tg, 100, 96, 384, 96, FK_F32), io2 = cf_bf16_io(tg, 37, 45, 61, 50, FK_F32);
+    cf_bf16_io(tg, 100, 96, 384, 96, FK_BF16);
     if (!cf_real_cuda(tg->be) && fk_cpu_bf16_kernel_detect() != FK_CPU_BF16_NONE &&
         strstr(tg->name, "bf16"))
         CHECKF(io1 && io2, "%s: bf16 activations not taken", tg->name);
@@ -1082,7 +1094,9 @@ static void cf_suite_hooked(cf_target *tg) {
     cf_rope_ops(tg, 9, 2, 128, true);
     cf_group_norm(tg, 2, 32, 9, 7, 8, true, 0.0f);
     cf_scale_cols(tg, 9, 33, FK_F8_E4M3);
+    cf_bf16_io(tg, 37, 45, 61, 50, FK_BF16);
     fk_backend_cuda_set_test_hooks(be, 0, FK_CUDA_HOOK_NAIVE_GEMM);
+    cf_bf16_io(tg, 100, 96, 384, 96, FK_BF16); /* bf16 y through the staged f32 product */
     cf_linear(tg, 1, 64, 96, FK_F32, true, FK_BF16, FK_ACT_NONE, false);
     cf_linear(tg, 130, 256, 200, FK_F8_E5M2, true, FK_F32, FK_ACT_GELU_TANH, true);
     cf_linear(tg, 33, 128, 70, FK_F8_E4M3, false, FK_F32, FK_ACT_SILU, true);
@@ -1092,6 +1106,18 @@ static void cf_suite_hooked(cf_target *tg) {
     cf_attention_at(tg, 70, 90, 2, 64, 2, false, true);
     cf_conv2d(tg, 1, 8, 13, 11, 12, 3, 3, 1, p1, FK_BF16, true);
     cf_conv2d(tg, 2, 16, 9, 10, 8, 1, 1, 1, p0, FK_F32, true);
+    /* the 64-row flash kernel (the fallback of the default 128-row one) on
+     * the flash shapes of cf_suite_full */
+    fk_backend_cuda_set_test_hooks(be, 0, FK_CUDA_HOOK_FLASH1);
+    cf_attention(tg, 100, 100, 3, 64, 0, false);
+    cf_attention(tg, 130, 130, 2, 128, 0, false);
+    cf_attention(tg, 77, 77, 2, 64, 0, true);
+    cf_attention(tg, 70, 70, 2, 64, 1, false);
+    cf_attention(tg, 40, 40, 2, 64, 2, false);
+    cf_attention(tg, 50, 90, 2, 128, 0, false);
+    cf_attention(tg, 90, 50, 2, 128, 0, true);
+    cf_attention(tg, 50, 130, 2, 64, 1, true);
+    cf_attention(tg, 70, 130, 2, 128, 2, true);
     fk_backend_cuda_set_test_hooks(be, 0, 0);
 }
 

@@ -374,6 +374,21 @@ static bool fk_cu_acts_ok(const fk_tensor *const *srcs, int n, int count) {
     return true;
 }
 
+/* the first `count` operands of a product (y, x or y, x1, x2): absent, f32
+ * device tensors, or — in bf16 mode, where the product rounds x to bf16
+ * nearest-even and a bf16 y is its f32 result rounded the same way
+ * (backend.h's bf16 activations) — bf16 device tensors */
+static bool fk_cu_product_acts_ok(const fk_backend *be, const fk_tensor *const *srcs, int n,
+                                  int count) {
+    const bool bf16 = fk_cuda_impl_of(be)->bf16 && fk_cuda_impl_of(be)->bf16_io;
+    for (int i = 0; i < count; i++) {
+        const fk_tensor *t = fk_cu_src(srcs, n, i);
+        if (!t || fk_cu_act_ok(srcs, n, i)) continue;
+        if (!(bf16 && t->device == FK_DEVICE_CUDA && t->dtype == FK_BF16)) return false;
+    }
+    return true;
+}
+
 /* operand i absent, or a float tensor on the host or the device */
 static bool fk_cu_weight_ok(const fk_tensor *const *srcs, int n, int i) {
     const fk_tensor *t = fk_cu_src(srcs, n, i);
@@ -396,17 +411,18 @@ static bool fk_cu_same_dtype_dev(const fk_tensor *const *srcs, int n, int count)
 
 static bool fk_cuda_supports(const fk_backend *be, fk_op op, const fk_tensor *const *srcs,
                              int n) {
-    (void)be;
     switch (op) {
     case FK_OP_LINEAR:     /* y, x, w, b */
     case FK_OP_LINEAR_ACT: /* y, x, w, b */
+        return fk_cu_product_acts_ok(be, srcs, n, 2) && fk_cu_weight_ok(srcs, n, 2) &&
+               fk_cu_weight_ok(srcs, n, 3);
     case FK_OP_LAYERNORM:  /* y, x, w, b */
     case FK_OP_CONV2D:     /* y, x, w, b */
     case FK_OP_GROUP_NORM: /* y, x, w, b */
         return fk_cu_acts_ok(srcs, n, 2) && fk_cu_weight_ok(srcs, n, 2) &&
                fk_cu_weight_ok(srcs, n, 3);
     case FK_OP_LINEAR_CAT: /* y, x1, x2, w, b */
-        return fk_cu_acts_ok(srcs, n, 3) && fk_cu_weight_ok(srcs, n, 3) &&
+        return fk_cu_product_acts_ok(be, srcs, n, 3) && fk_cu_weight_ok(srcs, n, 3) &&
                fk_cu_weight_ok(srcs, n, 4);
     case FK_OP_RMSNORM: /* y, x, scale */
         return fk_cu_acts_ok(srcs, n, 2) && fk_cu_weight_ok(srcs, n, 2);
@@ -516,6 +532,9 @@ fk_backend *fk_backend_cuda_create(int device, char *err, size_t errlen) {
     }
     im->device = device;
     im->bf16 = true;
+    /* FK_CUDA_BF16_IO=0: products take f32 activations only (A/B measurements) */
+    const char *io = getenv("FK_CUDA_BF16_IO");
+    im->bf16_io = !(io && strcmp(io, "0") == 0);
     im->sm_count = prop.multiProcessorCount;
     im->smem_optin = prop.sharedMemPerBlockOptin;
     fk_cuda_device_describe(device, im->desc, sizeof(im->desc));

@@ -89,6 +89,7 @@ enum {
     FK_CU_SCR_P,      /* attention probabilities (bf16 or f32); group_norm partial sums */
     FK_CU_SCR_STAGE0, /* per-call upload of an uncached host weight (w) */
     FK_CU_SCR_STAGE1, /* per-call upload of an uncached host weight (b) */
+    FK_CU_SCR_Y,      /* linear: the f32 product of a bf16 y whose epilogue cuBLASLt cannot fuse */
     FK_CU_SCR_COUNT
 };
 
@@ -121,6 +122,7 @@ typedef struct fk_cuda_impl {
     cudaStream_t stream;
     cublasLtHandle_t lt;
     bool bf16; /* precision: bf16 operands for the products (default) or f32 */
+    bool bf16_io; /* bf16 mode takes bf16 activations in the products (FK_CUDA_BF16_IO=0: no) */
     int sm_count;
     size_t smem_optin; /* max dynamic shared memory per block */
     char desc[160];    /* fk_cuda_device_describe */
@@ -213,6 +215,11 @@ const void *fk_cuda_weight_as(fk_backend *be, const fk_tensor *t, fk_dtype want,
 /* D = alpha·op(A)·op(B) + beta·D (+ bias, then act), column-major
  * (cuBLASLt's convention): op(A) (m, k), op(B) (k, n), D (m, n) f32 with
  * leading dimension ldd; `batch` products at strides sa, sb, sd (elements).
+ * d_bf16: D is bf16 instead (bf16 operands, one product, beta 0): the f32
+ * result after bias and act, rounded to nearest-even — fused in cuBLASLt's
+ * output stage when an algorithm offers the whole epilogue, else computed
+ * in f32 scratch (FK_CU_SCR_Y) with every fallback of the f32 path and
+ * rounded by a kernel: the bits an f32 D would give its bf16 consumer.
  * A, B: bf16 (compute f32) or f32 (IEEE f32, no TF32), same dtype both.
  * bias (m) f32 or NULL, added per row of D; act FK_ACT_NONE / GELU_TANH /
  * SILU / GELU_QUICK applied after the bias. The bias and GELU go through the
@@ -227,10 +234,13 @@ typedef struct fk_cu_gemm {
     int64_t lda, sa;
     const void *b;
     int64_t ldb, sb;
-    float *d;
+    void *d; /* f32, or bf16 when d_bf16 */
     int64_t ldd, sd;
     int batch;
     fk_dtype ab_dt; /* FK_BF16 or FK_F32 */
+    bool d_bf16;
+    const void *bias_d; /* d_bf16, optional: bias stored as bf16 (its exact values), read by
+                           the product stage in D's dtype, cuBLASLt's default bias type */
     float alpha, beta;
     const float *bias;
     fk_act act;

@@ -184,7 +184,8 @@ template <typename T> __global__ void fk_k_gemm_naive(const fk_cu_naive_args g) 
 
 static void fk_cuda_gemm_naive(fk_cuda_impl *im, const fk_cu_gemm *g) {
     fk_cu_naive_args a;
-    a.a = g->a, a.b = g->b, a.d = g->d;
+    FK_ASSERT(!g->d_bf16);
+    a.a = g->a, a.b = g->b, a.d = (float *)g->d;
     a.m = g->m, a.n = g->n, a.k = g->k;
     a.lda = g->lda, a.ldb = g->ldb, a.ldd = g->ldd;
     a.sa = g->batch > 1 ? g->sa : 0, a.sb = g->batch > 1 ? g->sb : 0;
@@ -200,8 +201,8 @@ static void fk_cuda_gemm_naive(fk_cuda_impl *im, const fk_cu_gemm *g) {
     FK_CU_LAUNCH();
     if (g->bias || g->act != FK_ACT_NONE)
         for (int bi = 0; bi < g->batch; bi++)
-            fk_cuda_bias_act_rows(im, g->d + (int64_t)bi * a.sd, g->n, g->m, g->ldd, g->bias,
-                                  g->act);
+            fk_cuda_bias_act_rows(im, (float *)g->d + (int64_t)bi * a.sd, g->n, g->m, g->ldd,
+                                  g->bias, g->act);
 }
 
 /* ---- the cuBLASLt product ---- */
@@ -209,7 +210,7 @@ static void fk_cuda_gemm_naive(fk_cuda_impl *im, const fk_cu_gemm *g) {
 typedef struct fk_cu_plan_key {
     int64_t m, n, k, lda, ldb, ldd, sa, sb, sd;
     int32_t batch, epi;
-    uint8_t ta, tb, f32, beta_nz;
+    uint8_t ta, tb, f32, beta_nz, d_bf16, bias_bf16;
     uint16_t align_a, align_b, align_d, align_bias;
 } fk_cu_plan_key;
 
@@ -262,12 +263,20 @@ static fk_cu_plan *fk_cu_plan_get(fk_cuda_impl *im, const fk_cu_plan_key *key) {
     FK_LT(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof(tb)));
     cublasLtEpilogue_t epi = (cublasLtEpilogue_t)key->epi;
     FK_LT(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_EPILOGUE, &epi, sizeof(epi)));
+    if (key->d_bf16 && !key->bias_bf16 &&
+        (epi == CUBLASLT_EPILOGUE_BIAS || epi == CUBLASLT_EPILOGUE_GELU_BIAS)) {
+        /* an f32 bias stays f32 (the default type is D's): added before the rounding */
+        int32_t bt = CUDA_R_32F;
+        FK_LT(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &bt,
+                                             sizeof(bt)));
+    }
     /* stored shapes: A is (k, m) when transposed, B is (n, k) when transposed */
     p->la = fk_cu_layout(abt, key->ta ? key->k : key->m, key->ta ? key->m : key->k, key->lda,
                          key->batch, key->sa);
     p->lb = fk_cu_layout(abt, key->tb ? key->n : key->k, key->tb ? key->k : key->n, key->ldb,
                          key->batch, key->sb);
-    p->ld = fk_cu_layout(CUDA_R_32F, key->m, key->n, key->ldd, key->batch, key->sd);
+    p->ld = fk_cu_layout(key->d_bf16 ? CUDA_R_16BF : CUDA_R_32F, key->m, key->n, key->ldd,
+                         key->batch, key->sd);
 
     cublasLtMatmulPreference_t pref = NULL;
     FK_LT(cublasLtMatmulPreferenceCreate(&pref));
@@ -308,14 +317,32 @@ void fk_cuda_plans_free(fk_cuda_impl *im) {
     im->n_plans = im->cap_plans = 0;
 }
 
+/* A bf16 D the fused path could not make: the f32 product (with every
+ * fallback) in scratch Y, then rounded to bf16 nearest-even. */
+static void fk_cuda_gemm_bf16_staged(fk_backend *be, const fk_cu_gemm *g) {
+    fk_cuda_impl *im = fk_cuda_impl_of(be);
+    float *t = (float *)fk_cuda_scratch(im, FK_CU_SCR_Y, (size_t)(g->m * g->n) * 4);
+    fk_cu_gemm f = *g;
+    f.d = t, f.ldd = g->m, f.d_bf16 = false;
+    fk_cuda_gemm(be, &f);
+    /* D (m, n) column-major = n rows of m elements */
+    fk_cuda_rows_to_bf16(im, (__nv_bfloat16 *)g->d, g->ldd, 0, t, g->m, g->n, g->m);
+}
+
 void fk_cuda_gemm(fk_backend *be, const fk_cu_gemm *g) {
     fk_cuda_impl *im = fk_cuda_impl_of(be);
     FK_ASSERT(g->ab_dt == FK_BF16 || g->ab_dt == FK_F32);
     FK_ASSERT(g->batch >= 1 && g->m >= 0 && g->n >= 0 && g->k >= 0);
+    const bool dbf = g->d_bf16;
+    if (dbf) FK_ASSERT(g->ab_dt == FK_BF16 && g->batch == 1 && g->beta == 0.0f);
     if (g->m == 0 || g->n == 0) return;
+    if (dbf && (g->k == 0 || (im->hooks & FK_CUDA_HOOK_NAIVE_GEMM))) {
+        fk_cuda_gemm_bf16_staged(be, g);
+        return;
+    }
     if (g->k == 0) { /* D = beta·D (+ bias, act): no product to run */
         for (int bi = 0; bi < g->batch; bi++) {
-            float *d = g->d + (int64_t)bi * g->sd;
+            float *d = (float *)g->d + (int64_t)bi * g->sd;
             if (g->beta == 0.0f)
                 FK_CU(cudaMemset2DAsync(d, (size_t)g->ldd * sizeof(float), 0,
                                         (size_t)g->m * sizeof(float), (size_t)g->n, im->stream));
@@ -338,9 +365,10 @@ void fk_cuda_gemm(fk_backend *be, const fk_cu_gemm *g) {
     key.batch = g->batch;
     if (g->batch > 1) key.sa = g->sa, key.sb = g->sb, key.sd = g->sd;
     key.ta = g->ta, key.tb = g->tb, key.f32 = f32, key.beta_nz = g->beta != 0.0f;
+    key.d_bf16 = dbf;
     key.align_a = fk_cu_align(g->a, g->lda, g->sa, g->batch, es);
     key.align_b = fk_cu_align(g->b, g->ldb, g->sb, g->batch, es);
-    key.align_d = fk_cu_align(g->d, g->ldd, g->sd, g->batch, 4);
+    key.align_d = fk_cu_align(g->d, g->ldd, g->sd, g->batch, dbf ? 2 : 4);
     /* epilogue: bias (an exact f32 add) when the vector is 16-byte aligned:
      * cuBLASLt states no alignment for the bias pointer, and other projects
      * (Marian) found the bias epilogue failing on A100 below 16 bytes; ours
@@ -348,18 +376,32 @@ void fk_cuda_gemm(fk_backend *be, const fk_cu_gemm *g) {
      * larger tensor, which then gets the bias from the kernel after the
      * product. GELU(tanh) in bf16 mode only (its own tanh is not the
      * reference formula; f32 mode must match to ~1e-5) */
-    const bool epi_bias = g->bias && g->batch == 1 && ((uintptr_t)g->bias & 15) == 0;
+    const void *bias_p = dbf && g->bias_d ? g->bias_d : (const void *)g->bias;
+    const bool epi_bias = g->bias && g->batch == 1 && ((uintptr_t)bias_p & 15) == 0;
     const bool epi_gelu = g->act == FK_ACT_GELU_TANH && !f32 && g->batch == 1;
     int epi = CUBLASLT_EPILOGUE_DEFAULT;
     if (epi_bias && epi_gelu) epi = CUBLASLT_EPILOGUE_GELU_BIAS;
     else if (epi_bias) epi = CUBLASLT_EPILOGUE_BIAS;
     else if (epi_gelu) epi = CUBLASLT_EPILOGUE_GELU;
     key.epi = epi;
-    key.align_bias = epi_bias ? fk_cu_align(g->bias, 0, 0, 1, 4) : 0;
+    key.bias_bf16 = epi_bias && bias_p != (const void *)g->bias;
+    key.align_bias = epi_bias ? fk_cu_align(bias_p, 0, 0, 1, key.bias_bf16 ? 2 : 4) : 0;
+    /* a bf16 D takes cuBLASLt's output stage only with the whole epilogue in it
+     * (a bias or activation applied after the rounding would round twice) */
+    const bool fused_all = (!g->bias || epi_bias) && (g->act == FK_ACT_NONE || epi_gelu);
+    if (dbf && !fused_all) {
+        fk_cuda_gemm_bf16_staged(be, g);
+        return;
+    }
     fk_cu_plan *p = fk_cu_plan_get(im, &key);
+    if (!p->ok && dbf) {
+        fk_cuda_gemm_bf16_staged(be, g);
+        return;
+    }
     if (!p->ok && epi != CUBLASLT_EPILOGUE_DEFAULT) { /* no fused algorithm: plain + kernel */
         key.epi = epi = CUBLASLT_EPILOGUE_DEFAULT;
         key.align_bias = 0;
+        key.bias_bf16 = 0;
         p = fk_cu_plan_get(im, &key);
     }
     if (!p->ok) { /* no algorithm for this problem (shape, strides, alignment) */
@@ -370,7 +412,7 @@ void fk_cuda_gemm(fk_backend *be, const fk_cu_gemm *g) {
     const bool bias_done = epi == CUBLASLT_EPILOGUE_BIAS || epi == CUBLASLT_EPILOGUE_GELU_BIAS;
     const bool act_done = epi == CUBLASLT_EPILOGUE_GELU || epi == CUBLASLT_EPILOGUE_GELU_BIAS;
     if (bias_done) {
-        const void *bp = g->bias;
+        const void *bp = bias_p;
         FK_LT(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bp,
                                              sizeof(bp)));
     }
@@ -381,8 +423,13 @@ void fk_cuda_gemm(fk_backend *be, const fk_cu_gemm *g) {
     if (st == CUBLAS_STATUS_NOT_SUPPORTED) {
         /* the heuristic's algorithm refused the call (nothing was queued):
          * this plan is not used again (an epilogue plan falls back to the
-         * plain one next time), this call runs on the fallback kernel */
+         * plain one next time), this call runs on the fallback kernel (a
+         * bf16 D: on the staged f32 path) */
         p->ok = false;
+        if (dbf) {
+            fk_cuda_gemm_bf16_staged(be, g);
+            return;
+        }
         im->n_naive_gemm++;
         fk_cuda_gemm_naive(im, g);
         return;
@@ -393,14 +440,29 @@ void fk_cuda_gemm(fk_backend *be, const fk_cu_gemm *g) {
     const fk_act rest_act = act_done ? FK_ACT_NONE : g->act;
     if (rest_bias || rest_act != FK_ACT_NONE)
         for (int bi = 0; bi < g->batch; bi++)
-            fk_cuda_bias_act_rows(im, g->d + (int64_t)bi * g->sd, g->n, g->m, g->ldd, rest_bias,
-                                  rest_act);
+            fk_cuda_bias_act_rows(im, (float *)g->d + (int64_t)bi * g->sd, g->n, g->m, g->ldd,
+                                  rest_bias, rest_act);
 }
 
 /* ---- linear, linear_act, linear_cat ---- */
 
+/* Part [c0, c0 + K) of the bf16 join (M, ldd): an f32 part rounded to
+ * nearest-even, a bf16 part copied. */
+static void fk_cuda_join_part(fk_cuda_impl *im, __nv_bfloat16 *dst, int64_t ldd, int64_t c0,
+                              const fk_tensor *x, int64_t M, int64_t K) {
+    if (x->dtype == FK_F32) {
+        fk_cuda_rows_to_bf16(im, dst, ldd, c0, (const float *)x->data, K, M, K);
+    } else if (K > 0) {
+        FK_CU(cudaMemcpy2DAsync(dst + c0, (size_t)ldd * 2, x->data, (size_t)K * 2, (size_t)K * 2,
+                                (size_t)M, cudaMemcpyDeviceToDevice, im->stream));
+    }
+}
+
 /* y (M, N) = act([x1 | x2] · wᵀ + b); x2 NULL: x1 alone. tmp: linear_cat's
- * join buffer (f32 mode) or NULL. */
+ * join buffer (f32 mode) or NULL. bf16 mode: y, x1, x2 may each be bf16
+ * (backend.h's bf16 activations; supports() says so in bf16 mode only): a
+ * bf16 x is what the product would have rounded x to, read in place when it
+ * is the whole operand; a bf16 y is the f32 result rounded (fk_cu_gemm). */
 static void fk_cuda_linear_any(fk_backend *be, fk_tensor *y, const fk_tensor *x1,
                                const fk_tensor *x2, const fk_tensor *w, const fk_tensor *b,
                                fk_act act, fk_tensor *tmp) {
@@ -408,13 +470,15 @@ static void fk_cuda_linear_any(fk_backend *be, fk_tensor *y, const fk_tensor *x1
     FK_ASSERT((unsigned)act < FK_ACT_COUNT);
     fk_cuda_assert_act(y);
     fk_cuda_assert_act(x1);
-    FK_ASSERT(y->dtype == FK_F32 && x1->dtype == FK_F32);
+    const fk_dtype act_ok = im->bf16 ? FK_BF16 : FK_F32; /* the dtype besides f32 allowed */
+    FK_ASSERT((y->dtype == FK_F32 || y->dtype == act_ok) &&
+              (x1->dtype == FK_F32 || x1->dtype == act_ok));
     FK_ASSERT(w && w->ndim == 2 && fk_dtype_is_float(w->dtype));
     const int64_t M = fk_tensor_rows(x1), K1 = fk_tensor_cols(x1); /* x1 (M, K1) */
     int64_t K2 = 0;
     if (x2) {
         fk_cuda_assert_act(x2);
-        FK_ASSERT(x2->dtype == FK_F32 && fk_tensor_rows(x2) == M); /* x2 (M, K2) */
+        FK_ASSERT((x2->dtype == FK_F32 || x2->dtype == act_ok) && fk_tensor_rows(x2) == M);
         K2 = fk_tensor_cols(x2);
         FK_ASSERT(y->data != x2->data);
     }
@@ -430,14 +494,23 @@ static void fk_cuda_linear_any(fk_backend *be, fk_tensor *y, const fk_tensor *x1
     const float *bias = b ? (const float *)fk_cuda_weight_as(be, b, FK_F32, FK_CU_SCR_STAGE1,
                                                              FK_CU_SCR_BIAS)
                           : NULL;
+    /* a bf16 y with a bf16 bias: the product stage reads the bias as stored
+     * (exactly the values of the f32 copy above) */
+    const void *bias_d = NULL;
+    if (b && y->dtype == FK_BF16) {
+        const fk_cu_wptr bw = fk_cuda_weight(be, b, FK_CU_SCR_STAGE1);
+        if (bw.dt == FK_BF16) bias_d = bw.p;
+    }
     const void *xa;
     int64_t ldx = K;
-    if (im->bf16) { /* x → bf16 (M, ldx) in scratch A, the two parts side by side */
+    if (im->bf16 && !x2 && x1->dtype == FK_BF16) { /* already the operand */
+        xa = x1->data;
+    } else if (im->bf16) { /* x → bf16 (M, ldx) in scratch A, the two parts side by side */
         ldx = fk_cuda_ld8(K);
         __nv_bfloat16 *xb = (__nv_bfloat16 *)fk_cuda_scratch(im, FK_CU_SCR_A,
                                                              (size_t)(M * ldx) * 2 + 16);
-        fk_cuda_rows_to_bf16(im, xb, ldx, 0, (const float *)x1->data, K1, M, K1);
-        if (x2) fk_cuda_rows_to_bf16(im, xb, ldx, K1, (const float *)x2->data, K2, M, K2);
+        fk_cuda_join_part(im, xb, ldx, 0, x1, M, K1);
+        if (x2) fk_cuda_join_part(im, xb, ldx, K1, x2, M, K2);
         xa = xb;
     } else if (!x2) {
         xa = x1->data;
@@ -463,11 +536,13 @@ static void fk_cuda_linear_any(fk_backend *be, fk_tensor *y, const fk_tensor *x1
     g.m = N, g.n = M, g.k = K;
     g.a = wp, g.lda = K;
     g.b = xa, g.ldb = ldx;
-    g.d = (float *)y->data, g.ldd = N;
+    g.d = y->data, g.ldd = N;
+    g.d_bf16 = y->dtype == FK_BF16;
     g.batch = 1;
     g.ab_dt = ab;
     g.alpha = 1.0f, g.beta = 0.0f;
     g.bias = bias;
+    g.bias_d = bias_d;
     g.act = act;
     fk_cuda_gemm(be, &g);
 }
