@@ -55,13 +55,17 @@ typedef struct fk_fa_args {
     int causal;
 } fk_fa_args;
 
-/* ---- PTX wrappers (sm_80+) ---- */
+/* ---- PTX wrappers (sm_80+) ----
+ * The _s forms take a 32-bit shared-window address (fk_k_flash2 computes
+ * those itself), the others a generic pointer into shared memory. */
 
-static __device__ __forceinline__ void fk_cp_async16(void *smem, const void *gmem, bool valid) {
-    unsigned s = (unsigned)__cvta_generic_to_shared(smem);
+static __device__ __forceinline__ void fk_cp_async16_s(uint32_t s, const void *gmem, bool valid) {
     int n = valid ? 16 : 0; /* 0: zero-fill, nothing read */
     asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(s), "l"(gmem), "r"(n)
                  : "memory");
+}
+static __device__ __forceinline__ void fk_cp_async16(void *smem, const void *gmem, bool valid) {
+    fk_cp_async16_s((uint32_t)__cvta_generic_to_shared(smem), gmem, valid);
 }
 static __device__ __forceinline__ void fk_cp_commit() {
     asm volatile("cp.async.commit_group;\n" ::: "memory");
@@ -69,17 +73,21 @@ static __device__ __forceinline__ void fk_cp_commit() {
 template <int N> static __device__ __forceinline__ void fk_cp_wait() {
     asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory");
 }
-static __device__ __forceinline__ void fk_ldsm_x4(uint32_t (&r)[4], const void *p) {
-    unsigned s = (unsigned)__cvta_generic_to_shared(p);
+static __device__ __forceinline__ void fk_ldsm_x4_s(uint32_t (&r)[4], uint32_t s) {
     asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
                  : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
                  : "r"(s));
 }
-static __device__ __forceinline__ void fk_ldsm_x4_t(uint32_t (&r)[4], const void *p) {
-    unsigned s = (unsigned)__cvta_generic_to_shared(p);
+static __device__ __forceinline__ void fk_ldsm_x4_t_s(uint32_t (&r)[4], uint32_t s) {
     asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
                  : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
                  : "r"(s));
+}
+static __device__ __forceinline__ void fk_ldsm_x4(uint32_t (&r)[4], const void *p) {
+    fk_ldsm_x4_s(r, (uint32_t)__cvta_generic_to_shared(p));
+}
+static __device__ __forceinline__ void fk_ldsm_x4_t(uint32_t (&r)[4], const void *p) {
+    fk_ldsm_x4_t_s(r, (uint32_t)__cvta_generic_to_shared(p));
 }
 /* c (16×8 f32) += a (16×16 bf16, row) · b (16×8 bf16, col) */
 static __device__ __forceinline__ void fk_mma_bf16(float (&c)[4], const uint32_t (&a)[4], uint32_t b0,
@@ -323,22 +331,6 @@ template <int D, bool BIAS> static constexpr size_t fk_fa2_smem_bytes() {
     return (size_t)(FK_FA2_BQ + 4 * fk_fa2_cfg<D, BIAS>::BK) * fk_fa_cfg<D>::PITCH * 2;
 }
 
-/* PTX wrappers on 32-bit shared-window addresses */
-static __device__ __forceinline__ void fk_cp_async16_s(uint32_t s, const void *gmem, bool valid) {
-    int n = valid ? 16 : 0; /* 0: zero-fill, nothing read */
-    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(s), "l"(gmem), "r"(n)
-                 : "memory");
-}
-static __device__ __forceinline__ void fk_ldsm_x4_s(uint32_t (&r)[4], uint32_t s) {
-    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
-                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-                 : "r"(s));
-}
-static __device__ __forceinline__ void fk_ldsm_x4_t_s(uint32_t (&r)[4], uint32_t s) {
-    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
-                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-                 : "r"(s));
-}
 /* threadIdx.x read where it is used: a volatile asm is not hoisted out of
  * the tile loop, so what is computed from it is recomputed there instead
  * of being kept in a register for the whole loop */
