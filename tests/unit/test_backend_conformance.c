@@ -1026,6 +1026,7 @@ static void cf_suite_full(cf_target *tg) {
     cf_layernorm_modulate(tg, 2, 3, 3072, 1000.0f);
     cf_rope_ops(tg, 21, 3, 64, true);
     cf_rope_ops(tg, 9, 2, 128, true);
+    cf_rope_ops(tg, 7, 2, 256, true);
     cf_rope_ops(tg, 17, 2, 48, false);
     cf_rope_ops(tg, 5, 3, 128, false);
     cf_softmax(tg, 13, 1000);

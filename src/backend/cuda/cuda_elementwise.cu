@@ -10,6 +10,9 @@
  * combined in double by a fixed warp-shuffle tree (deterministic), two
  * passes for the LayerNorm variance as the reference does (mean, then
  * Σ(x − mean)²); rmsnorm_rope runs one warp per (l, h) row of D elements.
+ * The FLUX shapes (layernorm_modulate with C = 3072, rmsnorm_rope with
+ * D = 128) take variants that hold a row in registers as float4: x read
+ * once, 16-byte accesses (_v4 kernels).
  * The formulas are the reference's (cpu_ew.h, cpu_norm.c); results agree
  * with it to f32 rounding (expf is not the CPU's polynomial: ~1 ulp), not
  * bitwise. */
@@ -284,6 +287,54 @@ __global__ void fk_k_rmsnorm_rope(float *__restrict__ x, const void *__restrict_
     }
 }
 
+/* The same for D = 128·NC with x and pe 16-byte aligned (FLUX: D = 128):
+ * lane i holds float4 chunks i, i + 32, … of its row in registers (one
+ * read of x instead of two, 16-byte accesses) and its scale values for
+ * every row; chunk c is pairs 2c and 2c + 1, whose rotations are float4 2c
+ * and 2c + 1 of the position's pe row. The expressions are the scalar
+ * kernel's; only Σx² adds in another order (double, so results differ by
+ * at most a rounding of the final float, rarely). */
+template <int NC>
+__global__ void fk_k_rmsnorm_rope_v4(float *__restrict__ x, const void *__restrict__ scale,
+                                     fk_dtype sdt, const float *__restrict__ pe, int64_t rows,
+                                     int64_t H, float eps) {
+    constexpr int D = 128 * NC;
+    const int lane = threadIdx.x & 31;
+    const int64_t wpb = blockDim.x >> 5;
+    float sc[NC][4];
+#pragma unroll
+    for (int c = 0; c < NC; c++)
+#pragma unroll
+        for (int e = 0; e < 4; e++) sc[c][e] = fk_dev_load_f32(scale, sdt, 4 * (lane + 32 * c) + e);
+    for (int64_t r = (int64_t)blockIdx.x * wpb + (threadIdx.x >> 5); r < rows;
+         r += (int64_t)gridDim.x * wpb) {
+        float4 *xr = reinterpret_cast<float4 *>(x + r * D);
+        const float4 *pl = reinterpret_cast<const float4 *>(pe + (r / H) * D * 2);
+        float4 v[NC];
+        double ss = 0.0;
+#pragma unroll
+        for (int c = 0; c < NC; c++) {
+            v[c] = xr[lane + 32 * c];
+            const double a = v[c].x, b = v[c].y, a2 = v[c].z, b2 = v[c].w;
+            ss += a * a + b * b;
+            ss += a2 * a2 + b2 * b2;
+        }
+        ss = fk_dev_warp_sum_d(ss);
+        const double rinv = 1.0 / sqrt(ss / (double)D + (double)eps);
+#pragma unroll
+        for (int c = 0; c < NC; c++) {
+            const int j = 2 * (lane + 32 * c); /* the chunk's first pair */
+            const float a = (float)((double)v[c].x * rinv) * sc[c][0];
+            const float b = (float)((double)v[c].y * rinv) * sc[c][1];
+            const float a2 = (float)((double)v[c].z * rinv) * sc[c][2];
+            const float b2 = (float)((double)v[c].w * rinv) * sc[c][3];
+            const float2 o = fk_dev_rot(make_float2(a, b), pl[j]);
+            const float2 o2 = fk_dev_rot(make_float2(a2, b2), pl[j + 1]);
+            xr[lane + 32 * c] = make_float4(o.x, o.y, o2.x, o2.y);
+        }
+    }
+}
+
 extern "C" void fk_cuda_rmsnorm_rope(fk_backend *be, fk_tensor *x, const fk_tensor *scale,
                                      const fk_tensor *pe, float eps) {
     fk_cuda_impl *im = fk_cuda_enter(be);
@@ -298,8 +349,16 @@ extern "C" void fk_cuda_rmsnorm_rope(fk_backend *be, fk_tensor *x, const fk_tens
     fk_cu_wptr s = fk_cuda_weight(be, scale, FK_CU_SCR_STAGE0);
     const int64_t wpb = 8; /* warps per block */
     unsigned blocks = fk_cuda_blocks(rows, wpb, (int64_t)im->sm_count * 32);
-    fk_k_rmsnorm_rope<<<blocks, 32 * wpb, 0, im->stream>>>((float *)x->data, s.p, s.dt,
-                                                           (const float *)pe->data, rows, H, D, eps);
+    const bool v4 = fk_al16(x->data) && fk_al16(pe->data);
+    if (v4 && D == 128)
+        fk_k_rmsnorm_rope_v4<1><<<blocks, 32 * wpb, 0, im->stream>>>(
+            (float *)x->data, s.p, s.dt, (const float *)pe->data, rows, H, eps);
+    else if (v4 && D == 256)
+        fk_k_rmsnorm_rope_v4<2><<<blocks, 32 * wpb, 0, im->stream>>>(
+            (float *)x->data, s.p, s.dt, (const float *)pe->data, rows, H, eps);
+    else
+        fk_k_rmsnorm_rope<<<blocks, 32 * wpb, 0, im->stream>>>(
+            (float *)x->data, s.p, s.dt, (const float *)pe->data, rows, H, D, eps);
     FK_CU_LAUNCH();
 }
 
@@ -358,6 +417,36 @@ __global__ void fk_k_layernorm_modulate(float *y, const float *x, const float *_
         const float v = (float)(((double)xr[c] - mean) * rstd);
         yr[c] = (1.0f + scr[c]) * v + shr[c];
     }
+}
+
+/* The same with one float4 of the row per thread (C = 4·blockDim.x, x, y,
+ * shift, scale 16-byte aligned; FLUX: C = 3072, 768 threads): x is read
+ * once into registers instead of three times. The per-thread partial sums
+ * take 4 consecutive elements instead of a strided set (double: the
+ * statistics move by ~1e-16 relative, the outputs by at most a rounding,
+ * rarely). y may alias x: every x is read before the block's first sum. */
+__global__ void fk_k_layernorm_modulate_v4(float *y, const float *x,
+                                           const float *__restrict__ shift,
+                                           const float *__restrict__ scale, int64_t C, int64_t T,
+                                           float eps) {
+    __shared__ double sh[32];
+    const int64_t r = blockIdx.x;
+    const int c4 = threadIdx.x;
+    const float4 v = reinterpret_cast<const float4 *>(x + r * C)[c4];
+    const double m = fk_dev_block_sum_d((double)v.x + (double)v.y + (double)v.z + (double)v.w, sh) /
+                     (double)C;
+    const double d0 = (double)v.x - m, d1 = (double)v.y - m, d2 = (double)v.z - m,
+                 d3 = (double)v.w - m;
+    const double var = fk_dev_block_sum_d(d0 * d0 + d1 * d1 + d2 * d2 + d3 * d3, sh) / (double)C;
+    const double rstd = 1.0 / sqrt(var + (double)eps);
+    const float4 sc = reinterpret_cast<const float4 *>(scale + (r / T) * C)[c4];
+    const float4 shf = reinterpret_cast<const float4 *>(shift + (r / T) * C)[c4];
+    float4 o;
+    o.x = (1.0f + sc.x) * (float)(d0 * rstd) + shf.x;
+    o.y = (1.0f + sc.y) * (float)(d1 * rstd) + shf.y;
+    o.z = (1.0f + sc.z) * (float)(d2 * rstd) + shf.z;
+    o.w = (1.0f + sc.w) * (float)(d3 * rstd) + shf.w;
+    reinterpret_cast<float4 *>(y + r * C)[c4] = o;
 }
 
 __global__ void fk_k_rmsnorm(float *y, const float *x, const void *__restrict__ scale,
@@ -435,9 +524,15 @@ extern "C" void fk_cuda_layernorm_modulate(fk_backend *be, fk_tensor *y, const f
               fk_tensor_cols(scale) == C);
     FK_ASSERT(B > 0 && R % B == 0);
     if (R == 0) return;
-    fk_k_layernorm_modulate<<<fk_row_blocks(R), fk_row_threads(C), 0, im->stream>>>(
-        (float *)y->data, (const float *)x->data, (const float *)shift->data,
-        (const float *)scale->data, C, R / B, eps);
+    if (C % 128 == 0 && C <= 4096 && fk_al16(x->data) && fk_al16(y->data) &&
+        fk_al16(shift->data) && fk_al16(scale->data))
+        fk_k_layernorm_modulate_v4<<<fk_row_blocks(R), (unsigned)(C / 4), 0, im->stream>>>(
+            (float *)y->data, (const float *)x->data, (const float *)shift->data,
+            (const float *)scale->data, C, R / B, eps);
+    else
+        fk_k_layernorm_modulate<<<fk_row_blocks(R), fk_row_threads(C), 0, im->stream>>>(
+            (float *)y->data, (const float *)x->data, (const float *)shift->data,
+            (const float *)scale->data, C, R / B, eps);
     FK_CU_LAUNCH();
 }
 
