@@ -965,6 +965,23 @@ static void cf_supports(const cf_target *tg) {
 /* ---- the suite for one target ---- */
 
 /* every op, the shapes and branches of every backend */
+/* The shapes of the flash path (bf16, D 64 / 128): partial tiles, causal
+ * (CLIP), bias (T5) with a fully masked row, cross lengths, causal with fewer
+ * queries than keys (the mask is j > l in absolute positions), bias and a
+ * fully masked row at D = 128. Run by the full suite (the default kernel)
+ * and under the FLASH1 hook (the 64-row one). */
+static void cf_attention_flash_shapes(const cf_target *tg) {
+    cf_attention(tg, 100, 100, 3, 64, 0, false);
+    cf_attention(tg, 130, 130, 2, 128, 0, false);
+    cf_attention(tg, 77, 77, 2, 64, 0, true);
+    cf_attention(tg, 70, 70, 2, 64, 1, false);
+    cf_attention(tg, 40, 40, 2, 64, 2, false);
+    cf_attention(tg, 50, 90, 2, 128, 0, false);
+    cf_attention(tg, 90, 50, 2, 128, 0, true);
+    cf_attention(tg, 50, 130, 2, 64, 1, true);
+    cf_attention(tg, 70, 130, 2, 128, 2, true);
+}
+
 static void cf_suite_full(cf_target *tg) {
     cf_supports(tg);
     /* linear: gemv-sized, odd, non-multiple-of-tile, every weight dtype */
@@ -996,21 +1013,10 @@ static void cf_suite_full(cf_target *tg) {
         CHECKF(io1 && io2, "%s: bf16 activations not taken", tg->name);
     printf("%s: bf16 activations %s\n", tg->name, io1 ? "checked" : "not supported, skipped");
 
-    /* attention: flash shapes (D 64/128, partial tiles), causal (CLIP), bias
-     * (T5) with a fully masked row, cross lengths, D = 512 (VAE), odd D */
-    cf_attention(tg, 100, 100, 3, 64, 0, false);
-    cf_attention(tg, 130, 130, 2, 128, 0, false);
-    cf_attention(tg, 77, 77, 2, 64, 0, true);
-    cf_attention(tg, 70, 70, 2, 64, 1, false);
-    cf_attention(tg, 40, 40, 2, 64, 2, false);
-    cf_attention(tg, 50, 90, 2, 128, 0, false);
-    cf_attention(tg, 90, 50, 2, 128, 0, true);
+    /* attention: the flash shapes, then D = 512 (VAE) and an odd D */
+    cf_attention_flash_shapes(tg);
     cf_attention(tg, 200, 200, 1, 512, 0, false);
     cf_attention(tg, 33, 47, 3, 40, 1, true);
-    /* flash: causal with fewer queries than keys (the mask is j > l in
-     * absolute positions), bias and a fully masked row at D = 128 */
-    cf_attention(tg, 50, 130, 2, 64, 1, true);
-    cf_attention(tg, 70, 130, 2, 128, 2, true);
     /* an output the flash kernel cannot store to: the two-product path */
     cf_attention_at(tg, 70, 90, 2, 64, 2, false, true);
 
@@ -1110,15 +1116,7 @@ static void cf_suite_hooked(cf_target *tg) {
     /* the 64-row flash kernel (the fallback of the default 128-row one) on
      * the flash shapes of cf_suite_full */
     fk_backend_cuda_set_test_hooks(be, 0, FK_CUDA_HOOK_FLASH1);
-    cf_attention(tg, 100, 100, 3, 64, 0, false);
-    cf_attention(tg, 130, 130, 2, 128, 0, false);
-    cf_attention(tg, 77, 77, 2, 64, 0, true);
-    cf_attention(tg, 70, 70, 2, 64, 1, false);
-    cf_attention(tg, 40, 40, 2, 64, 2, false);
-    cf_attention(tg, 50, 90, 2, 128, 0, false);
-    cf_attention(tg, 90, 50, 2, 128, 0, true);
-    cf_attention(tg, 50, 130, 2, 64, 1, true);
-    cf_attention(tg, 70, 130, 2, 128, 2, true);
+    cf_attention_flash_shapes(tg);
     fk_backend_cuda_set_test_hooks(be, 0, 0);
 }
 
