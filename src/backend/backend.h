@@ -13,8 +13,13 @@
  *   so only where its product rounds that operand to bf16 nearest-even
  *   anyway (CPU: bf16 mode with a bf16 kernel, at least FK_CPU_BF16_MIN_M
  *   rows), so that a bf16 y holds exactly what the consumer would have made
- *   of the f32 y: the same bits downstream, half the bytes. Models ask
- *   supports() and keep f32 otherwise (FLUX: the MLP hidden state).
+ *   of the f32 y: the same bits downstream, half the bytes. The y of
+ *   layernorm_modulate and the out of attention may be FK_BF16 on the same
+ *   terms: the f32 result rounded to bf16 nearest-even, for a product's x (a
+ *   backend says so where its products would take that x in bf16). Models
+ *   ask supports() for the producer and every consumer and keep f32
+ *   otherwise (FLUX: the MLP hidden state, the modulated LayerNorm outputs,
+ *   the attention output).
  * - Tensors are contiguous row-major; "rows" = product of leading dims.
  * - Ops do not allocate and do not fail on valid input: callers check shapes
  *   at load time; ops FK_ASSERT their preconditions (a failed assert is a bug).

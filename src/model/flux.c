@@ -428,14 +428,38 @@ static bool fk_flux_mlp_bf16(const fk_flux_runner *r, int64_t rows, const fk_flu
     return be->supports(be, FK_OP_LINEAR, pd, 4);
 }
 
+/* Whether the modulated LayerNorm output in r->xmod (rows, C) can be bf16:
+ * the backend takes a bf16 y from layernorm_modulate and a bf16 x in each
+ * product that reads it (l[i] into y[i] of dtype ydt[i], with act[i]; ydt
+ * NULL: f32) — where it would round that x to bf16 anyway (backend.h, "bf16
+ * activations"): the same bits with half the bytes. Otherwise f32. */
+static bool fk_flux_norm_bf16(const fk_flux_runner *r, int64_t rows, int n, float *const *y,
+                              const fk_flux_linear *const *l, const fk_act *act,
+                              const fk_dtype *ydt) {
+    fk_backend *be = r->be;
+    if (!be->supports) return false;
+    const int64_t C = r->m->cfg.hidden;
+    fk_tensor tn = fk_be_view2_as(be, FK_BF16, r->xmod, rows, C);
+    fk_tensor tx = fk_be_view2(be, r->x, rows, C), tm = fk_be_view2(be, r->mod_img, 1, C);
+    const fk_tensor *pn[4] = {&tn, &tx, &tm, &tm};
+    if (!be->supports(be, FK_OP_LAYERNORM_MODULATE, pn, 4)) return false;
+    for (int i = 0; i < n; i++) {
+        fk_tensor ty = fk_be_view2_as(be, ydt ? ydt[i] : FK_F32, y[i], rows, l[i]->w.shape[0]);
+        const fk_tensor *pl[4] = {&ty, &tn, &l[i]->w, fk_flux_bias(l[i])};
+        if (!be->supports(be, act[i] == FK_ACT_NONE ? FK_OP_LINEAR : FK_OP_LINEAR_ACT, pl, 4))
+            return false;
+    }
+    return true;
+}
+
 /* y[i] (rows, out_i) = act[i](x (rows, in) · w_iᵀ + b_i), i < n ≤ 4: the
- * products of one x in one call (fk_backend_linear_multi: a backend may
- * prepare x once; the bits of the separate products); y[i] of dtype ydt[i]
- * (ydt NULL: all f32) */
-static void fk_flux_linear_multi_rows(fk_backend *be, int n, float *const *y, const float *x,
-                                      int64_t rows, const fk_flux_linear *const *l,
+ * products of one x (of dtype xdt) in one call (fk_backend_linear_multi: a
+ * backend may prepare x once; the bits of the separate products); y[i] of
+ * dtype ydt[i] (ydt NULL: all f32) */
+static void fk_flux_linear_multi_rows(fk_backend *be, int n, float *const *y, const void *x,
+                                      fk_dtype xdt, int64_t rows, const fk_flux_linear *const *l,
                                       const fk_act *act, const fk_dtype *ydt) {
-    fk_tensor ty[4], tx = fk_be_view2(be, x, rows, l[0]->w.shape[1]);
+    fk_tensor ty[4], tx = fk_be_view2_as(be, xdt, x, rows, l[0]->w.shape[1]);
     fk_tensor *yp[4];
     const fk_tensor *wp[4], *bp[4];
     for (int i = 0; i < n; i++) {
@@ -458,10 +482,10 @@ static void fk_flux_embedder_fwd(fk_flux_runner *r, const fk_flux_embedder *e, c
     fk_flux_linear_rows(be, out, r->hid, 1, &e->out_layer);
 }
 
-/* y (n, C) = (1 + scale)·LayerNorm(x) + shift, shift/scale (C) */
-static void fk_flux_ln_modulate(fk_backend *be, float *y, const float *x, int64_t n, int64_t C,
-                                const float *shift, const float *scale) {
-    fk_tensor ty = fk_be_view2(be, y, n, C), tx = fk_be_view2(be, x, n, C);
+/* y (n, C) of dtype ydt = (1 + scale)·LayerNorm(x) + shift, shift/scale (C) */
+static void fk_flux_ln_modulate(fk_backend *be, void *y, fk_dtype ydt, const float *x, int64_t n,
+                                int64_t C, const float *shift, const float *scale) {
+    fk_tensor ty = fk_be_view2_as(be, ydt, y, n, C), tx = fk_be_view2(be, x, n, C);
     fk_tensor tsh = fk_be_view2(be, shift, 1, C);
     fk_tensor tsc = fk_be_view2(be, scale, 1, C);
     be->layernorm_modulate(be, &ty, &tx, &tsh, &tsc, FK_FLUX_EPS);
@@ -488,15 +512,47 @@ static void fk_flux_qk_norm_rope(fk_flux_runner *r, int64_t r0, int64_t n,
     be->rmsnorm_rope(be, &tk, k_scale, &pe, FK_FLUX_EPS);
 }
 
-/* attn (L, C) = softmax(q·kᵀ/√D)·v over the joint sequence (q, k normed and rotated). */
-static void fk_flux_attention(fk_flux_runner *r) {
+/* attn (L, C), of dtype adt, = softmax(q·kᵀ/√D)·v over the joint sequence (q, k
+ * normed and rotated). */
+static void fk_flux_attention(fk_flux_runner *r, fk_dtype adt) {
     const fk_flux_config *c = &r->m->cfg;
     const int64_t L = r->L, H = c->num_heads, D = c->head_dim, C = c->hidden;
     fk_backend *be = r->be;
     fk_tensor tq = fk_be_view3(be, r->q, L, H, D), tk = fk_be_view3(be, r->k, L, H, D);
     fk_tensor tv = fk_be_view3(be, r->v, L, H, D);
-    fk_tensor ta = fk_be_view2(be, r->attn, L, C);
+    fk_tensor ta = fk_be_view2_as(be, adt, r->attn, L, C);
     be->attention(be, &ta, &tq, &tk, &tv, NULL, (float)(1.0 / sqrt((double)D)), false);
+}
+
+/* The dtype of the attention output: bf16 where the backend writes it so and
+ * every product that reads it takes a bf16 x (backend.h, "bf16
+ * activations": the same bits, half the bytes) — a single block's linear2
+ * (x2: the MLP hidden state of dtype hdt) when single, else the proj of
+ * each double-block stream with rows — and f32 otherwise. */
+static fk_dtype fk_flux_attn_dtype(const fk_flux_runner *r, const fk_flux_linear *const *proj,
+                                   const int64_t *rows, bool single, fk_dtype hdt) {
+    fk_backend *be = r->be;
+    if (!be->supports) return FK_F32;
+    const fk_flux_config *c = &r->m->cfg;
+    const int64_t L = r->L, H = c->num_heads, D = c->head_dim, C = c->hidden;
+    fk_tensor tq = fk_be_view3(be, r->q, L, H, D), ta = fk_be_view2_as(be, FK_BF16, r->attn, L, C);
+    const fk_tensor *pa[5] = {&ta, &tq, &tq, &tq, NULL};
+    if (!be->supports(be, FK_OP_ATTENTION, pa, 5)) return FK_F32;
+    fk_tensor ty = fk_be_view2(be, r->xmod, L, C);
+    if (single) {
+        const fk_flux_linear *l = proj[0];
+        fk_tensor th = fk_be_view2_as(be, hdt, r->mlp, L, c->mlp_hidden);
+        const fk_tensor *pl[5] = {&ty, &ta, &th, &l->w, fk_flux_bias(l)};
+        return be->supports(be, FK_OP_LINEAR_CAT, pl, 5) ? FK_BF16 : FK_F32;
+    }
+    for (int s = 0; s < 2; s++) {
+        if (rows[s] == 0) continue;
+        fk_tensor ts = fk_be_view2_as(be, FK_BF16, r->attn, rows[s], C);
+        fk_tensor tys = fk_be_view2(be, r->xmod, rows[s], C);
+        const fk_tensor *pl[4] = {&tys, &ts, &proj[s]->w, fk_flux_bias(proj[s])};
+        if (!be->supports(be, FK_OP_LINEAR, pl, 4)) return FK_F32;
+    }
+    return FK_BF16;
 }
 
 /* The modulation linears, numbered in "slots": double block bi stream s
@@ -555,13 +611,16 @@ static void fk_flux_double_block(fk_flux_runner *r, int bi) {
     }
     for (int s = 0; s < 2; s++) {
         if (n[s] == 0) continue;
-        float *xs = r->x + r0[s] * C, *xm = r->xmod + r0[s] * C;
-        fk_flux_ln_modulate(be, xm, xs, n[s], C, mod[s], mod[s] + C); /* shift1, scale1 */
-        {
+        const float *xs = r->x + r0[s] * C;
+        float *xm = r->xmod + r0[s] * C; /* f32 rows: room for the bf16 ones */
+        { /* the modulated LayerNorm in bf16 where q, k and v take it */
             float *const ys[3] = {r->q + r0[s] * C, r->k + r0[s] * C, r->v + r0[s] * C};
             const fk_flux_linear *const ls[3] = {&S[s]->q, &S[s]->k, &S[s]->v};
             const fk_act acts[3] = {FK_ACT_NONE, FK_ACT_NONE, FK_ACT_NONE};
-            fk_flux_linear_multi_rows(be, 3, ys, xm, n[s], ls, acts, NULL);
+            const fk_dtype nd =
+                fk_flux_norm_bf16(r, n[s], 3, ys, ls, acts, NULL) ? FK_BF16 : FK_F32;
+            fk_flux_ln_modulate(be, xm, nd, xs, n[s], C, mod[s], mod[s] + C); /* shift1, scale1 */
+            fk_flux_linear_multi_rows(be, 3, ys, xm, nd, n[s], ls, acts, NULL);
         }
         if (dbg) {
             snprintf(name, sizeof(name), "dbg.double0.%s_qkv", sname[s]);
@@ -569,23 +628,35 @@ static void fk_flux_double_block(fk_flux_runner *r, int bi) {
         }
         fk_flux_qk_norm_rope(r, r0[s], n[s], &S[s]->q_scale, &S[s]->k_scale);
     }
-    fk_flux_attention(r);
+    /* the attention output in bf16 where both projections take it (not in
+     * the debug path, which reads it in f32) */
+    const fk_flux_linear *const proj[2] = {&S[0]->proj, &S[1]->proj};
+    const fk_dtype adt = dbg ? FK_F32 : fk_flux_attn_dtype(r, proj, n, false, FK_F32);
+    fk_flux_attention(r, adt);
     for (int s = 0; s < 2; s++) {
         if (n[s] == 0) continue;
         float *xs = r->x + r0[s] * C, *xm = r->xmod + r0[s] * C, *ml = r->mlp + r0[s] * M;
-        const float *as = r->attn + r0[s] * C;
+        const void *as = (const char *)r->attn + (size_t)(r0[s] * C) * fk_dtype_size(adt);
         if (dbg) {
             snprintf(name, sizeof(name), "dbg.double0.%s_attn", sname[s]);
             fk_flux_emit(r, name, as, n[s], C, true);
         }
-        fk_flux_linear_rows(be, xm, as, n[s], &S[s]->proj);
+        {
+            fk_tensor ty = fk_be_view2(be, xm, n[s], C), ta = fk_be_view2_as(be, adt, as, n[s], C);
+            be->linear(be, &ty, &ta, &S[s]->proj.w, fk_flux_bias(&S[s]->proj));
+        }
         fk_flux_gated(be, xs, xm, n[s], C, mod[s] + 2 * C); /* gate1 */
-        fk_flux_ln_modulate(be, xm, xs, n[s], C, mod[s] + 3 * C, mod[s] + 4 * C);
-        { /* the MLP, its hidden state in bf16 where the backend takes it */
+        { /* the MLP, its input and hidden state in bf16 where the backend takes them */
             const bool hb = fk_flux_mlp_bf16(r, n[s], &S[s]->mlp0, &S[s]->mlp2, false);
-            fk_tensor th = fk_be_view2_as(be, hb ? FK_BF16 : FK_F32, ml, n[s], M);
-            fk_tensor txm = fk_be_view2(be, xm, n[s], C);
-            be->linear_act(be, &th, &txm, &S[s]->mlp0.w, fk_flux_bias(&S[s]->mlp0),
+            const fk_dtype hdt = hb ? FK_BF16 : FK_F32;
+            float *const ys[1] = {ml};
+            const fk_flux_linear *const ls[1] = {&S[s]->mlp0};
+            const fk_act acts[1] = {FK_ACT_GELU_TANH};
+            const fk_dtype nd = fk_flux_norm_bf16(r, n[s], 1, ys, ls, acts, &hdt) ? FK_BF16 : FK_F32;
+            fk_flux_ln_modulate(be, xm, nd, xs, n[s], C, mod[s] + 3 * C, mod[s] + 4 * C);
+            fk_tensor th = fk_be_view2_as(be, hdt, ml, n[s], M);
+            fk_tensor tn = fk_be_view2_as(be, nd, xm, n[s], C), txm = fk_be_view2(be, xm, n[s], C);
+            be->linear_act(be, &th, &tn, &S[s]->mlp0.w, fk_flux_bias(&S[s]->mlp0),
                            FK_ACT_GELU_TANH);
             be->linear(be, &txm, &th, &S[s]->mlp2.w, fk_flux_bias(&S[s]->mlp2));
         }
@@ -602,11 +673,17 @@ static void fk_flux_single_block(fk_flux_runner *r, int bi) {
     const bool dbg = bi == 0 && fk_flux_want(r, FK_FLUX_HOOK_DEBUG);
     const float *mod = fk_flux_mod(r, r->mod_img, 2 * c->depth_double + bi); /* (3C): shift, scale, gate */
     if (dbg) fk_flux_emit(r, "dbg.single0.mod", mod, 1, 3 * C, false);
-    fk_flux_ln_modulate(be, r->xmod, r->x, L, C, mod, mod + C);
-    /* the MLP hidden state in bf16 where the backend takes it (not in the
-     * debug path, which reads it in f32) */
+    /* the MLP hidden state and the modulated LayerNorm in bf16 where the
+     * backend takes them (not in the debug path, which reads them in f32) */
     const bool hb = !dbg && fk_flux_mlp_bf16(r, L, &S->mlp, &S->linear2, true);
     const fk_dtype hdt = hb ? FK_BF16 : FK_F32;
+    float *const ys[4] = {r->q, r->k, r->v, r->mlp};
+    const fk_flux_linear *const ls[4] = {&S->q, &S->k, &S->v, &S->mlp};
+    const fk_act acts[4] = {FK_ACT_NONE, FK_ACT_NONE, FK_ACT_NONE, FK_ACT_GELU_TANH};
+    const fk_dtype ydt[4] = {FK_F32, FK_F32, FK_F32, hdt};
+    const fk_dtype nd =
+        !dbg && fk_flux_norm_bf16(r, L, 4, ys, ls, acts, ydt) ? FK_BF16 : FK_F32;
+    fk_flux_ln_modulate(be, r->xmod, nd, r->x, L, C, mod, mod + C);
     fk_tensor tm = fk_be_view2_as(be, hdt, r->mlp, L, M);
     if (dbg) { /* the reference's fused projection output, before the GELU */
         fk_flux_linear_rows(be, r->q, r->xmod, L, &S->q);
@@ -616,16 +693,14 @@ static void fk_flux_single_block(fk_flux_runner *r, int bi) {
         fk_flux_emit_fused(r, "dbg.single0.linear1", 0, L, true);
         be->gelu_tanh(be, &tm, &tm);
     } else { /* linear1: q, k, v and the MLP (GELU) of one x */
-        float *const ys[4] = {r->q, r->k, r->v, r->mlp};
-        const fk_flux_linear *const ls[4] = {&S->q, &S->k, &S->v, &S->mlp};
-        const fk_act acts[4] = {FK_ACT_NONE, FK_ACT_NONE, FK_ACT_NONE, FK_ACT_GELU_TANH};
-        const fk_dtype ydt[4] = {FK_F32, FK_F32, FK_F32, hdt};
-        fk_flux_linear_multi_rows(be, 4, ys, r->xmod, L, ls, acts, ydt);
+        fk_flux_linear_multi_rows(be, 4, ys, r->xmod, nd, L, ls, acts, ydt);
     }
     fk_flux_qk_norm_rope(r, 0, L, &S->q_scale, &S->k_scale);
-    fk_flux_attention(r);
+    const fk_flux_linear *const l2[1] = {&S->linear2};
+    const fk_dtype adt = dbg ? FK_F32 : fk_flux_attn_dtype(r, l2, NULL, true, hdt);
+    fk_flux_attention(r, adt);
     fk_tensor tcat = fk_be_view2(be, r->cat, L, C + M);
-    fk_tensor ta = fk_be_view2(be, r->attn, L, C);
+    fk_tensor ta = fk_be_view2_as(be, adt, r->attn, L, C);
     if (dbg) {
         be->copy_cols(be, &tcat, 0, &ta, 0, C);
         be->copy_cols(be, &tcat, C, &tm, 0, M);
@@ -845,7 +920,7 @@ fk_status fk_flux_forward(fk_context *ctx, fk_flux_runner *r, const fk_flux_inpu
     const int fs = fk_flux_mod_slots(c) - 2; /* the final layer's shift, then scale */
     const float *shift = fk_flux_mod(r, r->mod_img, fs);
     const float *scale = fk_flux_mod(r, r->mod_img + C, fs + 1);
-    fk_flux_ln_modulate(be, r->xmod, ximg, Li, C, shift, scale);
+    fk_flux_ln_modulate(be, r->xmod, FK_F32, ximg, Li, C, shift, scale);
     /* the output: written in place when it is on the device, else downloaded */
     float *o = out->device == be->device ? out->data : r->io_out;
     fk_flux_linear_rows(be, o, r->xmod, Li, &w->final_linear);

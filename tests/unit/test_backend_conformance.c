@@ -675,6 +675,88 @@ static void cf_layernorm_modulate(const cf_target *tg, int64_t B, int64_t T, int
     fk_free(got);
 }
 
+/* layernorm_modulate with a bf16 y (bf16 activations, backend.h) where the
+ * target says it takes one: the reference's f32 result rounded to bf16.
+ * Tolerance: every value within one bf16 unit (2^-8 relative) of the
+ * reference, so a rel L2 of 2^-8 (the rounding alone gives ~2^-9/√3); the
+ * CPU code (CPU and devsim targets) rounds the same f32 values with the
+ * products' instruction: bitwise the reference rounded to nearest-even.
+ * Returns whether the target took it. */
+static bool cf_layernorm_modulate_bf16(const cf_target *tg, int64_t B, int64_t T, int64_t C,
+                                       float off) {
+    const int64_t R = B * T;
+    int64_t s[2] = {R, C}, sv[2] = {B, C};
+    fk_tensor qy = fk_tensor_view(FK_BF16, NULL, 2, s), qx = fk_tensor_view(FK_F32, NULL, 2, s);
+    fk_tensor qv = fk_tensor_view(FK_F32, NULL, 2, sv);
+    qy.device = qx.device = qv.device = tg->be->device;
+    const fk_tensor *q[4] = {&qy, &qx, &qv, &qv};
+    if (!tg->be->supports(tg->be, FK_OP_LAYERNORM_MODULATE, q, 4)) return false;
+    float *x = cf_rand(R * C, off - 1, off + 2), *sh = cf_rand(B * C, -1, 1);
+    float *sc = cf_rand(B * C, -1, 1);
+    float *ref = cf_alloc(R * C), *got = cf_alloc(R * C);
+    uint16_t *yb = fk_alloc((size_t)(R * C) * 2), *rb = fk_alloc((size_t)(R * C) * 2);
+    fk_tensor hx = cf_host(FK_F32, x, 2, s), hy = cf_host(FK_F32, ref, 2, s);
+    fk_tensor hsh = cf_host(FK_F32, sh, 2, sv), hsc = cf_host(FK_F32, sc, 2, sv);
+    cf_ref->layernorm_modulate(cf_ref, &hy, &hx, &hsh, &hsc, 1e-6f);
+    fk_tensor dx = cf_dev_f32(tg, x, 2, s), dy = cf_dev(tg, FK_BF16, NULL, 2, s);
+    fk_tensor dsh = cf_dev_f32(tg, sh, 2, sv), dsc = cf_dev_f32(tg, sc, 2, sv);
+    tg->be->layernorm_modulate(tg->be, &dy, &dx, &dsh, &dsc, 1e-6f);
+    cf_get(tg, yb, &dy);
+    for (int64_t i = 0; i < R * C; i++) {
+        got[i] = fk_bf16_to_f32(yb[i]);
+        rb[i] = fk_f32_to_bf16(ref[i]);
+    }
+    char what[80];
+    snprintf(what, sizeof(what), "bf16 y, B=%lld T=%lld C=%lld offset %g", (long long)B,
+             (long long)T, (long long)C, (double)off);
+    cf_compare(tg, FK_OP_LAYERNORM_MODULATE, what, got, ref, R * C, 0x1p-8);
+    if (!cf_real_cuda(tg->be))
+        cf_compare_bits(tg, FK_OP_LAYERNORM_MODULATE, what, yb, rb, (size_t)(R * C) * 2);
+    fk_tensor *dev[4] = {&dx, &dy, &dsh, &dsc};
+    for (int i = 0; i < 4; i++) cf_free(tg, dev[i]);
+    fk_free(x), fk_free(sh), fk_free(sc), fk_free(ref), fk_free(got), fk_free(yb), fk_free(rb);
+    return true;
+}
+
+/* attention with a bf16 out (bf16 activations, backend.h) where the target
+ * says it takes one: against the target's own f32 out (same call otherwise)
+ * rounded to bf16, within one bf16 unit (rel L2 2^-8, as layernorm_modulate
+ * above; a kernel that rounds its f32 accumulator directly may differ from
+ * the f32 out by that unit); the CPU code bitwise. Returns whether the
+ * target took it. */
+static bool cf_attention_bf16_out(const cf_target *tg, int64_t L, int64_t H, int64_t D) {
+    int64_t sq[3] = {L, H, D}, so[2] = {L, H * D};
+    fk_tensor qo = fk_tensor_view(FK_BF16, NULL, 2, so), qq = fk_tensor_view(FK_F32, NULL, 3, sq);
+    qo.device = qq.device = tg->be->device;
+    const fk_tensor *qs[5] = {&qo, &qq, &qq, &qq, NULL};
+    if (!tg->be->supports(tg->be, FK_OP_ATTENTION, qs, 5)) return false;
+    const int64_t n = L * H * D;
+    float *q = cf_rand(n, -3, 3), *k = cf_rand(n, -1, 1), *v = cf_rand(n, -1, 1);
+    float *o32 = cf_alloc(n), *got = cf_alloc(n);
+    uint16_t *ob = fk_alloc((size_t)n * 2), *want = fk_alloc((size_t)n * 2);
+    fk_tensor dq = cf_dev_f32(tg, q, 3, sq), dk = cf_dev_f32(tg, k, 3, sq);
+    fk_tensor dv = cf_dev_f32(tg, v, 3, sq), df = cf_dev_f32(tg, NULL, 2, so);
+    fk_tensor dbo = cf_dev(tg, FK_BF16, NULL, 2, so);
+    const float scale = 1.0f / sqrtf((float)D);
+    tg->be->attention(tg->be, &df, &dq, &dk, &dv, NULL, scale, false);
+    tg->be->attention(tg->be, &dbo, &dq, &dk, &dv, NULL, scale, false);
+    cf_get(tg, o32, &df);
+    cf_get(tg, ob, &dbo);
+    for (int64_t i = 0; i < n; i++) {
+        got[i] = fk_bf16_to_f32(ob[i]);
+        want[i] = fk_f32_to_bf16(o32[i]);
+    }
+    char what[80];
+    snprintf(what, sizeof(what), "bf16 out, L=%lld H=%lld D=%lld", (long long)L, (long long)H,
+             (long long)D);
+    cf_compare(tg, FK_OP_ATTENTION, what, got, o32, n, 0x1p-8);
+    if (!cf_real_cuda(tg->be)) cf_compare_bits(tg, FK_OP_ATTENTION, what, ob, want, (size_t)n * 2);
+    fk_tensor *dev[5] = {&dq, &dk, &dv, &df, &dbo};
+    for (int i = 0; i < 5; i++) cf_free(tg, dev[i]);
+    fk_free(q), fk_free(k), fk_free(v), fk_free(o32), fk_free(got), fk_free(ob), fk_free(want);
+    return true;
+}
+
 /* pe (L, D/2, 2, 2): random rotations-like entries (any 2×2 works) */
 static void cf_rope_ops(const cf_target *tg, int64_t L, int64_t H, int64_t D, bool with_norm) {
     const fk_op op = with_norm ? FK_OP_RMSNORM_ROPE : FK_OP_ROPE;
@@ -1008,9 +1090,17 @@ static void cf_suite_full(cf_target *tg) {
      * machine with a bf16 kernel: then they must run) */
     const bool io1 = cf_bf16_io(tg, 100, 96, 384, 96, FK_F32), io2 = cf_bf16_io(tg, 37, 45, 61, 50, FK_F32);
     cf_bf16_io(tg, 100, 96, 384, 96, FK_BF16);
+    const bool ln1 = cf_layernorm_modulate_bf16(tg, 2, 19, 160, 0.0f),
+               ln2 = cf_layernorm_modulate_bf16(tg, 1, 40, 3072, 1000.0f);
+    cf_layernorm_modulate_bf16(tg, 3, 7, 1100, 0.0f); /* a chunk tail (CPU: 1024 columns) */
+    const bool at1 = cf_attention_bf16_out(tg, 100, 3, 128);
+    cf_attention_bf16_out(tg, 20, 1, 32); /* small: the CPU's f32 reference, rounded */
+    if (!cf_real_cuda(tg->be) && fk_cpu_bf16_kernel_detect() == FK_CPU_BF16_AMX &&
+        strstr(tg->name, "bf16"))
+        CHECKF(at1, "%s: bf16 attention output not taken", tg->name);
     if (!cf_real_cuda(tg->be) && fk_cpu_bf16_kernel_detect() != FK_CPU_BF16_NONE &&
         strstr(tg->name, "bf16"))
-        CHECKF(io1 && io2, "%s: bf16 activations not taken", tg->name);
+        CHECKF(io1 && io2 && ln1 && ln2, "%s: bf16 activations not taken", tg->name);
     printf("%s: bf16 activations %s\n", tg->name, io1 ? "checked" : "not supported, skipped");
 
     /* attention: the flash shapes, then D = 512 (VAE) and an odd D */

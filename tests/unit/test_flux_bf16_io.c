@@ -1,11 +1,15 @@
 /* The FLUX runner keeps the MLP hidden state in bf16 between its GELU
  * product and the product that reads it (mlp.0 → mlp.2 of each double-block
- * stream, the MLP part of linear1 → linear2 of each single block) where the
- * backend takes bf16 activations (bf16 mode): the velocity is bitwise the
- * one with f32 hidden states (fk_backend_cpu_set_bf16_io off), and the bf16
- * path is really taken (counted by a wrapper of the op table) — for every
- * stream with at least FK_CPU_BF16_MIN_M rows, f32 for a shorter text
- * stream, never in f32 mode. Tiny-dev weights, random inputs, 1 and 2
+ * stream, the MLP part of linear1 → linear2 of each single block), the
+ * modulated LayerNorm outputs in bf16 for the products that read them (q, k,
+ * v and mlp.0 of each double-block stream, linear1 of each single block),
+ * and the attention output for the products that read it (the proj of both
+ * double-block streams, linear2 of each single block), where the backend
+ * takes bf16 activations (bf16 mode): the velocity is
+ * bitwise the one with f32 activations (fk_backend_cpu_set_bf16_io off), and
+ * the bf16 paths are really taken (counted by a wrapper of the op table) —
+ * for every stream with at least FK_CPU_BF16_MIN_M rows, f32 for a shorter
+ * text stream, never in f32 mode. Tiny-dev weights, random inputs, 1 and 2
  * threads. Tolerance: bitwise (the same sums; a bf16 y holds exactly what
  * the consumer's packing would have made of the f32 y). */
 #include "backend/cpu/cpu.h"
@@ -16,7 +20,7 @@
 #include <string.h>
 
 static fk_backend spy_inner; /* the CPU backend's table, before the wrapper */
-static int n_bf16_y, n_bf16_x;
+static int n_bf16_y, n_bf16_x, n_bf16_norm, n_bf16_attn;
 
 static void count(const fk_tensor *y, const fk_tensor *x1, const fk_tensor *x2) {
     if (y && y->dtype == FK_BF16) n_bf16_y++;
@@ -48,6 +52,18 @@ static void spy_linear_cat(fk_backend *be, fk_tensor *y, const fk_tensor *x1, co
     spy_inner.linear_cat(be, y, x1, x2, w, b, tmp);
 }
 
+static void spy_layernorm_modulate(fk_backend *be, fk_tensor *y, const fk_tensor *x,
+                                   const fk_tensor *shift, const fk_tensor *scale, float eps) {
+    if (y->dtype == FK_BF16) n_bf16_norm++;
+    spy_inner.layernorm_modulate(be, y, x, shift, scale, eps);
+}
+
+static void spy_attention(fk_backend *be, fk_tensor *out, const fk_tensor *q, const fk_tensor *k,
+                          const fk_tensor *v, const fk_tensor *bias, float scale, bool causal) {
+    if (out->dtype == FK_BF16) n_bf16_attn++;
+    spy_inner.attention(be, out, q, k, v, bias, scale, causal);
+}
+
 /* Velocity of one step on backend be (wrapped) with bf16 activations on or off. */
 static void run(fk_context *ctx, const fk_flux_model *m, fk_backend *cpu, bool io, int64_t Li,
                 int64_t Lt, fk_tensor *out) {
@@ -70,11 +86,13 @@ static void run(fk_context *ctx, const fk_flux_model *m, fk_backend *cpu, bool i
     spy.linear_act = spy_linear_act;
     spy.linear_multi = spy_inner.linear_multi ? spy_linear_multi : NULL;
     spy.linear_cat = spy_linear_cat;
+    spy.layernorm_modulate = spy_layernorm_modulate;
+    spy.attention = spy_attention;
     fk_flux_runner *r = NULL;
     CHECK(fk_flux_runner_create(ctx, m, &spy, Li, Lt, &r) == FK_OK);
     fk_flux_inputs in = {.img = &img, .img_ids = &ids, .txt = &txt, .txt_ids = &tids, .y = &y,
                          .guidance = 3.5f, .timestep = 0.8f};
-    n_bf16_x = n_bf16_y = 0;
+    n_bf16_x = n_bf16_y = n_bf16_norm = n_bf16_attn = 0;
     CHECK(fk_tensor_new(ctx, out, FK_F32, 2, (const int64_t[]){Li, c->out_channels}, "out") == FK_OK);
     CHECK(fk_flux_forward(ctx, r, &in, out) == FK_OK);
     fk_flux_runner_free(r);
@@ -88,21 +106,31 @@ static void run_case(fk_context *ctx, const fk_flux_model *m, int threads, int64
     fk_tensor o_f32, o_bf16;
     /* f32 mode: nothing in bf16 */
     run(ctx, m, cpu, true, Li, Lt, &o_f32);
-    CHECKF(n_bf16_x == 0 && n_bf16_y == 0, "f32 mode used bf16 activations");
+    CHECKF(n_bf16_x == 0 && n_bf16_y == 0 && n_bf16_norm == 0 && n_bf16_attn == 0,
+           "f32 mode used bf16 activations");
     fk_tensor_free(&o_f32);
     if (fk_backend_cpu_set_precision(cpu, FK_PREC_BF16) != FK_CPU_BF16_NONE) {
         run(ctx, m, cpu, false, Li, Lt, &o_f32);
-        CHECK(n_bf16_x == 0 && n_bf16_y == 0);
+        CHECK(n_bf16_x == 0 && n_bf16_y == 0 && n_bf16_norm == 0 && n_bf16_attn == 0);
         run(ctx, m, cpu, true, Li, Lt, &o_bf16);
-        /* one producer and one consumer per double-block stream with enough
-         * rows, and per single block */
+        /* per double-block stream with enough rows: one bf16 hidden state
+         * (mlp.0 → mlp.2) and two bf16 norms (→ q, k, v; → mlp.0), so three
+         * products with a bf16 x, and when both streams have enough rows a
+         * bf16 attention output (→ the proj of both: two more); per single
+         * block: one hidden state, one norm (→ linear1), one attention output
+         * (→ linear2), two products with a bf16 x (linear1, linear2) */
         const int streams = (Li >= FK_CPU_BF16_MIN_M) + (Lt >= FK_CPU_BF16_MIN_M);
-        const int want = streams * c->depth_double + c->depth_single;
-        CHECKF(n_bf16_y == want && n_bf16_x == want,
-               "Li %ld Lt %ld: %d bf16 outputs, %d bf16 inputs, expected %d each", (long)Li,
-               (long)Lt, n_bf16_y, n_bf16_x, want);
+        const int dd = c->depth_double, ds = c->depth_single, both = streams == 2;
+        const int want_y = streams * dd + ds, want_norm = 2 * streams * dd + ds,
+                  want_attn = both * dd + ds, want_x = 3 * streams * dd + 2 * both * dd + 2 * ds;
+        CHECKF(n_bf16_y == want_y && n_bf16_norm == want_norm && n_bf16_attn == want_attn &&
+                   n_bf16_x == want_x,
+               "Li %ld Lt %ld: %d bf16 product outputs (expected %d), %d bf16 norms (%d), "
+               "%d bf16 attention outputs (%d), %d products with a bf16 x (%d)",
+               (long)Li, (long)Lt, n_bf16_y, want_y, n_bf16_norm, want_norm, n_bf16_attn,
+               want_attn, n_bf16_x, want_x);
         CHECKF(!memcmp(o_f32.data, o_bf16.data, fk_tensor_nbytes(&o_f32)),
-               "Li %ld Lt %ld, %d threads: bf16 hidden states change the velocity", (long)Li,
+               "Li %ld Lt %ld, %d threads: bf16 activations change the velocity", (long)Li,
                (long)Lt, threads);
         fk_tensor_free(&o_f32);
         fk_tensor_free(&o_bf16);

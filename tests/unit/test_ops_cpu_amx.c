@@ -264,6 +264,33 @@ static void attention_ref(double *out, const float *q, const float *k, const flo
     free(s);
 }
 
+/* A bf16 out (bf16 activations, cpu.h) on the AMX backend, 1 and 2 threads:
+ * every value the f32 output o32 of the same call rounded to nearest-even,
+ * bit for bit (the AMX kernel's store, or the f32 reference rounded where
+ * that kernel does not apply). */
+static void check_attention_bf16_out(const fk_tensor *tq, const fk_tensor *tk, const fk_tensor *tv,
+                                     const fk_tensor *b, float scale, bool causal,
+                                     const float *o32) {
+    const int64_t Lq = tq->shape[0], HD = tq->shape[1] * tq->shape[2], n = Lq * HD;
+    uint16_t *ob = fk_alloc((size_t)n * 2), *want = fk_alloc((size_t)n * 2);
+    for (int64_t i = 0; i < n; i++) want[i] = fk_f32_to_bf16(o32[i]);
+    fk_tensor to = fk_view2(FK_BF16, ob, Lq, HD);
+    const fk_tensor *srcs[5] = {&to, tq, tk, tv, b};
+    for (int nt = 1; nt <= 2; nt++) {
+        fk_backend *be = bf16_backend(nt, FK_CPU_BF16_AMX);
+        CHECKF(be->supports(be, FK_OP_ATTENTION, srcs, 5), "attention Lq=%lld: bf16 out refused",
+               (long long)Lq);
+        memset(ob, 0xff, (size_t)n * 2);
+        be->attention(be, &to, tq, tk, tv, b, scale, causal);
+        CHECKF(tu_same_bits(ob, want, (size_t)n * 2),
+               "attention Lq=%lld HD=%lld%s, %d threads: bf16 out is not the f32 out rounded",
+               (long long)Lq, (long long)HD, causal ? " causal" : "", nt);
+        be->destroy(be);
+    }
+    fk_free(ob);
+    fk_free(want);
+}
+
 /* AMX attention against the double reference (relative L2, bound derived in
  * the comment below) and the same bits for 1, 2 and 3 threads.
  *
@@ -331,6 +358,7 @@ static void test_attention_case_slope(int64_t Lq, int64_t Lk, int64_t H, int64_t
                (long long)Lk, nt);
         bt->destroy(bt);
     }
+    check_attention_bf16_out(&tq, &tk, &tv, b, scale, false, o0);
     fk_free(q);
     fk_free(k);
     fk_free(v);
@@ -372,6 +400,13 @@ static void test_attention_fallbacks(void) {
         be->attention(be, &to1, &tq, &tk, &tv, b, 0.125f, causal);
         CHECKF(tu_same_bits(o0, o1, (size_t)nq * 4),
                "attention case %d (causal+bias / causal / D=24 / off): not the f32 reference bits", c);
+        if (c < 3) { /* a bf16 out there: the reference rounded */
+            check_attention_bf16_out(&tq, &tk, &tv, b, 0.125f, causal, o0);
+        } else { /* attention off: no bf16 out */
+            fk_tensor tob = fk_view2(FK_BF16, o1, Lq, H * D);
+            const fk_tensor *srcs[5] = {&tob, &tq, &tk, &tv, NULL};
+            CHECK(!be->supports(be, FK_OP_ATTENTION, srcs, 5));
+        }
         ref->destroy(ref);
         be->destroy(be);
         fk_free(q);

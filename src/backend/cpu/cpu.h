@@ -228,6 +228,16 @@ size_t fk_backend_cpu_workspace_bytes(const fk_backend *be);
  * activations to bf16 nearest-even anyway), with half the bytes. supports()
  * answers with this; the ops assert it. */
 bool fk_cpu_bf16_io_ok(const fk_backend *be, int64_t rows);
+/* dst[i] = src[i] (i < n) rounded to bf16 nearest-even by the instruction
+ * the bf16 products round their f32 activations with (the same bits): for
+ * an op that writes a bf16 activation (layernorm_modulate) where
+ * fk_cpu_bf16_io_ok holds. */
+void fk_cpu_bf16_round_row(uint16_t *dst, const float *src, int64_t n);
+/* The out of attention may be bf16 (bf16 activations: for a product's x)
+ * where fk_cpu_bf16_io_ok holds for its rows and attention runs on AMX
+ * (fk_cpu_attention_bf16: each value rounded as the products round x; the
+ * f32 reference rounded where that kernel does not apply). */
+bool fk_cpu_bf16_attention_out_ok(const fk_backend *be, const fk_tensor *out);
 /* Allow (default) or refuse bf16 activations (tests, A/B comparisons). */
 void fk_backend_cpu_set_bf16_io(fk_backend *be, bool on);
 /* Tests: the bf16 workspace may not grow past `bytes` (0: no cap), so that

@@ -235,6 +235,16 @@ __attribute__((target(FK_BF16_TARGET))) static inline __m512i fk_bf16_cvt32(cons
     return (__m512i)_mm512_cvtne2ps_pbh(hi, lo); /* hi → upper 16 bf16 */
 }
 
+/* The rounding of the bf16 products' packing, for a producer of bf16
+ * activations outside the products (cpu.h). */
+__attribute__((target(FK_BF16_TARGET))) void fk_cpu_bf16_round_row(uint16_t *dst,
+                                                                   const float *src, int64_t n) {
+    for (int64_t j0 = 0; j0 < n; j0 += 32) {
+        const int64_t w = fk_bf16_min(32, n - j0);
+        _mm512_mask_storeu_epi16(dst + j0, (__mmask32)((1ull << w) - 1u), fk_bf16_cvt32(src + j0, w));
+    }
+}
+
 /* The A operand: columns [0, k1) from a (row stride lda), columns [k1, K)
  * from a2 (row stride lda2; a2 == NULL: k1 == K, everything from a); each
  * part f32 (rounded here) or bf16 (abf / a2bf: its values are copied). */
@@ -1003,9 +1013,10 @@ bool fk_cpu_gemm_bf16_multi(fk_backend *be, int n, int64_t M, int64_t K, const v
 typedef struct fk_att16_args {
     int64_t Lq, Lk, Lkp, H, D;
     const float *q;          /* (Lq, H, D) */
-    float *out;              /* (Lq, H·D) */
+    void *out;               /* (Lq, H·D): f32, or bf16 when obf */
     float scale;
     const float *bias;       /* (H, Lq, Lk) added to the scaled scores, or NULL */
+    bool obf;                /* out bf16: each value rounded as the products round x */
 } fk_att16_args;
 
 /* 2^t for t <= 8 on 16 lanes (softmax weights, computed in base 2: the
@@ -1300,9 +1311,15 @@ fk_att16_task(const fk_att16_args *g, float *scratch, int64_t h, int64_t l0, con
             __m512i r[16];
             for (int i = 0; i < 16; i++) r[i] = _mm512_loadu_si512(Ot + (d0 + i) * BQ + 16 * g16);
             fk_x86_tr16_epi32(r); /* r[i] = d0 .. d0+15 of query 16·g16 + i */
-            for (int i = 0; i < 16 && 16 * g16 + i < bq; i++)
-                _mm512_storeu_ps(g->out + (l0 + 16 * g16 + i) * HD + h * D + d0,
-                                 _mm512_mul_ps(_mm512_castsi512_ps(r[i]), _mm512_set1_ps(inv[i])));
+            for (int i = 0; i < 16 && 16 * g16 + i < bq; i++) {
+                const int64_t o = (l0 + 16 * g16 + i) * HD + h * D + d0;
+                const __m512 v = _mm512_mul_ps(_mm512_castsi512_ps(r[i]), _mm512_set1_ps(inv[i]));
+                if (g->obf) /* the rounding of fk_bf16_cvt32 (vcvtneps2bf16: the same) */
+                    _mm256_storeu_si256((__m256i *)(void *)((uint16_t *)g->out + o),
+                                        (__m256i)_mm512_cvtneps_pbh(v));
+                else
+                    _mm512_storeu_ps((float *)g->out + o, v);
+            }
         }
     }
 }
@@ -1320,22 +1337,33 @@ void fk_cpu_attention_bf16(fk_backend *be, fk_tensor *out, const fk_tensor *q, c
     const int64_t Lkp = (Lk + FK_ATT16_BK - 1) / FK_ATT16_BK * FK_ATT16_BK;
     /* per thread: one head's packed K and V, bf16 */
     uint64_t need = (uint64_t)impl->n_threads * (uint64_t)Lkp * (uint64_t)D * 4u;
+    const bool obf = out->dtype == FK_BF16;
+    if (obf) FK_ASSERT(fk_cpu_bf16_attention_out_ok(be, out)); /* what supports() promised */
     bool ok = impl->bf16_kernel == FK_CPU_BF16_AMX && impl->bf16_attention && !causal &&
               (!bias || (bias->dtype == FK_F32 && fk_tensor_numel(bias) == H * Lq * Lk)) &&
               scale > 0.0f && scale < INFINITY && q->dtype == FK_F32 && k->dtype == FK_F32 &&
-              v->dtype == FK_F32 && out->dtype == FK_F32 && q->ndim == 3 && k->ndim == 3 &&
+              v->dtype == FK_F32 && q->ndim == 3 && k->ndim == 3 &&
               fk_tensor_same_shape(k, v) && k->shape[1] == H && k->shape[2] == D && D % 32 == 0 &&
               D <= FK_ATT16_DMAX && Lq > 0 && Lk > 0 && H > 0 && fk_tensor_rows(out) == Lq &&
               fk_tensor_cols(out) == H * D && out->data != q->data && out->data != k->data &&
               out->data != v->data && (double)Lq * (double)Lk * (double)(H * D) >= 65536.0 &&
               fk_cpu_bf16_ws_reserve(impl, need);
+    if (!ok && obf) { /* the f32 reference, rounded (a last resort that allocates) */
+        float *of = fk_alloc((size_t)fk_tensor_numel(out) * sizeof(float));
+        FK_ASSERT(of && "out of memory for an attention with a bf16 output");
+        fk_tensor to = fk_view2(FK_F32, of, fk_tensor_rows(out), fk_tensor_cols(out));
+        fk_cpu_attention(be, &to, q, k, v, bias, scale, causal);
+        fk_cpu_bf16_round_row(out->data, of, fk_tensor_numel(out));
+        fk_free(of);
+        return;
+    }
     if (!ok) { /* the f32 reference (which also asserts the preconditions) */
         fk_cpu_attention(be, out, q, k, v, bias, scale, causal);
         return;
     }
     fk_cpu_not_nested();
     fk_att16_args g = {Lq, Lk, Lkp, H, D, q->data, out->data, scale,
-                       bias ? (const float *)bias->data : NULL};
+                       bias ? (const float *)bias->data : NULL, obf};
     const float *kd = k->data, *vd = v->data;
     int nt = impl->n_threads;
     /* Tasks head-major, a contiguous range per thread, with stealing
@@ -1373,6 +1401,10 @@ void fk_cpu_attention_bf16(fk_backend *be, fk_tensor *out, const fk_tensor *q, c
 #else /* not x86-64: no bf16 kernels, the linear stays on the f32 path */
 
 bool fk_cpu_bf16_kernel_available(fk_cpu_bf16_kernel k) { return k == FK_CPU_BF16_NONE; }
+
+void fk_cpu_bf16_round_row(uint16_t *dst, const float *src, int64_t n) {
+    fk_convert_from_f32(dst, FK_BF16, src, (size_t)n); /* unreached: no bf16 kernel here */
+}
 
 bool fk_cpu_gemm_bf16(fk_backend *be, int64_t M, int64_t N, int64_t K, const float *a, int64_t lda,
                       const void *b, fk_dtype bdt, int64_t ldb, const void *bias, fk_dtype bias_dt,
@@ -1465,6 +1497,12 @@ bool fk_cpu_bf16_io_ok(const fk_backend *be, int64_t rows) {
     const fk_cpu_impl *impl = fk_cpu_impl_of(be);
     return impl->precision == FK_PREC_BF16 && impl->bf16_kernel != FK_CPU_BF16_NONE &&
            !impl->bf16_io_off && rows >= FK_CPU_BF16_MIN_M;
+}
+
+bool fk_cpu_bf16_attention_out_ok(const fk_backend *be, const fk_tensor *out) {
+    const fk_cpu_impl *impl = fk_cpu_impl_of(be);
+    return fk_cpu_bf16_io_ok(be, fk_tensor_rows(out)) && impl->bf16_kernel == FK_CPU_BF16_AMX &&
+           impl->bf16_attention;
 }
 
 void fk_backend_cpu_set_bf16_io(fk_backend *be, bool on) { fk_cpu_impl_of(be)->bf16_io_off = !on; }

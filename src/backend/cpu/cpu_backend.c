@@ -122,12 +122,20 @@ static bool fk_cpu_supports(const fk_backend *be, fk_op op, const fk_tensor *con
     case FK_OP_RMSNORM_ROPE: /* x, scale, pe */
         return fk_cpu_all_f32(srcs, n_srcs, 1) && fk_cpu_weight_or_absent(srcs, n_srcs, 1) &&
                fk_cpu_f32_or_absent(srcs, n_srcs, 2);
-    case FK_OP_LAYERNORM_MODULATE: return fk_cpu_all_f32(srcs, n_srcs, 4); /* y, x, shift, scale */
+    case FK_OP_LAYERNORM_MODULATE: /* y, x, shift, scale; y bf16 as a product's input */
+        return fk_cpu_product_acts_ok(be, srcs, n_srcs, 1, 1) &&
+               fk_cpu_f32_or_absent(srcs, n_srcs, 1) && fk_cpu_f32_or_absent(srcs, n_srcs, 2) &&
+               fk_cpu_f32_or_absent(srcs, n_srcs, 3);
     case FK_OP_SILU:
     case FK_OP_GELU_TANH:
     case FK_OP_GELU_QUICK:
     case FK_OP_SOFTMAX: return fk_cpu_all_f32(srcs, n_srcs, 2);    /* y, x */
-    case FK_OP_ATTENTION: return fk_cpu_all_f32(srcs, n_srcs, 5);  /* out, q, k, v, bias */
+    case FK_OP_ATTENTION: /* out, q, k, v, bias; out bf16 as a product's input */
+        if (fk_cpu_src_dtype(srcs, n_srcs, 0) == FK_BF16)
+            return fk_cpu_bf16_attention_out_ok(be, srcs[0]) &&
+                   fk_cpu_f32_or_absent(srcs, n_srcs, 1) && fk_cpu_f32_or_absent(srcs, n_srcs, 2) &&
+                   fk_cpu_f32_or_absent(srcs, n_srcs, 3) && fk_cpu_f32_or_absent(srcs, n_srcs, 4);
+        return fk_cpu_all_f32(srcs, n_srcs, 5);
     case FK_OP_ROPE: return fk_cpu_all_f32(srcs, n_srcs, 2);       /* x, pe */
     case FK_OP_ADD:
     case FK_OP_MUL: return fk_cpu_all_f32(srcs, n_srcs, 3);        /* y, a, b */

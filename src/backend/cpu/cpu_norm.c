@@ -198,13 +198,30 @@ void fk_cpu_layernorm(fk_backend *be, fk_tensor *y, const fk_tensor *x, const fk
     }
 }
 
+/* One row of layernorm_modulate: y (n) = (1 + sc)·(float)((x − mean)·rstd) + sh. */
+static void fk_ln_mod_row(const fk_ew_kernels *k, float *y, const float *x, int64_t n,
+                          double mean, double rstd, const float *sh, const float *sc) {
+    if (k) {
+        k->ln_mod_out(y, x, n, mean, rstd, sh, sc);
+        return;
+    }
+    for (int64_t c = 0; c < n; c++) {
+        float v = (float)(((double)x[c] - mean) * rstd);
+        y[c] = (1.0f + sc[c]) * v + sh[c];
+    }
+}
+
 /* y = (1 + scale)·LayerNorm(x) + shift, one pass per row: the statistics
  * (as layernorm), then the normalized value (as layernorm without affine
- * writes it) modulated (as modulate computes it) and stored once. */
+ * writes it) modulated (as modulate computes it) and stored once. A bf16 y
+ * (bf16 activations, fk_cpu_bf16_io_ok): the f32 row, FK_NORM_CHUNK columns
+ * at a time, rounded as the bf16 products round their inputs. */
 void fk_cpu_layernorm_modulate(fk_backend *be, fk_tensor *y, const fk_tensor *x,
                                const fk_tensor *shift, const fk_tensor *scale, float eps) {
-    FK_ASSERT(x->dtype == FK_F32 && y->dtype == FK_F32 && shift->dtype == FK_F32 &&
+    const bool ybf = y->dtype == FK_BF16;
+    FK_ASSERT(x->dtype == FK_F32 && (y->dtype == FK_F32 || ybf) && shift->dtype == FK_F32 &&
               scale->dtype == FK_F32);
+    if (ybf) FK_ASSERT(fk_cpu_bf16_io_ok(be, fk_tensor_rows(x))); /* what supports() promised */
     int64_t R = fk_tensor_rows(x), C = fk_tensor_cols(x); /* x, y (B·T, C) */
     int64_t B = fk_tensor_rows(shift);                    /* shift, scale (B, C) */
     FK_ASSERT(fk_tensor_rows(y) == R && fk_tensor_cols(y) == C);
@@ -213,7 +230,6 @@ void fk_cpu_layernorm_modulate(fk_backend *be, fk_tensor *y, const fk_tensor *x,
     FK_ASSERT(B > 0 && R % B == 0);
     int64_t T = R / B;
     const float *xd = x->data, *sh = shift->data, *sc = scale->data;
-    float *yd = y->data;
     const fk_ew_kernels *k = fk_ew_kernels_of(fk_cpu_impl_of(be)->isa);
     int nt = fk_norm_threads(be, R, C);
     const int64_t rb = fk_norm_block_rows(R, nt), nblk = (R + rb - 1) / rb;
@@ -226,15 +242,17 @@ void fk_cpu_layernorm_modulate(fk_backend *be, fk_tensor *y, const fk_tensor *x,
         for (int ri = 0; ri < nr; ri++) {
             int64_t r = r0 + ri;
             const float *xr = xd + r * C;
-            float *yr = yd + r * C;
             const float *shr = sh + (r / T) * C, *scr = sc + (r / T) * C; /* (C) */
-            if (k) {
-                k->ln_mod_out(yr, xr, C, mean[ri], rstd[ri], shr, scr);
+            if (!ybf) {
+                fk_ln_mod_row(k, (float *)y->data + r * C, xr, C, mean[ri], rstd[ri], shr, scr);
                 continue;
             }
-            for (int64_t c = 0; c < C; c++) {
-                float v = (float)(((double)xr[c] - mean[ri]) * rstd[ri]);
-                yr[c] = (1.0f + scr[c]) * v + shr[c];
+            uint16_t *yr = (uint16_t *)y->data + r * C;
+            float buf[FK_NORM_CHUNK];
+            for (int64_t c0 = 0; c0 < C; c0 += FK_NORM_CHUNK) {
+                int64_t n = C - c0 < FK_NORM_CHUNK ? C - c0 : FK_NORM_CHUNK;
+                fk_ln_mod_row(k, buf, xr + c0, n, mean[ri], rstd[ri], shr + c0, scr + c0);
+                fk_cpu_bf16_round_row(yr + c0, buf, n);
             }
         }
     }
