@@ -52,7 +52,11 @@
 #   OTHER_NAME / OTHER_CMD  another engine: OTHER_CMD is run through bash with RES, STEPS,
 #                  THREADS, TXT_LEN and WEIGHTS set, once per resolution, and must print
 #                  one JSON object with at least "s_per_step" (optional "s_first_step",
-#                  "peak_rss_bytes", "note") as its last stdout line.
+#                  "peak_rss_bytes", "note") as its last stdout line. stable-diffusion.cpp
+#                  (ggml): OTHER_NAME=sd.cpp OTHER_CMD='bash tools/sdcpp_step.sh' (how to
+#                  build it, and what its s/step covers, in that script's header; it needs
+#                  ae / clip_l / t5xxl files next to the weights, e.g.
+#                  FK_BENCH_WEIGHTS=/work/tmp/full/flux-mini.safetensors).
 #
 # PyTorch runs with the BLAS/oneDNN dispatch variables of the environment unset
 # (OPENBLAS_*, GOTO*, NVPL_*, MKL_*, ONEDNN_*, DNNL_*, KMP_*, OMP_*, ATEN_CPU_CAPABILITY),
