@@ -223,9 +223,11 @@ int main(void) {
         {64, 288, 320},   /* M, K, N: one K block + a tail block of 32 */
         {40, 300, 270},   /* tails everywhere (K, N not multiples of 32) */
         {96, 520, 600},   /* three K blocks, three column panels (two threads split them) */
+        {600, 300, 700},  /* three row blocks and three panels, tails in both: the cached
+                             product's units (a C panel each) shared out between threads */
     };
     for (int ki = 0; ki < nk; ki++)
-        for (int s = 0; s < 3; s++)
+        for (int s = 0; s < 4; s++)
             for (int d = 0; d < 3; d++)
                 test_cache_case(kernels[ki], 1 + (s + d) % 3, shapes[s][0], shapes[s][1],
                                 shapes[s][2], WDT[d], (s + d) % 2 == 0);
