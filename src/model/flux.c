@@ -652,7 +652,8 @@ static void fk_flux_double_block(fk_flux_runner *r, int bi) {
             float *const ys[1] = {ml};
             const fk_flux_linear *const ls[1] = {&S[s]->mlp0};
             const fk_act acts[1] = {FK_ACT_GELU_TANH};
-            const fk_dtype nd = fk_flux_norm_bf16(r, n[s], 1, ys, ls, acts, &hdt) ? FK_BF16 : FK_F32;
+            const fk_dtype nd =
+                fk_flux_norm_bf16(r, n[s], 1, ys, ls, acts, &hdt) ? FK_BF16 : FK_F32;
             fk_flux_ln_modulate(be, xm, nd, xs, n[s], C, mod[s] + 3 * C, mod[s] + 4 * C);
             fk_tensor th = fk_be_view2_as(be, hdt, ml, n[s], M);
             fk_tensor tn = fk_be_view2_as(be, nd, xm, n[s], C), txm = fk_be_view2(be, xm, n[s], C);

@@ -230,8 +230,8 @@ size_t fk_backend_cpu_workspace_bytes(const fk_backend *be);
 bool fk_cpu_bf16_io_ok(const fk_backend *be, int64_t rows);
 /* dst[i] = src[i] (i < n) rounded to bf16 nearest-even by the instruction
  * the bf16 products round their f32 activations with (the same bits): for
- * an op that writes a bf16 activation (layernorm_modulate) where
- * fk_cpu_bf16_io_ok holds. */
+ * an op that writes a bf16 activation (layernorm_modulate, the attention's
+ * f32 fallback) where fk_cpu_bf16_io_ok holds. */
 void fk_cpu_bf16_round_row(uint16_t *dst, const float *src, int64_t n);
 /* The out of attention may be bf16 (bf16 activations: for a product's x)
  * where fk_cpu_bf16_io_ok holds for its rows and attention runs on AMX

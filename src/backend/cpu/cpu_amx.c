@@ -241,7 +241,8 @@ __attribute__((target(FK_BF16_TARGET))) void fk_cpu_bf16_round_row(uint16_t *dst
                                                                    const float *src, int64_t n) {
     for (int64_t j0 = 0; j0 < n; j0 += 32) {
         const int64_t w = fk_bf16_min(32, n - j0);
-        _mm512_mask_storeu_epi16(dst + j0, (__mmask32)((1ull << w) - 1u), fk_bf16_cvt32(src + j0, w));
+        _mm512_mask_storeu_epi16(dst + j0, (__mmask32)((1ull << w) - 1u),
+                                 fk_bf16_cvt32(src + j0, w));
     }
 }
 

@@ -80,10 +80,15 @@ static bool fk_cpu_same_dtype(const fk_tensor *const *srcs, int n, int count) {
     return true;
 }
 
-static bool fk_cpu_all_f32(const fk_tensor *const *srcs, int n, int count) {
-    for (int i = 0; i < count; i++)
+/* Operands [i0, i1) f32 or absent. */
+static bool fk_cpu_f32_range(const fk_tensor *const *srcs, int n, int i0, int i1) {
+    for (int i = i0; i < i1; i++)
         if (!fk_cpu_f32_or_absent(srcs, n, i)) return false;
     return true;
+}
+
+static bool fk_cpu_all_f32(const fk_tensor *const *srcs, int n, int count) {
+    return fk_cpu_f32_range(srcs, n, 0, count);
 }
 
 /* The activation operands among the first `count` of a product (x at
@@ -124,8 +129,7 @@ static bool fk_cpu_supports(const fk_backend *be, fk_op op, const fk_tensor *con
                fk_cpu_f32_or_absent(srcs, n_srcs, 2);
     case FK_OP_LAYERNORM_MODULATE: /* y, x, shift, scale; y bf16 as a product's input */
         return fk_cpu_product_acts_ok(be, srcs, n_srcs, 1, 1) &&
-               fk_cpu_f32_or_absent(srcs, n_srcs, 1) && fk_cpu_f32_or_absent(srcs, n_srcs, 2) &&
-               fk_cpu_f32_or_absent(srcs, n_srcs, 3);
+               fk_cpu_f32_range(srcs, n_srcs, 1, 4);
     case FK_OP_SILU:
     case FK_OP_GELU_TANH:
     case FK_OP_GELU_QUICK:
@@ -133,8 +137,7 @@ static bool fk_cpu_supports(const fk_backend *be, fk_op op, const fk_tensor *con
     case FK_OP_ATTENTION: /* out, q, k, v, bias; out bf16 as a product's input */
         if (fk_cpu_src_dtype(srcs, n_srcs, 0) == FK_BF16)
             return fk_cpu_bf16_attention_out_ok(be, srcs[0]) &&
-                   fk_cpu_f32_or_absent(srcs, n_srcs, 1) && fk_cpu_f32_or_absent(srcs, n_srcs, 2) &&
-                   fk_cpu_f32_or_absent(srcs, n_srcs, 3) && fk_cpu_f32_or_absent(srcs, n_srcs, 4);
+                   fk_cpu_f32_range(srcs, n_srcs, 1, 5);
         return fk_cpu_all_f32(srcs, n_srcs, 5);
     case FK_OP_ROPE: return fk_cpu_all_f32(srcs, n_srcs, 2);       /* x, pe */
     case FK_OP_ADD:
