@@ -404,51 +404,57 @@ static void fk_flux_linear_rows(fk_backend *be, float *y, const float *x, int64_
     be->linear(be, &ty, &tx, &l->w, fk_flux_bias(l));
 }
 
-/* Whether the MLP hidden state of `rows` rows goes between its producer (the
- * GELU product of `up`) and its consumer (the product of `down`, or linear2
- * of a single block on [attn | mlp] when cat) in bf16: the backend takes a
- * bf16 y and a bf16 x there (backend.h, "bf16 activations"), which it does
- * only where it would round them to bf16 anyway — the same bits with half
- * the bytes. Otherwise f32. */
-static bool fk_flux_mlp_bf16(const fk_flux_runner *r, int64_t rows, const fk_flux_linear *up,
-                             const fk_flux_linear *down, bool cat) {
+/* Whether the backend runs product l on `rows` rows with an x of dtype xdt
+ * and a y of dtype ydt — linear (act none) or linear_act, or with cat,
+ * linear_cat on [x (C columns) | x2 (the MLP hidden state) of dtype x2dt]
+ * into an f32 y — asked with views of the shapes (supports() reads no data).
+ * Asked for bf16 operands, which a backend takes only where the product
+ * would round them to bf16 anyway (backend.h, "bf16 activations": the same
+ * bits, half the bytes); false for a backend without supports(). */
+static bool fk_flux_product_ok(const fk_flux_runner *r, int64_t rows, const fk_flux_linear *l,
+                               fk_act act, fk_dtype xdt, fk_dtype ydt, bool cat, fk_dtype x2dt) {
     fk_backend *be = r->be;
     if (!be->supports) return false;
-    const int64_t C = r->m->cfg.hidden, M = r->m->cfg.mlp_hidden;
-    fk_tensor th = fk_be_view2_as(be, FK_BF16, r->mlp, rows, M);
-    fk_tensor tx = fk_be_view2(be, r->xmod, rows, C);
-    fk_tensor ta = fk_be_view2(be, r->attn, rows, C);
-    const fk_tensor *pu[4] = {&th, &tx, &up->w, fk_flux_bias(up)};
-    if (!be->supports(be, FK_OP_LINEAR_ACT, pu, 4)) return false;
+    const int64_t C = r->m->cfg.hidden;
+    fk_tensor ty = fk_be_view2_as(be, ydt, NULL, rows, l->w.shape[0]);
+    fk_tensor tx = fk_be_view2_as(be, xdt, NULL, rows, cat ? C : l->w.shape[1]);
     if (cat) {
-        const fk_tensor *pd[5] = {&tx, &ta, &th, &down->w, fk_flux_bias(down)};
-        return be->supports(be, FK_OP_LINEAR_CAT, pd, 5);
+        fk_tensor tx2 = fk_be_view2_as(be, x2dt, NULL, rows, l->w.shape[1] - C);
+        const fk_tensor *p[5] = {&ty, &tx, &tx2, &l->w, fk_flux_bias(l)};
+        return be->supports(be, FK_OP_LINEAR_CAT, p, 5);
     }
-    const fk_tensor *pd[4] = {&tx, &th, &down->w, fk_flux_bias(down)};
-    return be->supports(be, FK_OP_LINEAR, pd, 4);
+    const fk_tensor *p[4] = {&ty, &tx, &l->w, fk_flux_bias(l)};
+    return be->supports(be, act == FK_ACT_NONE ? FK_OP_LINEAR : FK_OP_LINEAR_ACT, p, 4);
+}
+
+/* Whether the MLP hidden state of `rows` rows goes in bf16 between its
+ * producer (the GELU product of `up`) and its consumer (the product of
+ * `down`, or linear2 of a single block on [attn | mlp] when cat). */
+static bool fk_flux_mlp_bf16(const fk_flux_runner *r, int64_t rows, const fk_flux_linear *up,
+                             const fk_flux_linear *down, bool cat) {
+    return fk_flux_product_ok(r, rows, up, FK_ACT_GELU_TANH, FK_F32, FK_BF16, false, FK_F32) &&
+           (cat ? fk_flux_product_ok(r, rows, down, FK_ACT_NONE, FK_F32, FK_F32, true, FK_BF16)
+                : fk_flux_product_ok(r, rows, down, FK_ACT_NONE, FK_BF16, FK_F32, false, FK_F32));
 }
 
 /* Whether the modulated LayerNorm output in r->xmod (rows, C) can be bf16:
- * the backend takes a bf16 y from layernorm_modulate and a bf16 x in each
- * product that reads it (l[i] into y[i] of dtype ydt[i], with act[i]; ydt
- * NULL: f32) — where it would round that x to bf16 anyway (backend.h, "bf16
- * activations"): the same bits with half the bytes. Otherwise f32. */
-static bool fk_flux_norm_bf16(const fk_flux_runner *r, int64_t rows, int n, float *const *y,
+ * the backend writes a bf16 y in layernorm_modulate and takes a bf16 x in
+ * each product that reads it (l[i] with act[i] into a y of dtype ydt[i];
+ * ydt NULL: f32). */
+static bool fk_flux_norm_bf16(const fk_flux_runner *r, int64_t rows, int n,
                               const fk_flux_linear *const *l, const fk_act *act,
                               const fk_dtype *ydt) {
     fk_backend *be = r->be;
     if (!be->supports) return false;
     const int64_t C = r->m->cfg.hidden;
-    fk_tensor tn = fk_be_view2_as(be, FK_BF16, r->xmod, rows, C);
-    fk_tensor tx = fk_be_view2(be, r->x, rows, C), tm = fk_be_view2(be, r->mod_img, 1, C);
+    fk_tensor tn = fk_be_view2_as(be, FK_BF16, NULL, rows, C);
+    fk_tensor tx = fk_be_view2(be, NULL, rows, C), tm = fk_be_view2(be, NULL, 1, C);
     const fk_tensor *pn[4] = {&tn, &tx, &tm, &tm};
     if (!be->supports(be, FK_OP_LAYERNORM_MODULATE, pn, 4)) return false;
-    for (int i = 0; i < n; i++) {
-        fk_tensor ty = fk_be_view2_as(be, ydt ? ydt[i] : FK_F32, y[i], rows, l[i]->w.shape[0]);
-        const fk_tensor *pl[4] = {&ty, &tn, &l[i]->w, fk_flux_bias(l[i])};
-        if (!be->supports(be, act[i] == FK_ACT_NONE ? FK_OP_LINEAR : FK_OP_LINEAR_ACT, pl, 4))
+    for (int i = 0; i < n; i++)
+        if (!fk_flux_product_ok(r, rows, l[i], act[i], FK_BF16, ydt ? ydt[i] : FK_F32, false,
+                                FK_F32))
             return false;
-    }
     return true;
 }
 
@@ -524,35 +530,16 @@ static void fk_flux_attention(fk_flux_runner *r, fk_dtype adt) {
     be->attention(be, &ta, &tq, &tk, &tv, NULL, (float)(1.0 / sqrt((double)D)), false);
 }
 
-/* The dtype of the attention output: bf16 where the backend writes it so and
- * every product that reads it takes a bf16 x (backend.h, "bf16
- * activations": the same bits, half the bytes) — a single block's linear2
- * (x2: the MLP hidden state of dtype hdt) when single, else the proj of
- * each double-block stream with rows — and f32 otherwise. */
-static fk_dtype fk_flux_attn_dtype(const fk_flux_runner *r, const fk_flux_linear *const *proj,
-                                   const int64_t *rows, bool single, fk_dtype hdt) {
+/* Whether the backend writes the attention output (L, C) in bf16 (its
+ * consumers are asked with fk_flux_product_ok). */
+static bool fk_flux_attn_bf16(const fk_flux_runner *r) {
     fk_backend *be = r->be;
-    if (!be->supports) return FK_F32;
+    if (!be->supports) return false;
     const fk_flux_config *c = &r->m->cfg;
-    const int64_t L = r->L, H = c->num_heads, D = c->head_dim, C = c->hidden;
-    fk_tensor tq = fk_be_view3(be, r->q, L, H, D), ta = fk_be_view2_as(be, FK_BF16, r->attn, L, C);
+    fk_tensor tq = fk_be_view3(be, NULL, r->L, c->num_heads, c->head_dim);
+    fk_tensor ta = fk_be_view2_as(be, FK_BF16, NULL, r->L, c->hidden);
     const fk_tensor *pa[5] = {&ta, &tq, &tq, &tq, NULL};
-    if (!be->supports(be, FK_OP_ATTENTION, pa, 5)) return FK_F32;
-    fk_tensor ty = fk_be_view2(be, r->xmod, L, C);
-    if (single) {
-        const fk_flux_linear *l = proj[0];
-        fk_tensor th = fk_be_view2_as(be, hdt, r->mlp, L, c->mlp_hidden);
-        const fk_tensor *pl[5] = {&ty, &ta, &th, &l->w, fk_flux_bias(l)};
-        return be->supports(be, FK_OP_LINEAR_CAT, pl, 5) ? FK_BF16 : FK_F32;
-    }
-    for (int s = 0; s < 2; s++) {
-        if (rows[s] == 0) continue;
-        fk_tensor ts = fk_be_view2_as(be, FK_BF16, r->attn, rows[s], C);
-        fk_tensor tys = fk_be_view2(be, r->xmod, rows[s], C);
-        const fk_tensor *pl[4] = {&tys, &ts, &proj[s]->w, fk_flux_bias(proj[s])};
-        if (!be->supports(be, FK_OP_LINEAR, pl, 4)) return FK_F32;
-    }
-    return FK_BF16;
+    return be->supports(be, FK_OP_ATTENTION, pa, 5);
 }
 
 /* The modulation linears, numbered in "slots": double block bi stream s
@@ -617,8 +604,7 @@ static void fk_flux_double_block(fk_flux_runner *r, int bi) {
             float *const ys[3] = {r->q + r0[s] * C, r->k + r0[s] * C, r->v + r0[s] * C};
             const fk_flux_linear *const ls[3] = {&S[s]->q, &S[s]->k, &S[s]->v};
             const fk_act acts[3] = {FK_ACT_NONE, FK_ACT_NONE, FK_ACT_NONE};
-            const fk_dtype nd =
-                fk_flux_norm_bf16(r, n[s], 3, ys, ls, acts, NULL) ? FK_BF16 : FK_F32;
+            const fk_dtype nd = fk_flux_norm_bf16(r, n[s], 3, ls, acts, NULL) ? FK_BF16 : FK_F32;
             fk_flux_ln_modulate(be, xm, nd, xs, n[s], C, mod[s], mod[s] + C); /* shift1, scale1 */
             fk_flux_linear_multi_rows(be, 3, ys, xm, nd, n[s], ls, acts, NULL);
         }
@@ -630,8 +616,11 @@ static void fk_flux_double_block(fk_flux_runner *r, int bi) {
     }
     /* the attention output in bf16 where both projections take it (not in
      * the debug path, which reads it in f32) */
-    const fk_flux_linear *const proj[2] = {&S[0]->proj, &S[1]->proj};
-    const fk_dtype adt = dbg ? FK_F32 : fk_flux_attn_dtype(r, proj, n, false, FK_F32);
+    bool abf = !dbg && fk_flux_attn_bf16(r);
+    for (int s = 0; s < 2; s++)
+        abf = abf && (n[s] == 0 || fk_flux_product_ok(r, n[s], &S[s]->proj, FK_ACT_NONE, FK_BF16,
+                                                      FK_F32, false, FK_F32));
+    const fk_dtype adt = abf ? FK_BF16 : FK_F32;
     fk_flux_attention(r, adt);
     for (int s = 0; s < 2; s++) {
         if (n[s] == 0) continue;
@@ -649,11 +638,9 @@ static void fk_flux_double_block(fk_flux_runner *r, int bi) {
         { /* the MLP, its input and hidden state in bf16 where the backend takes them */
             const bool hb = fk_flux_mlp_bf16(r, n[s], &S[s]->mlp0, &S[s]->mlp2, false);
             const fk_dtype hdt = hb ? FK_BF16 : FK_F32;
-            float *const ys[1] = {ml};
             const fk_flux_linear *const ls[1] = {&S[s]->mlp0};
             const fk_act acts[1] = {FK_ACT_GELU_TANH};
-            const fk_dtype nd =
-                fk_flux_norm_bf16(r, n[s], 1, ys, ls, acts, &hdt) ? FK_BF16 : FK_F32;
+            const fk_dtype nd = fk_flux_norm_bf16(r, n[s], 1, ls, acts, &hdt) ? FK_BF16 : FK_F32;
             fk_flux_ln_modulate(be, xm, nd, xs, n[s], C, mod[s] + 3 * C, mod[s] + 4 * C);
             fk_tensor th = fk_be_view2_as(be, hdt, ml, n[s], M);
             fk_tensor tn = fk_be_view2_as(be, nd, xm, n[s], C), txm = fk_be_view2(be, xm, n[s], C);
@@ -682,8 +669,7 @@ static void fk_flux_single_block(fk_flux_runner *r, int bi) {
     const fk_flux_linear *const ls[4] = {&S->q, &S->k, &S->v, &S->mlp};
     const fk_act acts[4] = {FK_ACT_NONE, FK_ACT_NONE, FK_ACT_NONE, FK_ACT_GELU_TANH};
     const fk_dtype ydt[4] = {FK_F32, FK_F32, FK_F32, hdt};
-    const fk_dtype nd =
-        !dbg && fk_flux_norm_bf16(r, L, 4, ys, ls, acts, ydt) ? FK_BF16 : FK_F32;
+    const fk_dtype nd = !dbg && fk_flux_norm_bf16(r, L, 4, ls, acts, ydt) ? FK_BF16 : FK_F32;
     fk_flux_ln_modulate(be, r->xmod, nd, r->x, L, C, mod, mod + C);
     fk_tensor tm = fk_be_view2_as(be, hdt, r->mlp, L, M);
     if (dbg) { /* the reference's fused projection output, before the GELU */
@@ -697,8 +683,9 @@ static void fk_flux_single_block(fk_flux_runner *r, int bi) {
         fk_flux_linear_multi_rows(be, 4, ys, r->xmod, nd, L, ls, acts, ydt);
     }
     fk_flux_qk_norm_rope(r, 0, L, &S->q_scale, &S->k_scale);
-    const fk_flux_linear *const l2[1] = {&S->linear2};
-    const fk_dtype adt = dbg ? FK_F32 : fk_flux_attn_dtype(r, l2, NULL, true, hdt);
+    const bool abf = !dbg && fk_flux_attn_bf16(r) &&
+                     fk_flux_product_ok(r, L, &S->linear2, FK_ACT_NONE, FK_BF16, FK_F32, true, hdt);
+    const fk_dtype adt = abf ? FK_BF16 : FK_F32;
     fk_flux_attention(r, adt);
     fk_tensor tcat = fk_be_view2(be, r->cat, L, C + M);
     fk_tensor ta = fk_be_view2_as(be, adt, r->attn, L, C);

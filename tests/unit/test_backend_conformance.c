@@ -335,24 +335,19 @@ static bool cf_bf16_io(const cf_target *tg, int64_t M, int64_t K1, int64_t K2, i
         }
         fk_tensor hx = cf_host(FK_F32, x, 2, sx), hy = cf_host(FK_F32, ref, 2, sy);
         char what[96];
-        /* linear_act, bf16 y */
-        cf_ref->linear_act(cf_ref, &hy, &hx, &tw, &tb, FK_ACT_GELU_TANH);
+        /* linear_act, bf16 y: GELU, then SiLU, which CUDA's product stage does
+         * not fuse (there the f32 result is staged and rounded by a kernel) */
         fk_tensor dx = cf_dev_f32(tg, x, 2, sx), dyb = cf_dev(tg, FK_BF16, NULL, 2, sy);
-        tg->be->linear_act(tg->be, &dyb, &dx, &tw, &tb, FK_ACT_GELU_TANH);
-        cf_get(tg, yb, &dyb);
-        for (int64_t i = 0; i < M * N; i++) got[i] = fk_bf16_to_f32(yb[i]);
-        snprintf(what, sizeof(what), "bf16 y, M=%lld K=%lld N=%lld", (long long)M, (long long)K,
-                 (long long)N);
-        cf_compare(tg, FK_OP_LINEAR_ACT, what, got, ref, M * N, tg->tol_prod);
-        /* SiLU, which CUDA's product stage does not fuse: there the f32 result
-         * is staged and rounded by a kernel */
-        cf_ref->linear_act(cf_ref, &hy, &hx, &tw, &tb, FK_ACT_SILU);
-        tg->be->linear_act(tg->be, &dyb, &dx, &tw, &tb, FK_ACT_SILU);
-        cf_get(tg, yb, &dyb);
-        for (int64_t i = 0; i < M * N; i++) got[i] = fk_bf16_to_f32(yb[i]);
-        snprintf(what, sizeof(what), "bf16 y (silu), M=%lld K=%lld N=%lld", (long long)M, (long long)K,
-                 (long long)N);
-        cf_compare(tg, FK_OP_LINEAR_ACT, what, got, ref, M * N, tg->tol_prod);
+        static const fk_act acts[2] = {FK_ACT_GELU_TANH, FK_ACT_SILU};
+        for (int a = 0; a < 2; a++) {
+            cf_ref->linear_act(cf_ref, &hy, &hx, &tw, &tb, acts[a]);
+            tg->be->linear_act(tg->be, &dyb, &dx, &tw, &tb, acts[a]);
+            cf_get(tg, yb, &dyb);
+            for (int64_t i = 0; i < M * N; i++) got[i] = fk_bf16_to_f32(yb[i]);
+            snprintf(what, sizeof(what), "bf16 y%s, M=%lld K=%lld N=%lld", a ? " (silu)" : "",
+                     (long long)M, (long long)K, (long long)N);
+            cf_compare(tg, FK_OP_LINEAR_ACT, what, got, ref, M * N, tg->tol_prod);
+        }
         /* linear, bf16 x */
         cf_ref->linear(cf_ref, &hy, &hx, &tw, &tb);
         fk_tensor dxb = cf_dev(tg, FK_BF16, xb, 2, sx), dy = cf_dev_f32(tg, NULL, 2, sy);
