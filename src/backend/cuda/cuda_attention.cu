@@ -1,6 +1,9 @@
 /* cuda_attention: multi-head scaled-dot-product attention, token-major
  * layout: out (Lq, H·D) f32; q (Lq, H, D), k, v (Lk, H, D) f32; bias (H, Lq,
- * Lk) f32 or NULL; causal masks keys j > l (as the CPU reference).
+ * Lk) f32 or NULL; causal masks keys j > l (as the CPU reference). In bf16
+ * mode out may be bf16 (backend.h's bf16 activations): the f32 result
+ * rounded to nearest-even, in the flash kernels' store, else through an f32
+ * out in scratch (FK_CU_SCR_Y) and a rounding pass.
  *
  * Two paths:
  * - flash (bf16 mode, D = 64 or 128: FLUX, T5, CLIP): q, k, v rounded to
@@ -50,10 +53,20 @@ typedef struct fk_fa_args {
     const __nv_bfloat16 *q, *k, *v; /* q (Lq, H, D), k, v (Lk, H, D) */
     const float *bias;              /* (H, Lq, Lk) or NULL */
     float *out;                     /* (Lq, H·D) */
+    __nv_bfloat16 *outb;            /* a bf16 out instead (out NULL), or NULL */
     int Lq, Lk, H;
     float scale_log2; /* scale · log2(e) */
     int causal;
 } fk_fa_args;
+
+/* out[off], out[off + 1] = x, y: f32, or rounded to bf16 nearest-even */
+static __device__ __forceinline__ void fk_fa_store2(const fk_fa_args &a, int64_t off, float x,
+                                                    float y) {
+    if (a.outb)
+        *reinterpret_cast<__nv_bfloat162 *>(a.outb + off) = __floats2bfloat162_rn(x, y);
+    else
+        *reinterpret_cast<float2 *>(a.out + off) = make_float2(x, y);
+}
 
 /* ---- PTX wrappers (sm_80+) ----
  * The _s forms take a 32-bit shared-window address (fk_k_flash2 computes
@@ -263,14 +276,12 @@ __global__ void __launch_bounds__(FK_FA_THREADS, 2) fk_k_flash(const fk_fa_args 
         l += __shfl_xor_sync(0xffffffffu, l, 2);
         inv[r] = l > 0.0f ? 1.0f / l : 0.0f;
     }
-    float *o0 = a.out + (int64_t)row0 * HD + (int64_t)h * D + 2 * c4;
-    float *o1 = a.out + (int64_t)row1 * HD + (int64_t)h * D + 2 * c4;
+    const int64_t o0 = (int64_t)row0 * HD + (int64_t)h * D + 2 * c4;
+    const int64_t o1 = (int64_t)row1 * HD + (int64_t)h * D + 2 * c4;
 #pragma unroll
     for (int i = 0; i < DT; i++) {
-        if (row0 < a.Lq)
-            *reinterpret_cast<float2 *>(o0 + i * 8) = make_float2(o[i][0] * inv[0], o[i][1] * inv[0]);
-        if (row1 < a.Lq)
-            *reinterpret_cast<float2 *>(o1 + i * 8) = make_float2(o[i][2] * inv[1], o[i][3] * inv[1]);
+        if (row0 < a.Lq) fk_fa_store2(a, o0 + i * 8, o[i][0] * inv[0], o[i][1] * inv[0]);
+        if (row1 < a.Lq) fk_fa_store2(a, o1 + i * 8, o[i][2] * inv[1], o[i][3] * inv[1]);
     }
 }
 
@@ -617,11 +628,10 @@ __global__ void __launch_bounds__(FK_FA_THREADS, 2) fk_k_flash2(const fk_fa_args
             const float inv = l > 0.0f ? 1.0f / l : 0.0f;
             const int row = rw + mi * 16 + r * 8;
             if (row >= a.Lq) continue;
-            float *orow = a.out + (int64_t)row * HD + (int64_t)h * D + 2 * c4;
+            const int64_t orow = (int64_t)row * HD + (int64_t)h * D + 2 * c4;
 #pragma unroll
             for (int i = 0; i < DT; i++)
-                *reinterpret_cast<float2 *>(orow + i * 8) =
-                    make_float2(o[mi][i][2 * r] * inv, o[mi][i][2 * r + 1] * inv);
+                fk_fa_store2(a, orow + i * 8, o[mi][i][2 * r] * inv, o[mi][i][2 * r + 1] * inv);
         }
     }
 }
@@ -859,8 +869,9 @@ extern "C" void fk_cuda_attention(fk_backend *be, fk_tensor *out, const fk_tenso
     fk_cuda_assert_act(q);
     fk_cuda_assert_act(k);
     fk_cuda_assert_act(v);
-    FK_ASSERT(out->dtype == FK_F32 && q->dtype == FK_F32 && k->dtype == FK_F32 &&
-              v->dtype == FK_F32);
+    const bool obf = out->dtype == FK_BF16; /* bf16 activations (supports(): bf16 mode) */
+    FK_ASSERT((out->dtype == FK_F32 || (obf && im->bf16)) && q->dtype == FK_F32 &&
+              k->dtype == FK_F32 && v->dtype == FK_F32);
     FK_ASSERT(q->ndim == 3 && k->ndim == 3 && v->ndim == 3);
     const int64_t Lq = q->shape[0], H = q->shape[1], D = q->shape[2], Lk = k->shape[0];
     FK_ASSERT(k->shape[1] == H && k->shape[2] == D && fk_tensor_same_shape(k, v));
@@ -872,15 +883,21 @@ extern "C" void fk_cuda_attention(fk_backend *be, fk_tensor *out, const fk_tenso
     }
     if (Lq == 0 || H == 0 || D == 0) return;
     if (Lk == 0) { /* no keys: every row is all-masked → 0 */
-        FK_CU(cudaMemsetAsync(out->data, 0, (size_t)(Lq * H * D) * 4, im->stream));
+        const size_t es = obf ? 2 : 4;
+        FK_CU(cudaMemsetAsync(out->data, 0, (size_t)(Lq * H * D) * es, im->stream));
         return;
     }
     FK_ASSERT(Lq <= INT32_MAX && Lk <= INT32_MAX && H <= 65535);
-    const bool flash = im->bf16 && (D == 64 || D == 128) && ((uintptr_t)out->data & 7) == 0;
-    if (!flash) {
-        fk_cuda_attention_gemm(be, (float *)out->data, (const float *)q->data,
-                               (const float *)k->data, (const float *)v->data,
-                               bias ? (const float *)bias->data : NULL, Lq, Lk, H, D, scale, causal);
+    /* the flash kernels store float2 or bf16x2 pairs */
+    const bool flash = im->bf16 && (D == 64 || D == 128) &&
+                       ((uintptr_t)out->data & (obf ? 3 : 7)) == 0;
+    if (!flash) { /* a bf16 out: the f32 out in scratch, then rounded */
+        float *o32 = obf ? (float *)fk_cuda_scratch(im, FK_CU_SCR_Y, (size_t)(Lq * H * D) * 4)
+                         : (float *)out->data;
+        fk_cuda_attention_gemm(be, o32, (const float *)q->data, (const float *)k->data,
+                               (const float *)v->data, bias ? (const float *)bias->data : NULL,
+                               Lq, Lk, H, D, scale, causal);
+        if (obf) fk_cuda_convert(im, out->data, FK_BF16, o32, FK_F32, Lq * H * D);
         return;
     }
     const int64_t nq = Lq * H * D, nk = Lk * H * D;
@@ -891,7 +908,8 @@ extern "C" void fk_cuda_attention(fk_backend *be, fk_tensor *out, const fk_tenso
     fk_fa_args a;
     a.q = qb, a.k = kb, a.v = vb;
     a.bias = bias ? (const float *)bias->data : NULL;
-    a.out = (float *)out->data;
+    a.out = obf ? NULL : (float *)out->data;
+    a.outb = obf ? (__nv_bfloat16 *)out->data : NULL;
     a.Lq = (int)Lq, a.Lk = (int)Lk, a.H = (int)H;
     a.scale_log2 = scale * 1.4426950408889634f;
     a.causal = causal ? 1 : 0;

@@ -402,20 +402,39 @@ __global__ void fk_k_layernorm(float *y, const float *x, const void *__restrict_
     }
 }
 
-/* y = (1 + scale[b])·LayerNorm(x) + shift[b], rows (B·T, C), b = row / T */
-__global__ void fk_k_layernorm_modulate(float *y, const float *x, const float *__restrict__ shift,
+/* stores of an f32 result into an f32 y, or into a bf16 y rounded to
+ * nearest-even as the products round their x (backend.h's bf16 activations) */
+static __device__ __forceinline__ void fk_dev_st(float *p, float v) { *p = v; }
+static __device__ __forceinline__ void fk_dev_st(__nv_bfloat16 *p, float v) {
+    *p = __float2bfloat16_rn(v);
+}
+static __device__ __forceinline__ void fk_dev_st4(float *p, float4 v) {
+    *reinterpret_cast<float4 *>(p) = v;
+}
+static __device__ __forceinline__ void fk_dev_st4(__nv_bfloat16 *p, float4 v) {
+    __nv_bfloat162 lo = __floats2bfloat162_rn(v.x, v.y), hi = __floats2bfloat162_rn(v.z, v.w);
+    uint2 u;
+    u.x = *reinterpret_cast<uint32_t *>(&lo);
+    u.y = *reinterpret_cast<uint32_t *>(&hi);
+    *reinterpret_cast<uint2 *>(p) = u;
+}
+
+/* y = (1 + scale[b])·LayerNorm(x) + shift[b], rows (B·T, C), b = row / T;
+ * TY float, or __nv_bfloat16 for a bf16 y */
+template <typename TY>
+__global__ void fk_k_layernorm_modulate(TY *y, const float *x, const float *__restrict__ shift,
                                         const float *__restrict__ scale, int64_t C, int64_t T,
                                         float eps) {
     __shared__ double sh[32];
     const int64_t r = blockIdx.x;
     const float *xr = x + r * C;
-    float *yr = y + r * C;
+    TY *yr = y + r * C;
     const float *shr = shift + (r / T) * C, *scr = scale + (r / T) * C;
     double mean, rstd;
     fk_dev_ln_stats(xr, C, eps, sh, &mean, &rstd);
     for (int64_t c = threadIdx.x; c < C; c += blockDim.x) {
         const float v = (float)(((double)xr[c] - mean) * rstd);
-        yr[c] = (1.0f + scr[c]) * v + shr[c];
+        fk_dev_st(yr + c, (1.0f + scr[c]) * v + shr[c]);
     }
 }
 
@@ -424,8 +443,10 @@ __global__ void fk_k_layernorm_modulate(float *y, const float *x, const float *_
  * once into registers instead of three times. The per-thread partial sums
  * take 4 consecutive elements instead of a strided set (double: the
  * statistics move by ~1e-16 relative, the outputs by at most a rounding,
- * rarely). y may alias x: every x is read before the block's first sum. */
-__global__ void fk_k_layernorm_modulate_v4(float *y, const float *x,
+ * rarely). An f32 y may alias x: every x is read before the block's first
+ * sum. TY as above. */
+template <typename TY>
+__global__ void fk_k_layernorm_modulate_v4(TY *y, const float *x,
                                            const float *__restrict__ shift,
                                            const float *__restrict__ scale, int64_t C, int64_t T,
                                            float eps) {
@@ -446,7 +467,7 @@ __global__ void fk_k_layernorm_modulate_v4(float *y, const float *x,
     o.y = (1.0f + sc.y) * (float)(d1 * rstd) + shf.y;
     o.z = (1.0f + sc.z) * (float)(d2 * rstd) + shf.z;
     o.w = (1.0f + sc.w) * (float)(d3 * rstd) + shf.w;
-    reinterpret_cast<float4 *>(y + r * C)[c4] = o;
+    fk_dev_st4(y + r * C + 4 * c4, o);
 }
 
 __global__ void fk_k_rmsnorm(float *y, const float *x, const void *__restrict__ scale,
@@ -515,8 +536,10 @@ extern "C" void fk_cuda_layernorm_modulate(fk_backend *be, fk_tensor *y, const f
     fk_cuda_assert_act(x);
     fk_cuda_assert_act(shift);
     fk_cuda_assert_act(scale);
-    FK_ASSERT(x->dtype == FK_F32 && y->dtype == FK_F32 && shift->dtype == FK_F32 &&
-              scale->dtype == FK_F32);
+    const bool ybf = y->dtype == FK_BF16; /* bf16 activations (supports(): bf16 mode) */
+    FK_ASSERT(x->dtype == FK_F32 && (y->dtype == FK_F32 || (ybf && im->bf16)) &&
+              shift->dtype == FK_F32 && scale->dtype == FK_F32);
+    FK_ASSERT(!ybf || y->data != x->data); /* a bf16 y cannot overlay its x */
     const int64_t R = fk_tensor_rows(x), C = fk_tensor_cols(x); /* x, y (B·T, C) */
     const int64_t B = fk_tensor_rows(shift);                    /* shift, scale (B, C) */
     FK_ASSERT(fk_tensor_rows(y) == R && fk_tensor_cols(y) == C);
@@ -524,15 +547,25 @@ extern "C" void fk_cuda_layernorm_modulate(fk_backend *be, fk_tensor *y, const f
               fk_tensor_cols(scale) == C);
     FK_ASSERT(B > 0 && R % B == 0);
     if (R == 0) return;
+    const float *xd = (const float *)x->data, *sh = (const float *)shift->data,
+                *sc = (const float *)scale->data;
+    const unsigned rows = fk_row_blocks(R);
     if (C % 128 == 0 && C <= 4096 && fk_al16(x->data) && fk_al16(y->data) &&
-        fk_al16(shift->data) && fk_al16(scale->data))
-        fk_k_layernorm_modulate_v4<<<fk_row_blocks(R), (unsigned)(C / 4), 0, im->stream>>>(
-            (float *)y->data, (const float *)x->data, (const float *)shift->data,
-            (const float *)scale->data, C, R / B, eps);
-    else
-        fk_k_layernorm_modulate<<<fk_row_blocks(R), fk_row_threads(C), 0, im->stream>>>(
-            (float *)y->data, (const float *)x->data, (const float *)shift->data,
-            (const float *)scale->data, C, R / B, eps);
+        fk_al16(shift->data) && fk_al16(scale->data)) {
+        const unsigned nt = (unsigned)(C / 4);
+        if (ybf)
+            fk_k_layernorm_modulate_v4<<<rows, nt, 0, im->stream>>>(
+                (__nv_bfloat16 *)y->data, xd, sh, sc, C, R / B, eps);
+        else
+            fk_k_layernorm_modulate_v4<<<rows, nt, 0, im->stream>>>((float *)y->data, xd, sh,
+                                                                    sc, C, R / B, eps);
+    } else if (ybf) {
+        fk_k_layernorm_modulate<<<rows, fk_row_threads(C), 0, im->stream>>>(
+            (__nv_bfloat16 *)y->data, xd, sh, sc, C, R / B, eps);
+    } else {
+        fk_k_layernorm_modulate<<<rows, fk_row_threads(C), 0, im->stream>>>(
+            (float *)y->data, xd, sh, sc, C, R / B, eps);
+    }
     FK_CU_LAUNCH();
 }
 

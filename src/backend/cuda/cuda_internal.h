@@ -89,7 +89,8 @@ enum {
     FK_CU_SCR_P,      /* attention probabilities (bf16 or f32); group_norm partial sums */
     FK_CU_SCR_STAGE0, /* per-call upload of an uncached host weight (w) */
     FK_CU_SCR_STAGE1, /* per-call upload of an uncached host weight (b) */
-    FK_CU_SCR_Y,      /* linear: the f32 product of a bf16 y whose epilogue cuBLASLt cannot fuse */
+    FK_CU_SCR_Y,      /* the f32 result of a bf16 y / out rounded by a kernel: linear (an
+                       * epilogue cuBLASLt cannot fuse), attention (the two-product path) */
     FK_CU_SCR_COUNT
 };
 
