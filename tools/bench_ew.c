@@ -137,7 +137,7 @@ static void run_op(fk_backend *be, bench_op op, bench_data *d) {
         be->rmsnorm(be, &xq, &xq, &qs, eps);
         be->rope(be, &x3, &pe);
         break;
-    case OP_RMS_ROPE: be->rmsnorm_rope(be, &x3, &qs, &pe, eps); break;
+    case OP_RMS_ROPE: be->rmsnorm_rope(be, &x3, &x3, &qs, &pe, eps); break;
     case OP_COUNT: break;
     }
 }

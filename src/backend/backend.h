@@ -16,10 +16,13 @@
  *   of the f32 y: the same bits downstream, half the bytes. The y of
  *   layernorm_modulate and the out of attention may be FK_BF16 on the same
  *   terms: the f32 result rounded to bf16 nearest-even, for a product's x (a
- *   backend says so where its products would take that x in bf16). Models
- *   ask supports() for the producer and every consumer and keep f32
- *   otherwise (FLUX: the MLP hidden state, the modulated LayerNorm outputs,
- *   the attention output).
+ *   backend says so where its products would take that x in bf16). So may
+ *   the q, k and v of attention, where the attention rounds them to bf16
+ *   nearest-even anyway (read in place), and the y of rmsnorm_rope, its f32
+ *   result rounded, for attention's q and k. Models ask supports() for the
+ *   producer and every consumer and keep f32 otherwise (FLUX: the MLP
+ *   hidden state, the modulated LayerNorm outputs, the attention output,
+ *   q, k and v).
  * - Tensors are contiguous row-major; "rows" = product of leading dims.
  * - Ops do not allocate and do not fail on valid input: callers check shapes
  *   at load time; ops FK_ASSERT their preconditions (a failed assert is a bug).
@@ -175,7 +178,8 @@ struct fk_backend {
     void (*softmax)(fk_backend *be, fk_tensor *y, const fk_tensor *x);
 
     /* Multi-head scaled-dot-product attention, token-major layout.
-     * out (Lq, H·D); q (Lq, H, D); k, v (Lk, H, D); all f32.
+     * out (Lq, H·D); q (Lq, H, D); k, v (Lk, H, D); all f32 (bf16 where
+     * supports() says so: bf16 activations above).
      * out[l, h·D + d] = Σ_j softmax_j(scale·q[l,h]·k[j,h] + bias[h,l,j]) v[j,h,d]
      * bias (H, Lq, Lk) f32 or NULL; causal masks j > l. */
     void (*attention)(fk_backend *be, fk_tensor *out, const fk_tensor *q, const fk_tensor *k,
@@ -200,10 +204,12 @@ struct fk_backend {
     void (*layernorm_modulate)(fk_backend *be, fk_tensor *y, const fk_tensor *x,
                                const fk_tensor *shift, const fk_tensor *scale, float eps);
 
-    /* FLUX QK norm + RoPE in place: x (L, H, D) f32; every (l, h) row is
+    /* FLUX QK norm + RoPE: y, x (L, H, D) f32; every (l, h) row of x is
      * RMS-normalized with scale (D) (any float dtype), then rotated by pe
-     * (L, D/2, 2, 2) as in rope: the bits of rmsnorm then rope, in one pass. */
-    void (*rmsnorm_rope)(fk_backend *be, fk_tensor *x, const fk_tensor *scale,
+     * (L, D/2, 2, 2) as in rope: the bits of rmsnorm then rope, in one pass.
+     * y may alias x; y may be bf16 where supports() says so (bf16
+     * activations above: attention's q and k). */
+    void (*rmsnorm_rope)(fk_backend *be, fk_tensor *y, const fk_tensor *x, const fk_tensor *scale,
                          const fk_tensor *pe, float eps);
 
     /* Gated residual: x[b,t,:] += gate[b,:]·y[b,t,:].  x, y (B·T, C); gate (B, C). */
@@ -261,11 +267,16 @@ static inline fk_tensor fk_be_view2(const fk_backend *be, const void *p, int64_t
     return fk_be_view2_as(be, FK_F32, p, d0, d1);
 }
 
-static inline fk_tensor fk_be_view3(const fk_backend *be, const void *p, int64_t d0, int64_t d1,
-                                    int64_t d2) {
-    fk_tensor t = fk_view3(FK_F32, (void *)p, d0, d1, d2);
+static inline fk_tensor fk_be_view3_as(const fk_backend *be, fk_dtype dt, const void *p,
+                                       int64_t d0, int64_t d1, int64_t d2) {
+    fk_tensor t = fk_view3(dt, (void *)p, d0, d1, d2);
     t.device = be->device;
     return t;
+}
+
+static inline fk_tensor fk_be_view3(const fk_backend *be, const void *p, int64_t d0, int64_t d1,
+                                    int64_t d2) {
+    return fk_be_view3_as(be, FK_F32, p, d0, d1, d2);
 }
 
 static inline fk_tensor fk_be_view4(const fk_backend *be, const void *p, int64_t d0, int64_t d1,

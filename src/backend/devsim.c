@@ -343,13 +343,13 @@ static void fk_ds_layernorm_modulate(fk_backend *be, fk_tensor *y, const fk_tens
     FK_DS_CALL(in_->layernorm_modulate(in_, py, px, psh, psc, eps));
 }
 
-static void fk_ds_rmsnorm_rope(fk_backend *be, fk_tensor *x, const fk_tensor *scale,
-                               const fk_tensor *pe, float eps) {
+static void fk_ds_rmsnorm_rope(fk_backend *be, fk_tensor *y, const fk_tensor *x,
+                               const fk_tensor *scale, const fk_tensor *pe, float eps) {
     FK_DS_BEGIN(FK_OP_RMSNORM_ROPE);
-    fk_tensor c_x, c_scale, c_pe;
-    fk_tensor *px = FK_DS_ACT(x);
-    const fk_tensor *ps = FK_DS_WGT(scale), *ppe = FK_DS_ACT(pe);
-    FK_DS_CALL(in_->rmsnorm_rope(in_, px, ps, ppe, eps));
+    fk_tensor c_y, c_x, c_scale, c_pe;
+    fk_tensor *py = FK_DS_ACT(y);
+    const fk_tensor *px = FK_DS_ACT(x), *ps = FK_DS_WGT(scale), *ppe = FK_DS_ACT(pe);
+    FK_DS_CALL(in_->rmsnorm_rope(in_, py, px, ps, ppe, eps));
 }
 
 static void fk_ds_gated_add(fk_backend *be, fk_tensor *x, const fk_tensor *y,

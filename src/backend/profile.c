@@ -139,11 +139,12 @@ static void fk_prof_rmsnorm(fk_backend *be, fk_tensor *y, const fk_tensor *x,
     FK_PROF_END(FK_OP_RMSNORM, false, 0, fk_prof_nbytes(y) + fk_prof_nbytes(x));
 }
 
-static void fk_prof_rmsnorm_rope(fk_backend *be, fk_tensor *x, const fk_tensor *scale,
-                                 const fk_tensor *pe, float eps) {
+static void fk_prof_rmsnorm_rope(fk_backend *be, fk_tensor *y, const fk_tensor *x,
+                                 const fk_tensor *scale, const fk_tensor *pe, float eps) {
     FK_PROF_BEGIN(be);
-    in_->rmsnorm_rope(in_, x, scale, pe, eps);
-    FK_PROF_END(FK_OP_RMSNORM_ROPE, false, 0, 2 * fk_prof_nbytes(x) + fk_prof_nbytes(pe));
+    in_->rmsnorm_rope(in_, y, x, scale, pe, eps);
+    FK_PROF_END(FK_OP_RMSNORM_ROPE, false, 0,
+                fk_prof_nbytes(y) + fk_prof_nbytes(x) + fk_prof_nbytes(pe));
 }
 
 #define FK_PROF_UNARY(fname, field, op)                                                       \

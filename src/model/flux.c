@@ -11,6 +11,9 @@
  *                  the q/k/v projection weights
  *   attn  (L, C)   attention output; xmod (L, C) modulated input and
  *                  projection output; mlp (L, M); cat (L, C+M) = [attn | mlp]
+ *                  for backends that join them, and before that (free then)
+ *                  q and k in bf16, L·C of each, where the attention takes
+ *                  them so (v in bf16 then stays in the first half of v)
  * Glue that is not an op (timestep embedding, RoPE table) is O(L·D) plain C
  * on the host, uploaded into runner memory; runner memory (one be->alloc
  * block) is never touched by host code, so the runner works on any backend
@@ -505,41 +508,81 @@ static void fk_flux_gated(fk_backend *be, float *x, const float *y, int64_t n, i
     be->gated_add(be, &tx, &ty, &tg);
 }
 
-/* QK RMSNorm, then RoPE, of rows [r0, r0+n) of q and k, each (n, H, D). */
+/* The attention's q, k (normed and rotated) and v, each (L, H, D): f32 in
+ * q, k, v, or with qb bf16 — q and k in cat (the first and the second L·C
+ * values), v in the first half of v. Row r0's address in each. */
+static void *fk_flux_qkv_at(const fk_flux_runner *r, int i, bool qb, int64_t r0) {
+    const int64_t C = r->m->cfg.hidden;
+    if (!qb) return (i == 0 ? r->q : i == 1 ? r->k : r->v) + r0 * C;
+    return (uint16_t *)(i == 2 ? (void *)r->v : (void *)r->cat) + (i == 1 ? r->L * C : 0) + r0 * C;
+}
+
+/* QK RMSNorm, then RoPE, of rows [r0, r0+n) of q and k, each (n, H, D), the
+ * f32 products, into the attention's q and k (fk_flux_qkv_at): in place, or
+ * rounded to bf16 with qb. */
 static void fk_flux_qk_norm_rope(fk_flux_runner *r, int64_t r0, int64_t n,
-                                 const fk_tensor *q_scale, const fk_tensor *k_scale) {
+                                 const fk_tensor *q_scale, const fk_tensor *k_scale, bool qb) {
     const fk_flux_config *c = &r->m->cfg;
     const int64_t C = c->hidden, H = c->num_heads, D = c->head_dim;
     fk_backend *be = r->be;
+    const fk_dtype dt = qb ? FK_BF16 : FK_F32;
     fk_tensor tq = fk_be_view3(be, r->q + r0 * C, n, H, D);
     fk_tensor tk = fk_be_view3(be, r->k + r0 * C, n, H, D);
+    fk_tensor yq = fk_be_view3_as(be, dt, fk_flux_qkv_at(r, 0, qb, r0), n, H, D);
+    fk_tensor yk = fk_be_view3_as(be, dt, fk_flux_qkv_at(r, 1, qb, r0), n, H, D);
     fk_tensor pe = fk_be_view4(be, r->pe + r0 * D * 2, n, D / 2, 2, 2); /* rows r0.. */
-    be->rmsnorm_rope(be, &tq, q_scale, &pe, FK_FLUX_EPS);
-    be->rmsnorm_rope(be, &tk, k_scale, &pe, FK_FLUX_EPS);
+    be->rmsnorm_rope(be, &yq, &tq, q_scale, &pe, FK_FLUX_EPS);
+    be->rmsnorm_rope(be, &yk, &tk, k_scale, &pe, FK_FLUX_EPS);
 }
 
 /* attn (L, C), of dtype adt, = softmax(q·kᵀ/√D)·v over the joint sequence (q, k
- * normed and rotated). */
-static void fk_flux_attention(fk_flux_runner *r, fk_dtype adt) {
+ * normed and rotated; bf16 with qb). */
+static void fk_flux_attention(fk_flux_runner *r, fk_dtype adt, bool qb) {
     const fk_flux_config *c = &r->m->cfg;
     const int64_t L = r->L, H = c->num_heads, D = c->head_dim, C = c->hidden;
     fk_backend *be = r->be;
-    fk_tensor tq = fk_be_view3(be, r->q, L, H, D), tk = fk_be_view3(be, r->k, L, H, D);
-    fk_tensor tv = fk_be_view3(be, r->v, L, H, D);
+    const fk_dtype dt = qb ? FK_BF16 : FK_F32;
+    fk_tensor tq = fk_be_view3_as(be, dt, fk_flux_qkv_at(r, 0, qb, 0), L, H, D);
+    fk_tensor tk = fk_be_view3_as(be, dt, fk_flux_qkv_at(r, 1, qb, 0), L, H, D);
+    fk_tensor tv = fk_be_view3_as(be, dt, fk_flux_qkv_at(r, 2, qb, 0), L, H, D);
     fk_tensor ta = fk_be_view2_as(be, adt, r->attn, L, C);
     be->attention(be, &ta, &tq, &tk, &tv, NULL, (float)(1.0 / sqrt((double)D)), false);
 }
 
-/* Whether the backend writes the attention output (L, C) in bf16 (its
- * consumers are asked with fk_flux_product_ok). */
-static bool fk_flux_attn_bf16(const fk_flux_runner *r) {
+/* Whether the backend runs the attention with an out of dtype odt and q, k,
+ * v of dtype idt (consumers and producers are asked apart). */
+static bool fk_flux_attn_ok(const fk_flux_runner *r, fk_dtype odt, fk_dtype idt) {
     fk_backend *be = r->be;
     if (!be->supports) return false;
     const fk_flux_config *c = &r->m->cfg;
-    fk_tensor tq = fk_be_view3(be, NULL, r->L, c->num_heads, c->head_dim);
-    fk_tensor ta = fk_be_view2_as(be, FK_BF16, NULL, r->L, c->hidden);
+    fk_tensor tq = fk_be_view3_as(be, idt, NULL, r->L, c->num_heads, c->head_dim);
+    fk_tensor ta = fk_be_view2_as(be, odt, NULL, r->L, c->hidden);
     const fk_tensor *pa[5] = {&ta, &tq, &tq, &tq, NULL};
     return be->supports(be, FK_OP_ATTENTION, pa, 5);
+}
+
+/* Whether q, k and v reach the attention in bf16 (backend.h's bf16
+ * activations: the values it would round them to): the attention takes
+ * them, rmsnorm_rope writes q and k of each stream's rows (rows[s], s < ns)
+ * and v's product (v[s], on an f32 x; fk_flux_norm_bf16 asks again for a
+ * bf16 x) writes a bf16 y. */
+static bool fk_flux_qkv_bf16(const fk_flux_runner *r, int ns, const int64_t *rows,
+                             const fk_flux_linear *const *v) {
+    fk_backend *be = r->be;
+    if (!fk_flux_attn_ok(r, FK_F32, FK_BF16)) return false;
+    const fk_flux_config *c = &r->m->cfg;
+    const int64_t H = c->num_heads, D = c->head_dim;
+    for (int s = 0; s < ns; s++) {
+        if (rows[s] == 0) continue;
+        fk_tensor ty = fk_be_view3_as(be, FK_BF16, NULL, rows[s], H, D);
+        fk_tensor tx = fk_be_view3(be, NULL, rows[s], H, D);
+        fk_tensor tpe = fk_be_view4(be, NULL, rows[s], D / 2, 2, 2);
+        const fk_tensor *p[4] = {&ty, &tx, NULL, &tpe}; /* the scale: checked at load */
+        if (!be->supports(be, FK_OP_RMSNORM_ROPE, p, 4) ||
+            !fk_flux_product_ok(r, rows[s], v[s], FK_ACT_NONE, FK_F32, FK_BF16, false, FK_F32))
+            return false;
+    }
+    return true;
 }
 
 /* The modulation linears, numbered in "slots": double block bi stream s
@@ -596,32 +639,38 @@ static void fk_flux_double_block(fk_flux_runner *r, int bi) {
             fk_flux_emit(r, name, mod[s], 1, 6 * C, false);
         }
     }
+    /* q, k, v into the attention in bf16 where it takes them (not in the
+     * debug path, which reads them in f32) */
+    const fk_flux_linear *const vs[2] = {&S[0]->v, &S[1]->v};
+    const bool qb = !dbg && fk_flux_qkv_bf16(r, 2, n, vs);
     for (int s = 0; s < 2; s++) {
         if (n[s] == 0) continue;
         const float *xs = r->x + r0[s] * C;
         float *xm = r->xmod + r0[s] * C; /* f32 rows: room for the bf16 ones */
         { /* the modulated LayerNorm in bf16 where q, k and v take it */
-            float *const ys[3] = {r->q + r0[s] * C, r->k + r0[s] * C, r->v + r0[s] * C};
+            float *const ys[3] = {r->q + r0[s] * C, r->k + r0[s] * C,
+                                  fk_flux_qkv_at(r, 2, qb, r0[s])};
             const fk_flux_linear *const ls[3] = {&S[s]->q, &S[s]->k, &S[s]->v};
             const fk_act acts[3] = {FK_ACT_NONE, FK_ACT_NONE, FK_ACT_NONE};
-            const fk_dtype nd = fk_flux_norm_bf16(r, n[s], 3, ls, acts, NULL) ? FK_BF16 : FK_F32;
+            const fk_dtype ydt[3] = {FK_F32, FK_F32, qb ? FK_BF16 : FK_F32};
+            const fk_dtype nd = fk_flux_norm_bf16(r, n[s], 3, ls, acts, ydt) ? FK_BF16 : FK_F32;
             fk_flux_ln_modulate(be, xm, nd, xs, n[s], C, mod[s], mod[s] + C); /* shift1, scale1 */
-            fk_flux_linear_multi_rows(be, 3, ys, xm, nd, n[s], ls, acts, NULL);
+            fk_flux_linear_multi_rows(be, 3, ys, xm, nd, n[s], ls, acts, ydt);
         }
         if (dbg) {
             snprintf(name, sizeof(name), "dbg.double0.%s_qkv", sname[s]);
             fk_flux_emit_fused(r, name, r0[s], n[s], false);
         }
-        fk_flux_qk_norm_rope(r, r0[s], n[s], &S[s]->q_scale, &S[s]->k_scale);
+        fk_flux_qk_norm_rope(r, r0[s], n[s], &S[s]->q_scale, &S[s]->k_scale, qb);
     }
     /* the attention output in bf16 where both projections take it (not in
      * the debug path, which reads it in f32) */
-    bool abf = !dbg && fk_flux_attn_bf16(r);
+    bool abf = !dbg && fk_flux_attn_ok(r, FK_BF16, qb ? FK_BF16 : FK_F32);
     for (int s = 0; s < 2; s++)
         abf = abf && (n[s] == 0 || fk_flux_product_ok(r, n[s], &S[s]->proj, FK_ACT_NONE, FK_BF16,
                                                       FK_F32, false, FK_F32));
     const fk_dtype adt = abf ? FK_BF16 : FK_F32;
-    fk_flux_attention(r, adt);
+    fk_flux_attention(r, adt, qb);
     for (int s = 0; s < 2; s++) {
         if (n[s] == 0) continue;
         float *xs = r->x + r0[s] * C, *xm = r->xmod + r0[s] * C, *ml = r->mlp + r0[s] * M;
@@ -665,10 +714,12 @@ static void fk_flux_single_block(fk_flux_runner *r, int bi) {
      * backend takes them (not in the debug path, which reads them in f32) */
     const bool hb = !dbg && fk_flux_mlp_bf16(r, L, &S->mlp, &S->linear2, true);
     const fk_dtype hdt = hb ? FK_BF16 : FK_F32;
-    float *const ys[4] = {r->q, r->k, r->v, r->mlp};
+    const fk_flux_linear *const vs[1] = {&S->v};
+    const bool qb = !dbg && fk_flux_qkv_bf16(r, 1, &L, vs); /* q, k, v in bf16 */
+    float *const ys[4] = {r->q, r->k, fk_flux_qkv_at(r, 2, qb, 0), r->mlp};
     const fk_flux_linear *const ls[4] = {&S->q, &S->k, &S->v, &S->mlp};
     const fk_act acts[4] = {FK_ACT_NONE, FK_ACT_NONE, FK_ACT_NONE, FK_ACT_GELU_TANH};
-    const fk_dtype ydt[4] = {FK_F32, FK_F32, FK_F32, hdt};
+    const fk_dtype ydt[4] = {FK_F32, FK_F32, qb ? FK_BF16 : FK_F32, hdt};
     const fk_dtype nd = !dbg && fk_flux_norm_bf16(r, L, 4, ls, acts, ydt) ? FK_BF16 : FK_F32;
     fk_flux_ln_modulate(be, r->xmod, nd, r->x, L, C, mod, mod + C);
     fk_tensor tm = fk_be_view2_as(be, hdt, r->mlp, L, M);
@@ -682,11 +733,11 @@ static void fk_flux_single_block(fk_flux_runner *r, int bi) {
     } else { /* linear1: q, k, v and the MLP (GELU) of one x */
         fk_flux_linear_multi_rows(be, 4, ys, r->xmod, nd, L, ls, acts, ydt);
     }
-    fk_flux_qk_norm_rope(r, 0, L, &S->q_scale, &S->k_scale);
-    const bool abf = !dbg && fk_flux_attn_bf16(r) &&
+    fk_flux_qk_norm_rope(r, 0, L, &S->q_scale, &S->k_scale, qb);
+    const bool abf = !dbg && fk_flux_attn_ok(r, FK_BF16, qb ? FK_BF16 : FK_F32) &&
                      fk_flux_product_ok(r, L, &S->linear2, FK_ACT_NONE, FK_BF16, FK_F32, true, hdt);
     const fk_dtype adt = abf ? FK_BF16 : FK_F32;
-    fk_flux_attention(r, adt);
+    fk_flux_attention(r, adt, qb);
     fk_tensor tcat = fk_be_view2(be, r->cat, L, C + M);
     fk_tensor ta = fk_be_view2_as(be, adt, r->attn, L, C);
     if (dbg) {

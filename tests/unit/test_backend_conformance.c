@@ -752,6 +752,96 @@ static bool cf_attention_bf16_out(const cf_target *tg, int64_t L, int64_t H, int
     return true;
 }
 
+/* rmsnorm_rope with a bf16 y (bf16 activations: attention's q and k) where
+ * the target takes one: against the f32 reference rounded, within one bf16
+ * unit; the CPU code bitwise. Returns whether the target took it. */
+static bool cf_rmsnorm_rope_bf16(const cf_target *tg, int64_t L, int64_t H, int64_t D) {
+    const int64_t n = L * H * D;
+    int64_t sx[3] = {L, H, D}, sp[4] = {L, D / 2, 2, 2}, ss[1] = {D};
+    fk_tensor qy = fk_tensor_view(FK_BF16, NULL, 3, sx), qx = fk_tensor_view(FK_F32, NULL, 3, sx);
+    fk_tensor qp = fk_tensor_view(FK_F32, NULL, 4, sp);
+    qy.device = qx.device = qp.device = tg->be->device;
+    const fk_tensor *q[4] = {&qy, &qx, NULL, &qp};
+    if (!tg->be->supports(tg->be, FK_OP_RMSNORM_ROPE, q, 4)) return false;
+    float *x = cf_rand(n, -2, 2), *pe = cf_rand(L * D * 2, -1, 1), *ref = cf_alloc(n);
+    float *got = cf_alloc(n);
+    void *sc = cf_weight(FK_BF16, D, 2.0f);
+    uint16_t *yb = fk_alloc((size_t)n * 2), *rb = fk_alloc((size_t)n * 2);
+    fk_tensor hx = cf_host(FK_F32, x, 3, sx), hr = cf_host(FK_F32, ref, 3, sx);
+    fk_tensor hp = cf_host(FK_F32, pe, 4, sp), ts = cf_host(FK_BF16, sc, 1, ss);
+    cf_ref->rmsnorm_rope(cf_ref, &hr, &hx, &ts, &hp, 1e-6f);
+    fk_tensor dx = cf_dev_f32(tg, x, 3, sx), dp = cf_dev_f32(tg, pe, 4, sp);
+    fk_tensor dy = cf_dev(tg, FK_BF16, NULL, 3, sx);
+    tg->be->rmsnorm_rope(tg->be, &dy, &dx, &ts, &dp, 1e-6f);
+    cf_get(tg, yb, &dy);
+    for (int64_t i = 0; i < n; i++) {
+        got[i] = fk_bf16_to_f32(yb[i]);
+        rb[i] = fk_f32_to_bf16(ref[i]);
+    }
+    char what[64];
+    snprintf(what, sizeof(what), "bf16 y, L=%lld H=%lld D=%lld", (long long)L, (long long)H,
+             (long long)D);
+    cf_compare(tg, FK_OP_RMSNORM_ROPE, what, got, ref, n, 0x1p-8);
+    if (!cf_real_cuda(tg->be))
+        cf_compare_bits(tg, FK_OP_RMSNORM_ROPE, what, yb, rb, (size_t)n * 2);
+    cf_free(tg, &dx), cf_free(tg, &dp), cf_free(tg, &dy);
+    cf_uncache(tg);
+    fk_free(x), fk_free(pe), fk_free(ref), fk_free(got), fk_free(sc), fk_free(yb), fk_free(rb);
+    return true;
+}
+
+/* attention on bf16 q, k, v (bf16 activations: the values it rounds its f32
+ * q, k, v to) where the target takes them: bitwise the out of the same
+ * call on the f32 q, k, v that round to them, on every target (a backend
+ * that rounds nearest-even computes on the same operands). `mask`: which
+ * of q, k, v (bits 0, 1, 2) go in bf16; obf: a bf16 out too. Returns whether
+ * the target took it. */
+static bool cf_attention_bf16_in(const cf_target *tg, int64_t L, int64_t H, int64_t D, int mask,
+                                 bool obf) {
+    const int64_t n = L * H * D;
+    int64_t sq[3] = {L, H, D}, so[2] = {L, H * D};
+    fk_tensor qo = fk_tensor_view(obf ? FK_BF16 : FK_F32, NULL, 2, so), qv[3];
+    const fk_tensor *qs[5] = {&qo, &qv[0], &qv[1], &qv[2], NULL};
+    for (int i = 0; i < 3; i++) {
+        qv[i] = fk_tensor_view((mask >> i) & 1 ? FK_BF16 : FK_F32, NULL, 3, sq);
+        qv[i].device = tg->be->device;
+    }
+    qo.device = tg->be->device;
+    if (!tg->be->supports(tg->be, FK_OP_ATTENTION, qs, 5)) return false;
+    float *h[3] = {cf_rand(n, -3, 3), cf_rand(n, -1, 1), cf_rand(n, -1, 1)};
+    uint16_t *hb[3];
+    fk_tensor d32[3], din[3];
+    for (int i = 0; i < 3; i++) { /* f32 values that are exactly bf16, and their bf16 */
+        hb[i] = fk_alloc((size_t)n * 2);
+        fk_convert_from_f32(hb[i], FK_BF16, h[i], (size_t)n);
+        fk_convert_to_f32(h[i], hb[i], FK_BF16, (size_t)n);
+        d32[i] = cf_dev_f32(tg, h[i], 3, sq);
+        din[i] = (mask >> i) & 1 ? cf_dev(tg, FK_BF16, hb[i], 3, sq) : d32[i];
+    }
+    const fk_dtype odt = obf ? FK_BF16 : FK_F32;
+    fk_tensor dwant = cf_dev(tg, odt, NULL, 2, so), dgot = cf_dev(tg, odt, NULL, 2, so);
+    const float scale = 1.0f / sqrtf((float)D);
+    tg->be->attention(tg->be, &dwant, &d32[0], &d32[1], &d32[2], NULL, scale, false);
+    tg->be->attention(tg->be, &dgot, &din[0], &din[1], &din[2], NULL, scale, false);
+    const size_t nb = (size_t)n * fk_dtype_size(odt);
+    void *want = fk_alloc(nb), *got = fk_alloc(nb);
+    cf_get(tg, want, &dwant);
+    cf_get(tg, got, &dgot);
+    char what[96];
+    snprintf(what, sizeof(what), "bf16 %s%s%s in%s, L=%lld H=%lld D=%lld", mask & 1 ? "q" : "",
+             mask & 2 ? "k" : "", mask & 4 ? "v" : "", obf ? ", bf16 out" : "", (long long)L,
+             (long long)H, (long long)D);
+    cf_compare_bits(tg, FK_OP_ATTENTION, what, got, want, nb);
+    for (int i = 0; i < 3; i++) {
+        if ((mask >> i) & 1) cf_free(tg, &din[i]);
+        cf_free(tg, &d32[i]);
+        fk_free(h[i]), fk_free(hb[i]);
+    }
+    cf_free(tg, &dwant), cf_free(tg, &dgot);
+    fk_free(want), fk_free(got);
+    return true;
+}
+
 /* pe (L, D/2, 2, 2): random rotations-like entries (any 2×2 works) */
 static void cf_rope_ops(const cf_target *tg, int64_t L, int64_t H, int64_t D, bool with_norm) {
     const fk_op op = with_norm ? FK_OP_RMSNORM_ROPE : FK_OP_ROPE;
@@ -763,17 +853,26 @@ static void cf_rope_ops(const cf_target *tg, int64_t L, int64_t H, int64_t D, bo
     fk_tensor hx = cf_host(FK_F32, ref, 3, sx), hp = cf_host(FK_F32, pe, 4, sp);
     fk_tensor ts = cf_host(FK_BF16, sc, 1, ss);
     if (with_norm)
-        cf_ref->rmsnorm_rope(cf_ref, &hx, &ts, &hp, 1e-6f);
+        cf_ref->rmsnorm_rope(cf_ref, &hx, &hx, &ts, &hp, 1e-6f);
     else
         cf_ref->rope(cf_ref, &hx, &hp);
     fk_tensor dx = cf_dev_f32(tg, x, 3, sx), dp = cf_dev_f32(tg, pe, 4, sp);
-    if (with_norm)
-        tg->be->rmsnorm_rope(tg->be, &dx, &ts, &dp, 1e-6f);
-    else
-        tg->be->rope(tg->be, &dx, &dp);
-    cf_get(tg, got, &dx);
     char what[64];
     snprintf(what, sizeof(what), "L=%lld H=%lld D=%lld", (long long)L, (long long)H, (long long)D);
+    if (with_norm) { /* into a y of its own first (x unchanged), then in place */
+        fk_tensor dy = cf_dev_f32(tg, NULL, 3, sx);
+        tg->be->rmsnorm_rope(tg->be, &dy, &dx, &ts, &dp, 1e-6f);
+        cf_get(tg, got, &dy);
+        cf_free(tg, &dy);
+        cf_compare(tg, op, what, got, ref, L * H * D, TOL_EW);
+        cf_get(tg, got, &dx);
+        CHECKF(memcmp(got, x, (size_t)(L * H * D) * 4) == 0, "%s rmsnorm_rope: %s: x changed",
+               tg->name, what);
+        tg->be->rmsnorm_rope(tg->be, &dx, &dx, &ts, &dp, 1e-6f);
+    } else {
+        tg->be->rope(tg->be, &dx, &dp);
+    }
+    cf_get(tg, got, &dx);
     cf_compare(tg, op, what, got, ref, L * H * D, TOL_EW);
     cf_free(tg, &dx);
     cf_free(tg, &dp);
@@ -1090,15 +1189,26 @@ static void cf_suite_full(cf_target *tg) {
     cf_layernorm_modulate_bf16(tg, 3, 7, 1100, 0.0f); /* a chunk tail (CPU: 1024 columns) */
     const bool at1 = cf_attention_bf16_out(tg, 100, 3, 128);
     cf_attention_bf16_out(tg, 20, 1, 32); /* small: the CPU's f32 reference, rounded */
+    /* q, k, v in bf16: all three (out f32 and bf16), one at a time; D = 64
+     * and 40 (CUDA: the flash kernel, the two-product path), tiny (the CPU's
+     * widening fallback) */
+    const bool rr1 = cf_rmsnorm_rope_bf16(tg, 37, 3, 128),
+               ai1 = cf_attention_bf16_in(tg, 100, 3, 128, 7, false);
+    cf_rmsnorm_rope_bf16(tg, 5, 2, 1100); /* chunks (CPU: 1024 columns), past the fused form */
+    cf_attention_bf16_in(tg, 100, 3, 128, 7, true);
+    for (int m = 1; m < 7; m <<= 1) cf_attention_bf16_in(tg, 70, 2, 64, m, false);
+    cf_attention_bf16_in(tg, 50, 2, 40, 7, true);
+    cf_attention_bf16_in(tg, 20, 1, 32, 7, true);
     if (!cf_real_cuda(tg->be) && fk_cpu_bf16_kernel_detect() == FK_CPU_BF16_AMX &&
         strstr(tg->name, "bf16"))
-        CHECKF(at1, "%s: bf16 attention output not taken", tg->name);
+        CHECKF(at1 && rr1 && ai1, "%s: bf16 attention operands not taken", tg->name);
     if (!cf_real_cuda(tg->be) && fk_cpu_bf16_kernel_detect() != FK_CPU_BF16_NONE &&
         strstr(tg->name, "bf16"))
         CHECKF(io1 && io2 && ln1 && ln2, "%s: bf16 activations not taken", tg->name);
     const char *cuda_io = getenv("FK_CUDA_BF16_IO"); /* "0": the CUDA backend declines them */
     if (cf_real_cuda(tg->be) && strstr(tg->name, "bf16") && !(cuda_io && !strcmp(cuda_io, "0")))
-        CHECKF(io1 && io2 && ln1 && ln2 && at1, "%s: bf16 activations not taken", tg->name);
+        CHECKF(io1 && io2 && ln1 && ln2 && at1 && rr1 && ai1, "%s: bf16 activations not taken",
+               tg->name);
     printf("%s: bf16 activations %s\n", tg->name, io1 ? "checked" : "not supported, skipped");
 
     /* attention: the flash shapes, then D = 512 (VAE) and an odd D */

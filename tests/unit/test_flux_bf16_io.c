@@ -3,8 +3,9 @@
  * stream, the MLP part of linear1 → linear2 of each single block), the
  * modulated LayerNorm outputs in bf16 for the products that read them (q, k,
  * v and mlp.0 of each double-block stream, linear1 of each single block),
- * and the attention output for the products that read it (the proj of both
- * double-block streams, linear2 of each single block), where the backend
+ * the attention output for the products that read it (the proj of both
+ * double-block streams, linear2 of each single block), and q, k, v for the
+ * attention (q and k from rmsnorm_rope, v from its product), where the backend
  * takes bf16 activations (bf16 mode): the velocity is
  * bitwise the one with f32 activations (fk_backend_cpu_set_bf16_io off), and
  * the bf16 paths are really taken (counted by a wrapper of the op table) —
@@ -20,7 +21,7 @@
 #include <string.h>
 
 static fk_backend spy_inner; /* the CPU backend's table, before the wrapper */
-static int n_bf16_y, n_bf16_x, n_bf16_norm, n_bf16_attn;
+static int n_bf16_y, n_bf16_x, n_bf16_norm, n_bf16_attn, n_bf16_rope, n_bf16_qkv;
 
 static void count(const fk_tensor *y, const fk_tensor *x1, const fk_tensor *x2) {
     if (y && y->dtype == FK_BF16) n_bf16_y++;
@@ -58,9 +59,16 @@ static void spy_layernorm_modulate(fk_backend *be, fk_tensor *y, const fk_tensor
     spy_inner.layernorm_modulate(be, y, x, shift, scale, eps);
 }
 
+static void spy_rmsnorm_rope(fk_backend *be, fk_tensor *y, const fk_tensor *x,
+                             const fk_tensor *scale, const fk_tensor *pe, float eps) {
+    if (y->dtype == FK_BF16) n_bf16_rope++;
+    spy_inner.rmsnorm_rope(be, y, x, scale, pe, eps);
+}
+
 static void spy_attention(fk_backend *be, fk_tensor *out, const fk_tensor *q, const fk_tensor *k,
                           const fk_tensor *v, const fk_tensor *bias, float scale, bool causal) {
     if (out->dtype == FK_BF16) n_bf16_attn++;
+    if (q->dtype == FK_BF16 && k->dtype == FK_BF16 && v->dtype == FK_BF16) n_bf16_qkv++;
     spy_inner.attention(be, out, q, k, v, bias, scale, causal);
 }
 
@@ -88,11 +96,12 @@ static void run(fk_context *ctx, const fk_flux_model *m, fk_backend *cpu, bool i
     spy.linear_cat = spy_linear_cat;
     spy.layernorm_modulate = spy_layernorm_modulate;
     spy.attention = spy_attention;
+    spy.rmsnorm_rope = spy_rmsnorm_rope;
     fk_flux_runner *r = NULL;
     CHECK(fk_flux_runner_create(ctx, m, &spy, Li, Lt, &r) == FK_OK);
     fk_flux_inputs in = {.img = &img, .img_ids = &ids, .txt = &txt, .txt_ids = &tids, .y = &y,
                          .guidance = 3.5f, .timestep = 0.8f};
-    n_bf16_x = n_bf16_y = n_bf16_norm = n_bf16_attn = 0;
+    n_bf16_x = n_bf16_y = n_bf16_norm = n_bf16_attn = n_bf16_rope = n_bf16_qkv = 0;
     CHECK(fk_tensor_new(ctx, out, FK_F32, 2, (const int64_t[]){Li, c->out_channels}, "out") == FK_OK);
     CHECK(fk_flux_forward(ctx, r, &in, out) == FK_OK);
     fk_flux_runner_free(r);
@@ -106,29 +115,37 @@ static void run_case(fk_context *ctx, const fk_flux_model *m, int threads, int64
     fk_tensor o_f32, o_bf16;
     /* f32 mode: nothing in bf16 */
     run(ctx, m, cpu, true, Li, Lt, &o_f32);
-    CHECKF(n_bf16_x == 0 && n_bf16_y == 0 && n_bf16_norm == 0 && n_bf16_attn == 0,
+    CHECKF(n_bf16_x == 0 && n_bf16_y == 0 && n_bf16_norm == 0 && n_bf16_attn == 0 &&
+               n_bf16_rope == 0 && n_bf16_qkv == 0,
            "f32 mode used bf16 activations");
     fk_tensor_free(&o_f32);
     if (fk_backend_cpu_set_precision(cpu, FK_PREC_BF16) != FK_CPU_BF16_NONE) {
         run(ctx, m, cpu, false, Li, Lt, &o_f32);
-        CHECK(n_bf16_x == 0 && n_bf16_y == 0 && n_bf16_norm == 0 && n_bf16_attn == 0);
+        CHECK(n_bf16_x == 0 && n_bf16_y == 0 && n_bf16_norm == 0 && n_bf16_attn == 0 &&
+              n_bf16_rope == 0 && n_bf16_qkv == 0);
         run(ctx, m, cpu, true, Li, Lt, &o_bf16);
         /* per double-block stream with enough rows: one bf16 hidden state
          * (mlp.0 → mlp.2) and two bf16 norms (→ q, k, v; → mlp.0), so three
          * products with a bf16 x, and when both streams have enough rows a
          * bf16 attention output (→ the proj of both: two more); per single
          * block: one hidden state, one norm (→ linear1), one attention output
-         * (→ linear2), two products with a bf16 x (linear1, linear2) */
+         * (→ linear2), two products with a bf16 x (linear1, linear2). q, k, v
+         * in bf16 where both streams have enough rows (v's product; in a
+         * single block always): per such block one attention on them, two
+         * rmsnorm_rope per stream and one more bf16 product output (v) */
         const int streams = (Li >= FK_CPU_BF16_MIN_M) + (Lt >= FK_CPU_BF16_MIN_M);
         const int dd = c->depth_double, ds = c->depth_single, both = streams == 2;
-        const int want_y = streams * dd + ds, want_norm = 2 * streams * dd + ds,
-                  want_attn = both * dd + ds, want_x = 3 * streams * dd + 2 * both * dd + 2 * ds;
+        const int want_y = streams * dd + ds + 2 * both * dd + ds,
+                  want_norm = 2 * streams * dd + ds, want_attn = both * dd + ds,
+                  want_x = 3 * streams * dd + 2 * both * dd + 2 * ds,
+                  want_rope = 4 * both * dd + 2 * ds, want_qkv = both * dd + ds;
         CHECKF(n_bf16_y == want_y && n_bf16_norm == want_norm && n_bf16_attn == want_attn &&
-                   n_bf16_x == want_x,
+                   n_bf16_x == want_x && n_bf16_rope == want_rope && n_bf16_qkv == want_qkv,
                "Li %ld Lt %ld: %d bf16 product outputs (expected %d), %d bf16 norms (%d), "
-               "%d bf16 attention outputs (%d), %d products with a bf16 x (%d)",
+               "%d bf16 attention outputs (%d), %d products with a bf16 x (%d), %d bf16 "
+               "rmsnorm_rope outputs (%d), %d attentions on bf16 q, k, v (%d)",
                (long)Li, (long)Lt, n_bf16_y, want_y, n_bf16_norm, want_norm, n_bf16_attn,
-               want_attn, n_bf16_x, want_x);
+               want_attn, n_bf16_x, want_x, n_bf16_rope, want_rope, n_bf16_qkv, want_qkv);
         CHECKF(!memcmp(o_f32.data, o_bf16.data, fk_tensor_nbytes(&o_f32)),
                "Li %ld Lt %ld, %d threads: bf16 activations change the velocity", (long)Li,
                (long)Lt, threads);

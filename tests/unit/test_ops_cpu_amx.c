@@ -291,6 +291,49 @@ static void check_attention_bf16_out(const fk_tensor *tq, const fk_tensor *tk, c
     fk_free(want);
 }
 
+/* bf16 q, k, v (bf16 activations, cpu.h) on the AMX backend, 1 and 2
+ * threads, out f32 and bf16: bit for bit the out of the same call on the
+ * f32 q, k, v that round to them (the AMX kernel reads the same operands;
+ * where it does not apply, the f32 reference on the widened values). */
+static void check_attention_bf16_in(const fk_tensor *tq, const fk_tensor *tk, const fk_tensor *tv,
+                                    const fk_tensor *b, float scale, bool causal) {
+    const fk_tensor *src[3] = {tq, tk, tv};
+    fk_tensor t32[3], t16[3];
+    float *r32[3];
+    uint16_t *r16[3];
+    for (int i = 0; i < 3; i++) {
+        const int64_t n = fk_tensor_numel(src[i]);
+        r32[i] = tu_alloc(n);
+        r16[i] = fk_alloc((size_t)n * 2);
+        fk_convert_from_f32(r16[i], FK_BF16, src[i]->data, (size_t)n);
+        fk_convert_to_f32(r32[i], r16[i], FK_BF16, (size_t)n);
+        t32[i] = *src[i], t32[i].data = r32[i];
+        t16[i] = *src[i], t16[i].data = r16[i], t16[i].dtype = FK_BF16;
+    }
+    const int64_t Lq = tq->shape[0], HD = tq->shape[1] * tq->shape[2], n = Lq * HD;
+    float *want = tu_alloc(n), *got = tu_alloc(n); /* room for either out dtype */
+    for (int nt = 1; nt <= 2; nt++)
+        for (int ob = 0; ob < 2; ob++) {
+            fk_backend *be = bf16_backend(nt, FK_CPU_BF16_AMX);
+            const fk_dtype odt = ob ? FK_BF16 : FK_F32;
+            fk_tensor tw = fk_view2(odt, want, Lq, HD), tg = fk_view2(odt, got, Lq, HD);
+            const fk_tensor *srcs[5] = {&tg, &t16[0], &t16[1], &t16[2], b};
+            CHECKF(be->supports(be, FK_OP_ATTENTION, srcs, 5), "attention Lq=%lld: bf16 q refused",
+                   (long long)Lq);
+            memset(got, 0xff, (size_t)n * 4);
+            be->attention(be, &tw, &t32[0], &t32[1], &t32[2], b, scale, causal);
+            be->attention(be, &tg, &t16[0], &t16[1], &t16[2], b, scale, causal);
+            CHECKF(tu_same_bits(got, want, (size_t)n * fk_dtype_size(odt)),
+                   "attention Lq=%lld HD=%lld%s, %d threads, %s out: bf16 q, k, v differ from "
+                   "their f32 values",
+                   (long long)Lq, (long long)HD, causal ? " causal" : "", nt, fk_dtype_name(odt));
+            be->destroy(be);
+        }
+    for (int i = 0; i < 3; i++) fk_free(r32[i]), fk_free(r16[i]);
+    fk_free(want);
+    fk_free(got);
+}
+
 /* AMX attention against the double reference (relative L2, bound derived in
  * the comment below) and the same bits for 1, 2 and 3 threads.
  *
@@ -359,6 +402,7 @@ static void test_attention_case_slope(int64_t Lq, int64_t Lk, int64_t H, int64_t
         bt->destroy(bt);
     }
     check_attention_bf16_out(&tq, &tk, &tv, b, scale, false, o0);
+    check_attention_bf16_in(&tq, &tk, &tv, b, scale, false);
     fk_free(q);
     fk_free(k);
     fk_free(v);
@@ -400,12 +444,16 @@ static void test_attention_fallbacks(void) {
         be->attention(be, &to1, &tq, &tk, &tv, b, 0.125f, causal);
         CHECKF(tu_same_bits(o0, o1, (size_t)nq * 4),
                "attention case %d (causal+bias / causal / D=24 / off): not the f32 reference bits", c);
-        if (c < 3) { /* a bf16 out there: the reference rounded */
+        if (c < 3) { /* a bf16 out there: the reference rounded; bf16 q, k, v widened */
             check_attention_bf16_out(&tq, &tk, &tv, b, 0.125f, causal, o0);
+            check_attention_bf16_in(&tq, &tk, &tv, b, 0.125f, causal);
         } else { /* attention off: no bf16 out */
-            fk_tensor tob = fk_view2(FK_BF16, o1, Lq, H * D);
+            fk_tensor tob = fk_view2(FK_BF16, o1, Lq, H * D), tqb = tq;
+            tqb.dtype = FK_BF16;
             const fk_tensor *srcs[5] = {&tob, &tq, &tk, &tv, NULL};
+            const fk_tensor *srcq[5] = {&to1, &tqb, &tk, &tv, NULL};
             CHECK(!be->supports(be, FK_OP_ATTENTION, srcs, 5));
+            CHECK(!be->supports(be, FK_OP_ATTENTION, srcq, 5));
         }
         ref->destroy(ref);
         be->destroy(be);

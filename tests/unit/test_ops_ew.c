@@ -422,8 +422,19 @@ static void test_rmsnorm_rope(int64_t L, int64_t H, int64_t D, fk_dtype pdt) {
     char name[96];
     snprintf(name, sizeof(name), "rmsnorm_rope L=%lld H=%lld D=%lld %s", (long long)L, (long long)H,
              (long long)D, fk_dtype_name(pdt));
-    RUN_ALL(name, x, n, memcpy(x, x0, (size_t)n * 4), be->rmsnorm_rope(be, &tx, &ts, &tpe, eps));
+    RUN_ALL(name, x, n, memcpy(x, x0, (size_t)n * 4),
+            be->rmsnorm_rope(be, &tx, &tx, &ts, &tpe, eps));
     CHECKF(tu_same_bits(x, want, (size_t)n * 4), "%s: not rmsnorm + rope", name);
+    { /* into a y of its own: the same bits, x unchanged */
+        float *y = tu_galloc(n);
+        fk_tensor ty = fk_view3(FK_F32, y, L, H, D);
+        memcpy(x, x0, (size_t)n * 4);
+        RUN_ALL(name, y, n, memset(y, 0, (size_t)n * 4),
+                be->rmsnorm_rope(be, &ty, &tx, &ts, &tpe, eps));
+        CHECKF(tu_same_bits(y, want, (size_t)n * 4) && tu_same_bits(x, x0, (size_t)n * 4),
+               "%s: out of place differs (or changed x)", name);
+        fk_free(y);
+    }
     /* the two separate ops on every path too */
     RUN_ALL(name, x, n, memcpy(x, x0, (size_t)n * 4),
             (be->rmsnorm(be, &rows, &rows, &ts, eps), be->rope(be, &tx, &tpe)));

@@ -233,11 +233,13 @@ bool fk_cpu_bf16_io_ok(const fk_backend *be, int64_t rows);
  * an op that writes a bf16 activation (layernorm_modulate, the attention's
  * f32 fallback) where fk_cpu_bf16_io_ok holds. */
 void fk_cpu_bf16_round_row(uint16_t *dst, const float *src, int64_t n);
-/* The out of attention may be bf16 (bf16 activations: for a product's x)
- * where fk_cpu_bf16_io_ok holds for its rows and attention runs on AMX
- * (fk_cpu_attention_bf16: each value rounded as the products round x; the
- * f32 reference rounded where that kernel does not apply). */
-bool fk_cpu_bf16_attention_out_ok(const fk_backend *be, const fk_tensor *out);
+/* Tensor t, an operand of attention (out, q, k, v) or the y of rmsnorm_rope
+ * (attention's q or k), may be bf16 (bf16 activations) where
+ * fk_cpu_bf16_io_ok holds for its rows and attention runs on AMX
+ * (fk_cpu_attention_bf16: its out rounded as the products round x; q, k, v
+ * what it rounds them to; the f32 reference, widening q, k, v and rounding
+ * out, where that kernel does not apply). */
+bool fk_cpu_bf16_attention_io_ok(const fk_backend *be, const fk_tensor *t);
 /* Allow (default) or refuse bf16 activations (tests, A/B comparisons). */
 void fk_backend_cpu_set_bf16_io(fk_backend *be, bool on);
 /* Tests: the bf16 workspace may not grow past `bytes` (0: no cap), so that
@@ -400,7 +402,7 @@ void fk_cpu_linear_cat(fk_backend *be, fk_tensor *y, const fk_tensor *x1, const 
                        const fk_tensor *w, const fk_tensor *b, fk_tensor *tmp);
 void fk_cpu_layernorm_modulate(fk_backend *be, fk_tensor *y, const fk_tensor *x,
                                const fk_tensor *shift, const fk_tensor *scale, float eps);
-void fk_cpu_rmsnorm_rope(fk_backend *be, fk_tensor *x, const fk_tensor *scale,
+void fk_cpu_rmsnorm_rope(fk_backend *be, fk_tensor *y, const fk_tensor *x, const fk_tensor *scale,
                          const fk_tensor *pe, float eps);
 void fk_cpu_rmsnorm(fk_backend *be, fk_tensor *y, const fk_tensor *x, const fk_tensor *scale,
                     float eps);

@@ -1013,7 +1013,9 @@ bool fk_cpu_gemm_bf16_multi(fk_backend *be, int n, int64_t M, int64_t K, const v
 
 typedef struct fk_att16_args {
     int64_t Lq, Lk, Lkp, H, D;
-    const float *q;          /* (Lq, H, D) */
+    const void *q;           /* (Lq, H, D), f32 or bf16 (qdt) */
+    fk_dtype qdt, kdt, vdt;  /* q, k, v: FK_F32, or FK_BF16 (read in place, the values the f32
+                              * ones are rounded to) */
     void *out;               /* (Lq, H·D): f32, or bf16 when obf */
     float scale;
     const float *bias;       /* (H, Lq, Lk) added to the scaled scores, or NULL */
@@ -1042,6 +1044,19 @@ __attribute__((target(FK_BF16_TARGET))) static inline __m512 fk_bf16_exp2_16(__m
     return _mm512_scalef_ps(q, n);
 }
 
+/* 32 bf16 values of a row of k (f32, rounded as fk_bf16_cvt32; or bf16, read) */
+__attribute__((target(FK_BF16_TARGET))) static inline __m512i fk_att16_row32(const void *p,
+                                                                            fk_dtype dt) {
+    return dt == FK_BF16 ? _mm512_loadu_si512(p) : fk_bf16_cvt32((const float *)p, 32);
+}
+
+/* 16 values of a row of v as f32 bits (f32, loaded; or bf16, widened exactly) */
+__attribute__((target(FK_BF16_TARGET))) static inline __m512i fk_att16_row16(const void *p,
+                                                                            fk_dtype dt) {
+    if (dt != FK_BF16) return _mm512_loadu_si512(p);
+    return _mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)p)), 16);
+}
+
 /* K and V of head h into the packed layouts, kh and vh (Lkp·D bf16 each):
  * K as A tiles (strip of 16 keys at s·16·D, tile t over d 32t .. 32t+31 at
  * t·512), Vᵀ as A tiles (strip of 16 d's at s·16·Lkp, tile t over keys
@@ -1050,19 +1065,21 @@ __attribute__((target(FK_BF16_TARGET))) static inline __m512 fk_bf16_exp2_16(__m
  * not follow that stride, so the rows are prefetched ahead here. */
 #define FK_ATT16_PF_ROWS 32
 __attribute__((target(FK_BF16_TARGET))) static void fk_att16_pack_kv(const fk_att16_args *g,
-                                                                     const float *k, const float *v,
+                                                                     const void *k, const void *v,
                                                                      uint16_t *kh, uint16_t *vh,
                                                                      int64_t h) {
     const int64_t HD = g->H * g->D, D = g->D, Lk = g->Lk, Lkp = g->Lkp;
+    const int64_t ks = (int64_t)fk_dtype_size(g->kdt), vs = (int64_t)fk_dtype_size(g->vdt);
+    const char *kb = (const char *)k + h * D * ks, *vb = (const char *)v + h * D * vs;
     for (int64_t j = 0; j < Lkp; j++) {
         if (j + FK_ATT16_PF_ROWS < Lk)
-            for (int64_t c = 0; c < D; c += 16)
-                _mm_prefetch((const char *)(k + (j + FK_ATT16_PF_ROWS) * HD + h * D + c),
-                             _MM_HINT_T0);
+            for (int64_t c = 0; c < D * ks; c += 64)
+                _mm_prefetch(kb + (j + FK_ATT16_PF_ROWS) * HD * ks + c, _MM_HINT_T0);
         uint16_t *dst = kh + (j / 16) * 16 * D + (j % 16) * 32;
         for (int64_t t = 0; t < D / 32; t++)
             _mm512_storeu_si512(dst + t * 512, j < Lk
-                                                   ? fk_bf16_cvt32(k + j * HD + h * D + 32 * t, 32)
+                                                   ? fk_att16_row32(kb + (j * HD + 32 * t) * ks,
+                                                                    g->kdt)
                                                    : _mm512_setzero_si512());
     }
     for (int64_t t = 0; t < Lkp / 32; t++)     /* 32 keys */
@@ -1070,13 +1087,12 @@ __attribute__((target(FK_BF16_TARGET))) static void fk_att16_pack_kv(const fk_at
             __m512i lo[16], hi[16]; /* rows: keys 32t + i and 32t + 16 + i, 16 d's as f32 bits */
             for (int64_t i = 0; i < 32; i++) /* line s of the next 32 keys' rows */
                 if (32 * t + 32 + i < Lk)
-                    _mm_prefetch((const char *)(v + (32 * t + 32 + i) * HD + h * D + 16 * s),
-                                 _MM_HINT_T0);
+                    _mm_prefetch(vb + ((32 * t + 32 + i) * HD + 16 * s) * vs, _MM_HINT_T0);
             for (int64_t i = 0; i < 16; i++) {
                 int64_t j0 = 32 * t + i, j1 = j0 + 16;
-                lo[i] = j0 < Lk ? _mm512_loadu_si512(v + j0 * HD + h * D + 16 * s)
+                lo[i] = j0 < Lk ? fk_att16_row16(vb + (j0 * HD + 16 * s) * vs, g->vdt)
                                 : _mm512_setzero_si512();
-                hi[i] = j1 < Lk ? _mm512_loadu_si512(v + j1 * HD + h * D + 16 * s)
+                hi[i] = j1 < Lk ? fk_att16_row16(vb + (j1 * HD + 16 * s) * vs, g->vdt)
                                 : _mm512_setzero_si512();
             }
             fk_x86_tr16_epi32(lo); /* lo[d] = keys 32t .. 32t+15 of d */
@@ -1181,11 +1197,12 @@ fk_att16_weights(const float *scol, uint16_t *pb, int64_t bk, int64_t bkp, __m51
 }
 
 /* The task of head h, query rows [l0, l0 + bq), with that head's packed K
- * and Vᵀ (kh, vh). nq, nbq: the next task's query rows (nq + i·H·D, i <
- * nbq), prefetched into L2 a few per key block (NULL: none). */
+ * and Vᵀ (kh, vh). nq, nbq: the next task's query rows (row i at nq +
+ * i·H·D elements of q's dtype, i < nbq), prefetched into L2 a few per key
+ * block (NULL: none). */
 __attribute__((target(FK_BF16_TARGET))) static void
 fk_att16_task(const fk_att16_args *g, float *scratch, int64_t h, int64_t l0, const uint16_t *kh,
-              const uint16_t *vh, const float *nq, int64_t nbq) {
+              const uint16_t *vh, const char *nq, int64_t nbq) {
     enum { BQ = FK_ATT16_BQ, BK = FK_ATT16_BK, NG = FK_ATT16_BQ / 16 };
     const int64_t HD = g->H * g->D, D = g->D, Lk = g->Lk, Lkp = g->Lkp;
     const int64_t bq = fk_bf16_min(BQ, g->Lq - l0), bqp = fk_bf16_round32(bq);
@@ -1200,7 +1217,9 @@ fk_att16_task(const fk_att16_args *g, float *scratch, int64_t h, int64_t l0, con
 
     /* Qᵀ as VNNI B tiles: strip of 16 queries, tile over d pairs (zero past bq) */
     fk_bf16_bpack pk;
-    fk_bf16_bpack_init(&pk, Qb, g->q + l0 * HD + h * D, FK_F32, HD, bq, D, D);
+    const int64_t qs = (int64_t)fk_dtype_size(g->qdt);
+    fk_bf16_bpack_init(&pk, Qb, (const char *)g->q + (l0 * HD + h * D) * qs, g->qdt, HD, bq, D,
+                       D);
     fk_bf16_bpack_run(&pk, pk.units, rows);
     memset(Ot, 0, (size_t)(D * BQ) * 4);
     for (int64_t i = 0; i < BQ; i++) mrow[i] = -INFINITY, lrow[i] = 0.0;
@@ -1221,8 +1240,7 @@ fk_att16_task(const fk_att16_args *g, float *scratch, int64_t h, int64_t l0, con
         const int64_t bk = fk_bf16_min(BK, Lk - j0), bkp = fk_bf16_round32(bk);
         float *St = Stb[cur];
         for (int64_t i = (j0 / BK) * pf_rows; i < fk_bf16_min(nbq, (j0 / BK + 1) * pf_rows); i++)
-            for (int64_t c = 0; c < D; c += 16)
-                _mm_prefetch((const char *)(nq + i * HD + c), _MM_HINT_T1);
+            for (int64_t c = 0; c < D * qs; c += 64) _mm_prefetch(nq + i * HD * qs + c, _MM_HINT_T1);
         fk_att16_qk_init(&qk, kh, Qb, Stb[cur ^ 1], j0 + BK,
                          j0 + BK < Lk ? fk_bf16_min(BK, Lk - j0 - BK) : 0, bqp, D);
         const int64_t ngroups = bqp / 16, slots = 2 * ngroups; /* two per group */
@@ -1330,6 +1348,30 @@ _Static_assert(2 * FK_ATT16_BK * FK_ATT16_BQ + FK_ATT16_DMAX * FK_ATT16_BQ + 3 *
                    FK_CPU_SCRATCH_FLOATS,
                "bf16 attention scratch exceeds the per-thread scratch");
 
+/* The f32 reference on bf16 operands (a last resort that allocates, where
+ * the AMX kernel does not apply): a bf16 q, k or v widened (exactly), a bf16
+ * out the f32 out rounded as the products round x. */
+static void fk_cpu_attention_widened(fk_backend *be, fk_tensor *out, const fk_tensor *q,
+                                     const fk_tensor *k, const fk_tensor *v,
+                                     const fk_tensor *bias, float scale, bool causal) {
+    const fk_tensor *const src[4] = {out, q, k, v};
+    fk_tensor t[4];
+    float *buf[4] = {NULL, NULL, NULL, NULL};
+    for (int i = 0; i < 4; i++) {
+        t[i] = *src[i];
+        if (src[i]->dtype != FK_BF16) continue;
+        const int64_t n = fk_tensor_numel(src[i]);
+        buf[i] = fk_alloc((size_t)(n > 0 ? n : 1) * sizeof(float));
+        FK_ASSERT(buf[i] && "out of memory for an attention on bf16 operands");
+        if (i > 0) fk_convert_to_f32(buf[i], src[i]->data, FK_BF16, (size_t)n);
+        t[i].dtype = FK_F32;
+        t[i].data = buf[i];
+    }
+    fk_cpu_attention(be, &t[0], &t[1], &t[2], &t[3], bias, scale, causal);
+    if (buf[0]) fk_cpu_bf16_round_row(out->data, buf[0], fk_tensor_numel(out));
+    for (int i = 0; i < 4; i++) fk_free(buf[i]);
+}
+
 void fk_cpu_attention_bf16(fk_backend *be, fk_tensor *out, const fk_tensor *q, const fk_tensor *k,
                            const fk_tensor *v, const fk_tensor *bias, float scale, bool causal) {
     fk_cpu_impl *impl = fk_cpu_impl_of(be);
@@ -1339,23 +1381,23 @@ void fk_cpu_attention_bf16(fk_backend *be, fk_tensor *out, const fk_tensor *q, c
     /* per thread: one head's packed K and V, bf16 */
     uint64_t need = (uint64_t)impl->n_threads * (uint64_t)Lkp * (uint64_t)D * 4u;
     const bool obf = out->dtype == FK_BF16;
-    if (obf) FK_ASSERT(fk_cpu_bf16_attention_out_ok(be, out)); /* what supports() promised */
+    const fk_tensor *const io[4] = {out, q, k, v};
+    bool ibf = false; /* a bf16 q, k or v */
+    for (int i = 0; i < 4; i++) { /* f32, or bf16 where supports() promised it */
+        FK_ASSERT(io[i]->dtype == FK_F32 || io[i]->dtype == FK_BF16);
+        if (io[i]->dtype == FK_BF16) FK_ASSERT(fk_cpu_bf16_attention_io_ok(be, io[i]));
+        ibf = ibf || (i > 0 && io[i]->dtype == FK_BF16);
+    }
     bool ok = impl->bf16_kernel == FK_CPU_BF16_AMX && impl->bf16_attention && !causal &&
               (!bias || (bias->dtype == FK_F32 && fk_tensor_numel(bias) == H * Lq * Lk)) &&
-              scale > 0.0f && scale < INFINITY && q->dtype == FK_F32 && k->dtype == FK_F32 &&
-              v->dtype == FK_F32 && q->ndim == 3 && k->ndim == 3 &&
+              scale > 0.0f && scale < INFINITY && q->ndim == 3 && k->ndim == 3 &&
               fk_tensor_same_shape(k, v) && k->shape[1] == H && k->shape[2] == D && D % 32 == 0 &&
               D <= FK_ATT16_DMAX && Lq > 0 && Lk > 0 && H > 0 && fk_tensor_rows(out) == Lq &&
               fk_tensor_cols(out) == H * D && out->data != q->data && out->data != k->data &&
               out->data != v->data && (double)Lq * (double)Lk * (double)(H * D) >= 65536.0 &&
               fk_cpu_bf16_ws_reserve(impl, need);
-    if (!ok && obf) { /* the f32 reference, rounded (a last resort that allocates) */
-        float *of = fk_alloc((size_t)fk_tensor_numel(out) * sizeof(float));
-        FK_ASSERT(of && "out of memory for an attention with a bf16 output");
-        fk_tensor to = fk_view2(FK_F32, of, fk_tensor_rows(out), fk_tensor_cols(out));
-        fk_cpu_attention(be, &to, q, k, v, bias, scale, causal);
-        fk_cpu_bf16_round_row(out->data, of, fk_tensor_numel(out));
-        fk_free(of);
+    if (!ok && (obf || ibf)) {
+        fk_cpu_attention_widened(be, out, q, k, v, bias, scale, causal);
         return;
     }
     if (!ok) { /* the f32 reference (which also asserts the preconditions) */
@@ -1363,9 +1405,10 @@ void fk_cpu_attention_bf16(fk_backend *be, fk_tensor *out, const fk_tensor *q, c
         return;
     }
     fk_cpu_not_nested();
-    fk_att16_args g = {Lq, Lk, Lkp, H, D, q->data, out->data, scale,
-                       bias ? (const float *)bias->data : NULL, obf};
-    const float *kd = k->data, *vd = v->data;
+    fk_att16_args g = {Lq,      Lk,       Lkp,      H,   D, q->data, q->dtype, k->dtype,
+                       v->dtype, out->data, scale, bias ? (const float *)bias->data : NULL, obf};
+    const void *kd = k->data, *vd = v->data;
+    const int64_t qs = (int64_t)fk_dtype_size(q->dtype);
     int nt = impl->n_threads;
     /* Tasks head-major, a contiguous range per thread, with stealing
      * (fk_cpu_ranges_next): each thread packs the K and V of a head into its
@@ -1386,11 +1429,11 @@ void fk_cpu_attention_bf16(fk_backend *be, fk_tensor *out, const fk_tensor *q, c
             const int64_t h = t / nqb, l0 = (t % nqb) * FK_ATT16_BQ;
             if (h != hcur) fk_att16_pack_kv(&g, kd, vd, kb, vb, h), hcur = h;
             tn = fk_cpu_ranges_next(impl, nt, tid);
-            const float *nq = NULL;
+            const char *nq = NULL;
             int64_t nbq = 0;
             if (tn >= 0) {
                 const int64_t hn = tn / nqb, ln = (tn % nqb) * FK_ATT16_BQ;
-                nq = g.q + ln * H * D + hn * D;
+                nq = (const char *)g.q + (ln * H * D + hn * D) * qs;
                 nbq = fk_bf16_min(FK_ATT16_BQ, Lq - ln);
             }
             fk_att16_task(&g, scratch, h, l0, kb, vb, nq, nbq);
@@ -1500,9 +1543,9 @@ bool fk_cpu_bf16_io_ok(const fk_backend *be, int64_t rows) {
            !impl->bf16_io_off && rows >= FK_CPU_BF16_MIN_M;
 }
 
-bool fk_cpu_bf16_attention_out_ok(const fk_backend *be, const fk_tensor *out) {
+bool fk_cpu_bf16_attention_io_ok(const fk_backend *be, const fk_tensor *t) {
     const fk_cpu_impl *impl = fk_cpu_impl_of(be);
-    return fk_cpu_bf16_io_ok(be, fk_tensor_rows(out)) && impl->bf16_kernel == FK_CPU_BF16_AMX &&
+    return fk_cpu_bf16_io_ok(be, fk_tensor_rows(t)) && impl->bf16_kernel == FK_CPU_BF16_AMX &&
            impl->bf16_attention;
 }
 

@@ -105,6 +105,18 @@ static bool fk_cpu_product_acts_ok(const fk_backend *be, const fk_tensor *const 
     return true;
 }
 
+/* Operands [i0, i1) of attention, or rmsnorm_rope's y: f32 or absent, or
+ * bf16 where fk_cpu_bf16_attention_io_ok holds for them. */
+static bool fk_cpu_attention_acts_ok(const fk_backend *be, const fk_tensor *const *srcs, int n,
+                                     int i0, int i1) {
+    for (int i = i0; i < i1; i++) {
+        fk_dtype t = fk_cpu_src_dtype(srcs, n, i);
+        if (t == FK_F32 || t == FK_DTYPE_COUNT) continue;
+        if (t != FK_BF16 || !fk_cpu_bf16_attention_io_ok(be, srcs[i])) return false;
+    }
+    return true;
+}
+
 static bool fk_cpu_supports(const fk_backend *be, fk_op op, const fk_tensor *const *srcs,
                             int n_srcs) {
     for (int i = 0; srcs && i < n_srcs; i++)
@@ -124,9 +136,10 @@ static bool fk_cpu_supports(const fk_backend *be, fk_op op, const fk_tensor *con
                fk_cpu_weight_or_absent(srcs, n_srcs, 3);
     case FK_OP_RMSNORM: /* y, x, scale */
         return fk_cpu_all_f32(srcs, n_srcs, 2) && fk_cpu_weight_or_absent(srcs, n_srcs, 2);
-    case FK_OP_RMSNORM_ROPE: /* x, scale, pe */
-        return fk_cpu_all_f32(srcs, n_srcs, 1) && fk_cpu_weight_or_absent(srcs, n_srcs, 1) &&
-               fk_cpu_f32_or_absent(srcs, n_srcs, 2);
+    case FK_OP_RMSNORM_ROPE: /* y (bf16 as attention's q or k), x, scale, pe */
+        return fk_cpu_attention_acts_ok(be, srcs, n_srcs, 0, 1) &&
+               fk_cpu_f32_or_absent(srcs, n_srcs, 1) && fk_cpu_weight_or_absent(srcs, n_srcs, 2) &&
+               fk_cpu_f32_or_absent(srcs, n_srcs, 3);
     case FK_OP_LAYERNORM_MODULATE: /* y, x, shift, scale; y bf16 as a product's input */
         return fk_cpu_product_acts_ok(be, srcs, n_srcs, 1, 1) &&
                fk_cpu_f32_range(srcs, n_srcs, 1, 4);
@@ -134,11 +147,9 @@ static bool fk_cpu_supports(const fk_backend *be, fk_op op, const fk_tensor *con
     case FK_OP_GELU_TANH:
     case FK_OP_GELU_QUICK:
     case FK_OP_SOFTMAX: return fk_cpu_all_f32(srcs, n_srcs, 2);    /* y, x */
-    case FK_OP_ATTENTION: /* out, q, k, v, bias; out bf16 as a product's input */
-        if (fk_cpu_src_dtype(srcs, n_srcs, 0) == FK_BF16)
-            return fk_cpu_bf16_attention_out_ok(be, srcs[0]) &&
-                   fk_cpu_f32_range(srcs, n_srcs, 1, 5);
-        return fk_cpu_all_f32(srcs, n_srcs, 5);
+    case FK_OP_ATTENTION: /* out, q, k, v (bf16 where the AMX attention runs), bias */
+        return fk_cpu_attention_acts_ok(be, srcs, n_srcs, 0, 4) &&
+               fk_cpu_f32_or_absent(srcs, n_srcs, 4);
     case FK_OP_ROPE: return fk_cpu_all_f32(srcs, n_srcs, 2);       /* x, pe */
     case FK_OP_ADD:
     case FK_OP_MUL: return fk_cpu_all_f32(srcs, n_srcs, 3);        /* y, a, b */

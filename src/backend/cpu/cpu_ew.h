@@ -89,8 +89,9 @@ typedef struct fk_ew_kernels {
                        const float *shift, const float *scale);
     /* y = (float)(x·r)·scale; y may alias x */
     void (*rms_out)(float *y, const float *x, int64_t n, double r, const float *scale);
-    /* rms_out in place on x (D), then rope with ab (2, D); D even */
-    void (*rms_rope)(float *x, int64_t D, double r, const float *scale, const float *ab);
+    /* y (D) = rms_out of x, then rope with ab (2, D); D even; y may alias x */
+    void (*rms_rope)(float *y, const float *x, int64_t D, double r, const float *scale,
+                     const float *ab);
     /* the running max m = x > m ? x : m from −inf (NaN never taken); where
      * the max is a zero of both signs either may come back, which softmax
      * cannot see (x − max and e^ are the same) */

@@ -333,16 +333,16 @@ FK_T512 static void fk_ew_rms_out512(float *y, const float *x, int64_t n, double
     for (; i < n; i++) y[i] = (float)((double)x[i] * r) * scale[i];
 }
 
-FK_T512 static void fk_ew_rms_rope512(float *x, int64_t D, double r, const float *scale,
-                                      const float *ab) {
+FK_T512 static void fk_ew_rms_rope512(float *y, const float *x, int64_t D, double r,
+                                      const float *scale, const float *ab) {
     __m512d rv = _mm512_set1_pd(r);
     int64_t i = 0;
     for (; i + 16 <= D; i += 16) {
         __m512 v = _mm512_mul_ps(fk_ew_scale512(x + i, rv), _mm512_loadu_ps(scale + i));
-        _mm512_storeu_ps(x + i, fk_ew_rot512(v, ab + i, ab + D + i));
+        _mm512_storeu_ps(y + i, fk_ew_rot512(v, ab + i, ab + D + i));
     }
-    for (int64_t k = i; k < D; k++) x[k] = (float)((double)x[k] * r) * scale[k];
-    fk_ew_rot_pairs(x, ab, D, i / 2);
+    for (int64_t k = i; k < D; k++) y[k] = (float)((double)x[k] * r) * scale[k];
+    fk_ew_rot_pairs(y, ab, D, i / 2);
 }
 
 /* ---- softmax pieces ---- */
@@ -612,17 +612,17 @@ FK_T256 static void fk_ew_rms_out256(float *y, const float *x, int64_t n, double
     for (; i < n; i++) y[i] = (float)((double)x[i] * r) * scale[i];
 }
 
-FK_T256 static void fk_ew_rms_rope256(float *x, int64_t D, double r, const float *scale,
-                                      const float *ab) {
+FK_T256 static void fk_ew_rms_rope256(float *y, const float *x, int64_t D, double r,
+                                      const float *scale, const float *ab) {
     __m256d rv = _mm256_set1_pd(r);
     int64_t i = 0;
     for (; i + 8 <= D; i += 8) {
         __m256 v =
             _mm256_mul_ps(fk_ew_scale256(_mm256_loadu_ps(x + i), rv), _mm256_loadu_ps(scale + i));
-        _mm256_storeu_ps(x + i, fk_ew_rot256(v, ab + i, ab + D + i));
+        _mm256_storeu_ps(y + i, fk_ew_rot256(v, ab + i, ab + D + i));
     }
-    for (int64_t k = i; k < D; k++) x[k] = (float)((double)x[k] * r) * scale[k];
-    fk_ew_rot_pairs(x, ab, D, i / 2);
+    for (int64_t k = i; k < D; k++) y[k] = (float)((double)x[k] * r) * scale[k];
+    fk_ew_rot_pairs(y, ab, D, i / 2);
 }
 
 FK_T256 static float fk_ew_max256(const float *x, int64_t n) {

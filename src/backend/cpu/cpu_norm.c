@@ -304,15 +304,19 @@ void fk_cpu_rmsnorm(fk_backend *be, fk_tensor *y, const fk_tensor *x, const fk_t
     }
 }
 
-/* QK norm then RoPE in place, one pass per (l, h) row: the row's RMS (as
- * rmsnorm), the normalized and scaled values (as rmsnorm writes them)
- * rotated in registers (as rope computes it) and stored once. Parallel over
- * positions l (the H rows of one l share its rotation), statistics of up to
- * FK_EW_STAT_ROWS heads at once. */
-void fk_cpu_rmsnorm_rope(fk_backend *be, fk_tensor *x, const fk_tensor *scale, const fk_tensor *pe,
-                         float eps) {
-    FK_ASSERT(x->dtype == FK_F32 && pe->dtype == FK_F32);
-    FK_ASSERT(x->ndim == 3); /* x (L, H, D) */
+/* QK norm then RoPE, one pass per (l, h) row: the row's RMS (as rmsnorm),
+ * the normalized and scaled values (as rmsnorm writes them) rotated in
+ * registers (as rope computes it) and stored once. Parallel over positions
+ * l (the H rows of one l share its rotation), statistics of up to
+ * FK_EW_STAT_ROWS heads at once. y may alias x. A bf16 y (attention's q or
+ * k, fk_cpu_bf16_attention_io_ok): each f32 row, or FK_NORM_CHUNK columns
+ * of it, rounded as the attention rounds its f32 q and k. */
+void fk_cpu_rmsnorm_rope(fk_backend *be, fk_tensor *y, const fk_tensor *x, const fk_tensor *scale,
+                         const fk_tensor *pe, float eps) {
+    const bool ybf = y->dtype == FK_BF16;
+    FK_ASSERT(x->dtype == FK_F32 && (y->dtype == FK_F32 || ybf) && pe->dtype == FK_F32);
+    FK_ASSERT(x->ndim == 3 && fk_tensor_same_shape(x, y)); /* x, y (L, H, D) */
+    if (ybf) FK_ASSERT(fk_cpu_bf16_attention_io_ok(be, y) && y->data != x->data);
     int64_t L = x->shape[0], H = x->shape[1], D = x->shape[2];
     FK_ASSERT(D % 2 == 0);
     FK_ASSERT(scale && fk_tensor_numel(scale) == D &&
@@ -320,8 +324,7 @@ void fk_cpu_rmsnorm_rope(fk_backend *be, fk_tensor *x, const fk_tensor *scale, c
     /* pe (L, D/2, 2, 2), possibly with leading 1s: (1, 1, L, D/2, 2, 2) */
     FK_ASSERT(pe->ndim >= 3 && pe->shape[pe->ndim - 1] == 2 && pe->shape[pe->ndim - 2] == 2 &&
               pe->shape[pe->ndim - 3] == D / 2 && fk_tensor_numel(pe) == L * D * 2);
-    float *xd = x->data;
-    const float *pd = pe->data;
+    const float *xd = x->data, *pd = pe->data;
     const fk_ew_kernels *k = fk_ew_kernels_of(fk_cpu_impl_of(be)->isa);
     fk_norm_params np = fk_norm_params_get(be, D, scale, NULL);
     const int64_t chunk = np.whole ? (D > 0 ? D : 1) : FK_NORM_CHUNK;
@@ -336,22 +339,32 @@ void fk_cpu_rmsnorm_rope(fk_backend *be, fk_tensor *x, const fk_tensor *scale, c
         if (fused) fk_ew_rope_ab(pl, D, ab);
         for (int64_t h0 = 0; h0 < H; h0 += FK_EW_STAT_ROWS) {
             int nr = (int)(H - h0 < FK_EW_STAT_ROWS ? H - h0 : FK_EW_STAT_ROWS);
-            float *x0 = xd + (l * H + h0) * D; /* (nr, D) */
+            const float *x0 = xd + (l * H + h0) * D; /* (nr, D) */
             double rinv[FK_EW_STAT_ROWS];
             fk_rms_stats(k, x0, D, nr, eps, rinv);
             for (int ri = 0; ri < nr; ri++) {
-                float *xr = x0 + ri * D; /* (D) */
+                const int64_t o = (l * H + h0 + ri) * D;
+                const float *xr = x0 + ri * D; /* (D) */
+                float buf[FK_NORM_CHUNK > FK_EW_ROPE_MAX_D ? FK_NORM_CHUNK : FK_EW_ROPE_MAX_D];
+                float sbuf[FK_NORM_CHUNK];
                 if (fused) {
-                    k->rms_rope(xr, D, rinv[ri], np.p[0], ab);
+                    float *yr = ybf ? buf : (float *)y->data + o;
+                    k->rms_rope(yr, xr, D, rinv[ri], np.p[0], ab);
+                    if (ybf) fk_cpu_bf16_round_row((uint16_t *)y->data + o, buf, D);
                     continue;
                 }
-                float sbuf[FK_NORM_CHUNK];
-                for (int64_t c0 = 0; c0 < D; c0 += chunk) {
-                    int64_t n = D - c0 < chunk ? D - c0 : chunk;
-                    fk_rms_out(k, xr + c0, xr + c0, n, rinv[ri],
+                /* chunks of even length (D even): each one's pairs rotated
+                 * with their own rows of pe (4 floats per pair); a bf16 y
+                 * goes through buf, FK_NORM_CHUNK columns at a time */
+                const int64_t cn = ybf ? FK_NORM_CHUNK : chunk;
+                for (int64_t c0 = 0; c0 < D; c0 += cn) {
+                    int64_t n = D - c0 < cn ? D - c0 : cn;
+                    float *yc = ybf ? buf : (float *)y->data + o + c0;
+                    fk_rms_out(k, yc, xr + c0, n, rinv[ri],
                                fk_norm_param_cols(&np, scale, 0, c0, n, sbuf));
+                    fk_ew_rope_row(yc, pl + 2 * c0, n);
+                    if (ybf) fk_cpu_bf16_round_row((uint16_t *)y->data + o + c0, buf, n);
                 }
-                fk_ew_rope_row(xr, pl, D);
             }
         }
     }

@@ -1,25 +1,31 @@
 /* cuda_attention: multi-head scaled-dot-product attention, token-major
- * layout: out (Lq, H·D) f32; q (Lq, H, D), k, v (Lk, H, D) f32; bias (H, Lq,
- * Lk) f32 or NULL; causal masks keys j > l (as the CPU reference). In bf16
- * mode out may be bf16 (backend.h's bf16 activations): the f32 result
- * rounded to nearest-even, in the flash kernels' store, else through an f32
- * out in scratch (FK_CU_SCR_Y) and a rounding pass.
+ * layout: out (Lq, H·D) f32; q (Lq, H, D), k, v (Lk, H, D) f32 or bf16;
+ * bias (H, Lq, Lk) f32 or NULL; causal masks keys j > l (as the CPU
+ * reference). In bf16 mode out may be bf16 (backend.h's bf16 activations):
+ * the f32 result rounded to nearest-even, in the flash kernels' store, else
+ * through an f32 out in scratch (FK_CU_SCR_Y) and a rounding pass. So may
+ * each of q, k and v: in bf16 mode both paths round them to bf16
+ * nearest-even anyway, so a bf16 operand is read in place (the values that
+ * rounding gives, hence the same bits out) and only the f32 ones are
+ * rounded (fk_attn_bf16_operands); f32 mode takes f32 only.
  *
  * Two paths:
- * - flash (bf16 mode, D = 64 or 128: FLUX, T5, CLIP): q, k, v rounded to
- *   bf16 into scratch A/B/C, then one CTA per (64 query rows, head), four
- *   warps of 16 rows each. K/V tiles of 64 keys stream through shared memory
- *   (cp.async, two buffers); S = Q·Kᵀ and O += P·V on the tensor cores
- *   (mma.sync m16n8k16, bf16 operands, f32 accumulators in registers); an
- *   online softmax in f32 in the log2 domain (x·log2 e, exp2) keeps the
- *   running max and sum per row, so no Lq×Lk matrix exists. P is rounded to
- *   bf16 for the second product; the row sum uses the unrounded values.
+ * - flash (bf16 mode, D = 64 or 128: FLUX, T5, CLIP): q, k, v in bf16 (the
+ *   f32 ones rounded into scratch A/B/C), then one CTA per (64 query rows,
+ *   head), four warps of 16 rows each. K/V tiles of 64 keys stream through
+ *   shared memory (cp.async, two buffers); S = Q·Kᵀ and O += P·V on the
+ *   tensor cores (mma.sync m16n8k16, bf16 operands, f32 accumulators in
+ *   registers); an online softmax in f32 in the log2 domain (x·log2 e,
+ *   exp2) keeps the running max and sum per row, so no Lq×Lk matrix exists.
+ *   P is rounded to bf16 for the second product; the row sum uses the
+ *   unrounded values.
  * - two products (f32 mode, every other D — the autoencoder's single head
  *   with D = 512 —, misaligned output): for chunks of query rows, S (H, lc,
  *   Lk) = scale·Q·Kᵀ by cuBLASLt (batched over heads), a row softmax (bias,
  *   causal mask, f32) writes P (f32, or bf16 in bf16 mode), then O = P·V by
  *   cuBLASLt straight into out. The chunk keeps S at or under
- *   fk_cuda_chunk_bytes (32 MiB). In f32 mode both products are IEEE f32
+ *   fk_cuda_chunk_bytes (32 MiB). In bf16 mode q, k, v are bf16 as in the
+ *   flash path; in f32 mode they are f32 and both products are IEEE f32
  *   (no TF32).
  * Rows whose keys are all masked give 0, as in the reference.
  *
@@ -691,6 +697,45 @@ static void fk_attn_qkv_to_bf16(fk_cuda_impl *im, void *qb, void *kb, void *vb, 
     FK_CU_LAUNCH();
 }
 
+/* q, k, v (each f32 or bf16; bf16 mode) as the bf16 operands of both
+ * paths, in *qa, *ka, *va. All three f32: rounded into scratch A, B, C by
+ * fk_attn_qkv_to_bf16 (one launch). Otherwise a bf16 operand is read in
+ * place where its address is a multiple of `align` bytes (the flash
+ * kernels' 16-byte copies; the products: the alignment its scratch copy
+ * would have, so cuBLASLt plans the same product), else copied into its
+ * slot, and an f32 operand is rounded into its slot by fk_cuda_convert (the
+ * same nearest-even values). Slots of operands read in place are not grown. */
+static void fk_attn_bf16_operands(fk_cuda_impl *im, const fk_tensor *q, const fk_tensor *k,
+                                  const fk_tensor *v, size_t align, const void **qa,
+                                  const void **ka, const void **va) {
+    const int64_t nq = fk_tensor_numel(q), nk = fk_tensor_numel(k);
+    if (q->dtype == FK_F32 && k->dtype == FK_F32 && v->dtype == FK_F32) {
+        void *qb = fk_cuda_scratch(im, FK_CU_SCR_A, (size_t)nq * 2);
+        void *kb = fk_cuda_scratch(im, FK_CU_SCR_B, (size_t)nk * 2);
+        void *vb = fk_cuda_scratch(im, FK_CU_SCR_C, (size_t)nk * 2);
+        fk_attn_qkv_to_bf16(im, qb, kb, vb, q->data, k->data, v->data, nq, nk);
+        *qa = qb, *ka = kb, *va = vb;
+        return;
+    }
+    const fk_tensor *t[3] = {q, k, v};
+    const void **res[3] = {qa, ka, va};
+    const int slot[3] = {FK_CU_SCR_A, FK_CU_SCR_B, FK_CU_SCR_C};
+    for (int i = 0; i < 3; i++) {
+        const int64_t n = i == 0 ? nq : nk;
+        if (t[i]->dtype == FK_BF16 && (uintptr_t)t[i]->data % align == 0) {
+            *res[i] = t[i]->data;
+            continue;
+        }
+        void *b = fk_cuda_scratch(im, slot[i], (size_t)n * 2);
+        if (t[i]->dtype == FK_BF16)
+            FK_CU(cudaMemcpyAsync(b, t[i]->data, (size_t)n * 2, cudaMemcpyDeviceToDevice,
+                                  im->stream));
+        else
+            fk_cuda_convert(im, b, FK_BF16, t[i]->data, FK_F32, n);
+        *res[i] = b;
+    }
+}
+
 /* whether fk_k_flash2<D, BIAS> can run here: its shared memory per block */
 template <int D, bool BIAS> static bool fk_fa2_fits(const fk_cuda_impl *im) {
     return im->smem_optin >= fk_fa2_smem_bytes<D, BIAS>();
@@ -777,19 +822,22 @@ __global__ void fk_k_attn_softmax(const float *__restrict__ S, TP *__restrict__ 
     }
 }
 
-static void fk_cuda_attention_gemm(fk_backend *be, float *out, const float *q, const float *k,
-                                   const float *v, const float *bias, int64_t Lq, int64_t Lk,
-                                   int64_t H, int64_t D, float scale, bool causal) {
+static void fk_cuda_attention_gemm(fk_backend *be, float *out, const fk_tensor *q,
+                                   const fk_tensor *k, const fk_tensor *v, const float *bias,
+                                   int64_t Lq, int64_t Lk, int64_t H, int64_t D, float scale,
+                                   bool causal) {
     fk_cuda_impl *im = fk_cuda_impl_of(be);
     const bool bf16 = im->bf16;
     const int64_t HD = H * D;
-    const void *qa = q, *ka = k, *va = v;
+    const void *qa = q->data, *ka = k->data, *va = v->data;
     if (bf16) {
-        void *qb = fk_cuda_scratch(im, FK_CU_SCR_A, (size_t)(Lq * HD) * 2);
-        void *kb = fk_cuda_scratch(im, FK_CU_SCR_B, (size_t)(Lk * HD) * 2);
-        void *vb = fk_cuda_scratch(im, FK_CU_SCR_C, (size_t)(Lk * HD) * 2);
-        fk_attn_qkv_to_bf16(im, qb, kb, vb, q, k, v, Lq * HD, Lk * HD);
-        qa = qb, ka = kb, va = vb;
+        /* the products' alignment of a scratch operand (256-byte aligned) at
+         * row stride H·D and head stride D: the lowest set bit of 2·D, at
+         * most 256 (fk_cu_align); a bf16 operand aligned so reads in place */
+        const size_t al = (size_t)(2 * D) & (~(size_t)(2 * D) + 1);
+        fk_attn_bf16_operands(im, q, k, v, al < 256 ? al : 256, &qa, &ka, &va);
+    } else {
+        FK_ASSERT(q->dtype == FK_F32 && k->dtype == FK_F32 && v->dtype == FK_F32);
     }
     /* S and P rows at stride ldk >= Lk (16-byte aligned rows) */
     const int64_t ldk = fk_cuda_ld8(Lk);
@@ -869,9 +917,12 @@ extern "C" void fk_cuda_attention(fk_backend *be, fk_tensor *out, const fk_tenso
     fk_cuda_assert_act(q);
     fk_cuda_assert_act(k);
     fk_cuda_assert_act(v);
-    const bool obf = out->dtype == FK_BF16; /* bf16 activations (supports(): bf16 mode) */
-    FK_ASSERT((out->dtype == FK_F32 || (obf && im->bf16)) && q->dtype == FK_F32 &&
-              k->dtype == FK_F32 && v->dtype == FK_F32);
+    /* bf16 activations (supports(): bf16 mode only): out, and each of q, k, v */
+    const bool obf = out->dtype == FK_BF16;
+    FK_ASSERT(out->dtype == FK_F32 || (obf && im->bf16));
+    FK_ASSERT(q->dtype == FK_F32 || (q->dtype == FK_BF16 && im->bf16));
+    FK_ASSERT(k->dtype == FK_F32 || (k->dtype == FK_BF16 && im->bf16));
+    FK_ASSERT(v->dtype == FK_F32 || (v->dtype == FK_BF16 && im->bf16));
     FK_ASSERT(q->ndim == 3 && k->ndim == 3 && v->ndim == 3);
     const int64_t Lq = q->shape[0], H = q->shape[1], D = q->shape[2], Lk = k->shape[0];
     FK_ASSERT(k->shape[1] == H && k->shape[2] == D && fk_tensor_same_shape(k, v));
@@ -894,19 +945,19 @@ extern "C" void fk_cuda_attention(fk_backend *be, fk_tensor *out, const fk_tenso
     if (!flash) { /* a bf16 out: the f32 out in scratch, then rounded */
         float *o32 = obf ? (float *)fk_cuda_scratch(im, FK_CU_SCR_Y, (size_t)(Lq * H * D) * 4)
                          : (float *)out->data;
-        fk_cuda_attention_gemm(be, o32, (const float *)q->data, (const float *)k->data,
-                               (const float *)v->data, bias ? (const float *)bias->data : NULL,
-                               Lq, Lk, H, D, scale, causal);
+        fk_cuda_attention_gemm(be, o32, q, k, v, bias ? (const float *)bias->data : NULL, Lq,
+                               Lk, H, D, scale, causal);
         if (obf) fk_cuda_convert(im, out->data, FK_BF16, o32, FK_F32, Lq * H * D);
         return;
     }
-    const int64_t nq = Lq * H * D, nk = Lk * H * D;
-    __nv_bfloat16 *qb = (__nv_bfloat16 *)fk_cuda_scratch(im, FK_CU_SCR_A, (size_t)nq * 2);
-    __nv_bfloat16 *kb = (__nv_bfloat16 *)fk_cuda_scratch(im, FK_CU_SCR_B, (size_t)nk * 2);
-    __nv_bfloat16 *vb = (__nv_bfloat16 *)fk_cuda_scratch(im, FK_CU_SCR_C, (size_t)nk * 2);
-    fk_attn_qkv_to_bf16(im, qb, kb, vb, q->data, k->data, v->data, nq, nk);
+    /* the flash kernels copy 16 bytes at a time (rows of H·D, heads of D
+     * bf16: 16-byte multiples), so a bf16 operand reads in place from a
+     * 16-byte aligned address */
+    const void *qb, *kb, *vb;
+    fk_attn_bf16_operands(im, q, k, v, 16, &qb, &kb, &vb);
     fk_fa_args a;
-    a.q = qb, a.k = kb, a.v = vb;
+    a.q = (const __nv_bfloat16 *)qb, a.k = (const __nv_bfloat16 *)kb;
+    a.v = (const __nv_bfloat16 *)vb;
     a.bias = bias ? (const float *)bias->data : NULL;
     a.out = obf ? NULL : (float *)out->data;
     a.outb = obf ? (__nv_bfloat16 *)out->data : NULL;

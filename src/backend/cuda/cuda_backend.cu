@@ -379,11 +379,13 @@ static bool fk_cu_acts_ok(const fk_tensor *const *srcs, int n, int count) {
     return fk_cu_acts_from(srcs, n, 0, count);
 }
 
-/* the first `count` operands of a product (y, x or y, x1, x2), or the output
+/* the first `count` operands of a product (y, x or y, x1, x2), the output
  * of an op that feeds a product's x (layernorm_modulate's y, attention's
- * out): absent, f32 device tensors, or — in bf16 mode, where the product
- * rounds x to bf16 nearest-even and a bf16 y is its f32 result rounded the
- * same way (backend.h's bf16 activations) — bf16 device tensors */
+ * out), attention's q, k, v (its products take them in bf16) and the output
+ * that feeds them (rmsnorm_rope's y): absent, f32 device tensors, or — in
+ * bf16 mode, where the consumer rounds its operand to bf16 nearest-even and
+ * a bf16 output is the f32 result rounded the same way (backend.h's bf16
+ * activations) — bf16 device tensors */
 static bool fk_cu_product_acts_ok(const fk_backend *be, const fk_tensor *const *srcs, int n,
                                   int count) {
     const bool bf16 = fk_cuda_impl_of(be)->bf16 && fk_cuda_impl_of(be)->bf16_io;
@@ -432,8 +434,9 @@ static bool fk_cuda_supports(const fk_backend *be, fk_op op, const fk_tensor *co
                fk_cu_weight_ok(srcs, n, 4);
     case FK_OP_RMSNORM: /* y, x, scale */
         return fk_cu_acts_ok(srcs, n, 2) && fk_cu_weight_ok(srcs, n, 2);
-    case FK_OP_RMSNORM_ROPE: /* x, scale, pe */
-        return fk_cu_act_ok(srcs, n, 0) && fk_cu_weight_ok(srcs, n, 1) && fk_cu_act_ok(srcs, n, 2);
+    case FK_OP_RMSNORM_ROPE: /* y (bf16: attention's q, k), x, scale, pe */
+        return fk_cu_product_acts_ok(be, srcs, n, 1) && fk_cu_act_ok(srcs, n, 1) &&
+               fk_cu_weight_ok(srcs, n, 2) && fk_cu_act_ok(srcs, n, 3);
     case FK_OP_LAYERNORM_MODULATE: /* y (bf16: backend.h's bf16 activations), x, shift, scale */
         return fk_cu_product_acts_ok(be, srcs, n, 1) && fk_cu_acts_from(srcs, n, 1, 4);
     case FK_OP_MODULATE: /* y, x, shift, scale */
@@ -445,8 +448,8 @@ static bool fk_cuda_supports(const fk_backend *be, fk_op op, const fk_tensor *co
     case FK_OP_ROPE:               /* x, pe */
     case FK_OP_UPSAMPLE_NEAREST2X: /* y, x */
         return fk_cu_acts_ok(srcs, n, 2);
-    case FK_OP_ATTENTION: /* out (bf16 as layernorm_modulate's y), q, k, v, bias */
-        return fk_cu_product_acts_ok(be, srcs, n, 1) && fk_cu_acts_from(srcs, n, 1, 5);
+    case FK_OP_ATTENTION: /* out, q, k, v (each bf16 as layernorm_modulate's y), bias */
+        return fk_cu_product_acts_ok(be, srcs, n, 4) && fk_cu_acts_from(srcs, n, 4, 5);
     case FK_OP_ADD:
     case FK_OP_MUL:                                          /* y, a, b */
     case FK_OP_GATED_ADD: return fk_cu_acts_ok(srcs, n, 3); /* x, y, gate */

@@ -12,7 +12,9 @@
  * Σ(x − mean)²); rmsnorm_rope runs one warp per (l, h) row of D elements.
  * The FLUX shapes (layernorm_modulate with C = 3072, rmsnorm_rope with
  * D = 128) take variants that hold a row in registers as float4: x read
- * once, 16-byte accesses (_v4 kernels).
+ * once, 16-byte accesses (_v4 kernels). The y of both fused norms may be
+ * bf16 (backend.h's bf16 activations): the f32 result rounded to
+ * nearest-even.
  * The formulas are the reference's (cpu_ew.h, cpu_norm.c); results agree
  * with it to f32 rounding (expf is not the CPU's polynomial: ~1 ulp), not
  * bitwise. */
@@ -210,6 +212,25 @@ extern "C" void fk_cuda_gated_add(fk_backend *be, fk_tensor *x, const fk_tensor 
                          (const float *)gate->data, R, C, R / B);
 }
 
+/* ---- output stores of the fused norms (layernorm_modulate, rmsnorm_rope) ---- */
+
+/* stores of an f32 result into an f32 y, or into a bf16 y rounded to
+ * nearest-even as the products round their x (backend.h's bf16 activations) */
+static __device__ __forceinline__ void fk_dev_st(float *p, float v) { *p = v; }
+static __device__ __forceinline__ void fk_dev_st(__nv_bfloat16 *p, float v) {
+    *p = __float2bfloat16_rn(v);
+}
+static __device__ __forceinline__ void fk_dev_st4(float *p, float4 v) {
+    *reinterpret_cast<float4 *>(p) = v;
+}
+static __device__ __forceinline__ void fk_dev_st4(__nv_bfloat16 *p, float4 v) {
+    __nv_bfloat162 lo = __floats2bfloat162_rn(v.x, v.y), hi = __floats2bfloat162_rn(v.z, v.w);
+    uint2 u;
+    u.x = *reinterpret_cast<uint32_t *>(&lo);
+    u.y = *reinterpret_cast<uint32_t *>(&hi);
+    *reinterpret_cast<uint2 *>(p) = u;
+}
+
 /* ---- RoPE ---- */
 
 /* pe rows may carry leading 1s: (1, 1, L, D/2, 2, 2) */
@@ -257,8 +278,13 @@ extern "C" void fk_cuda_rope(fk_backend *be, fk_tensor *x, const fk_tensor *pe) 
 }
 
 /* rmsnorm then RoPE of each (l, h) row of D elements: one warp per row,
- * lanes over the pairs. y = (x·r)·scale with r = 1/√(mean(x²) + eps). */
-__global__ void fk_k_rmsnorm_rope(float *__restrict__ x, const void *__restrict__ scale,
+ * lanes over the pairs. y = (x·r)·scale with r = 1/√(mean(x²) + eps),
+ * rotated. TY float, or __nv_bfloat16 for a bf16 y (attention's q and k:
+ * the f32 result rounded to nearest-even). An f32 y may alias x: the lane
+ * that writes a pair has read it (and the whole row, for Σx², before the
+ * warp's sum) first. */
+template <typename TY>
+__global__ void fk_k_rmsnorm_rope(TY *y, const float *x, const void *__restrict__ scale,
                                   fk_dtype sdt, const float *__restrict__ pe, int64_t rows,
                                   int64_t H, int64_t D, float eps) {
     const int lane = threadIdx.x & 31;
@@ -266,7 +292,8 @@ __global__ void fk_k_rmsnorm_rope(float *__restrict__ x, const void *__restrict_
     const int64_t np = D / 2;
     for (int64_t r = (int64_t)blockIdx.x * wpb + (threadIdx.x >> 5); r < rows;
          r += (int64_t)gridDim.x * wpb) {
-        float *xr = x + r * D;
+        const float *xr = x + r * D;
+        TY *yr = y + r * D;
         const float *pl = pe + (r / H) * D * 2;
         double ss = 0.0;
         for (int64_t j = lane; j < np; j += 32) {
@@ -275,27 +302,31 @@ __global__ void fk_k_rmsnorm_rope(float *__restrict__ x, const void *__restrict_
         }
         ss = fk_dev_warp_sum_d(ss);
         const double rinv = 1.0 / sqrt(ss / (double)D + (double)eps);
-        /* rmsnorm's expression (float)(x·r)·scale, then the rotation */
+        /* rmsnorm's expression (float)(x·r)·scale, then the rotation; two
+         * element stores (a bf16 y may be only 2-byte aligned here) */
         for (int64_t j = lane; j < np; j += 32) {
             const float a = (float)((double)xr[2 * j] * rinv) * fk_dev_load_f32(scale, sdt, 2 * j);
             const float b =
                 (float)((double)xr[2 * j + 1] * rinv) * fk_dev_load_f32(scale, sdt, 2 * j + 1);
             const float4 p = make_float4(pl[4 * j], pl[4 * j + 1], pl[4 * j + 2], pl[4 * j + 3]);
             const float2 o = fk_dev_rot(make_float2(a, b), p);
-            xr[2 * j] = o.x, xr[2 * j + 1] = o.y;
+            fk_dev_st(yr + 2 * j, o.x);
+            fk_dev_st(yr + 2 * j + 1, o.y);
         }
     }
 }
 
-/* The same for D = 128·NC with x and pe 16-byte aligned (FLUX: D = 128):
- * lane i holds float4 chunks i, i + 32, … of its row in registers (one
- * read of x instead of two, 16-byte accesses) and its scale values for
- * every row; chunk c is pairs 2c and 2c + 1, whose rotations are float4 2c
- * and 2c + 1 of the position's pe row. The expressions are the scalar
- * kernel's; only Σx² adds in another order (double, so results differ by
- * at most a rounding of the final float, rarely). */
-template <int NC>
-__global__ void fk_k_rmsnorm_rope_v4(float *__restrict__ x, const void *__restrict__ scale,
+/* The same for D = 128·NC with x and pe 16-byte aligned and y 16-byte (f32)
+ * or 8-byte (bf16) aligned (FLUX: D = 128): lane i holds float4 chunks i,
+ * i + 32, … of its row in registers (one read of x instead of two, 16-byte
+ * accesses) and its scale values for every row; chunk c is pairs 2c and
+ * 2c + 1, whose rotations are float4 2c and 2c + 1 of the position's pe
+ * row. The expressions are the scalar kernel's; only Σx² adds in another
+ * order (double, so results differ by at most a rounding of the final
+ * float, rarely). Chunk c goes to y as 4 floats or 4 bf16 (fk_dev_st4); an
+ * f32 y may alias x, since the row is in registers before the warp's sum. */
+template <int NC, typename TY>
+__global__ void fk_k_rmsnorm_rope_v4(TY *y, const float *x, const void *__restrict__ scale,
                                      fk_dtype sdt, const float *__restrict__ pe, int64_t rows,
                                      int64_t H, float eps) {
     constexpr int D = 128 * NC;
@@ -308,7 +339,8 @@ __global__ void fk_k_rmsnorm_rope_v4(float *__restrict__ x, const void *__restri
         for (int e = 0; e < 4; e++) sc[c][e] = fk_dev_load_f32(scale, sdt, 4 * (lane + 32 * c) + e);
     for (int64_t r = (int64_t)blockIdx.x * wpb + (threadIdx.x >> 5); r < rows;
          r += (int64_t)gridDim.x * wpb) {
-        float4 *xr = reinterpret_cast<float4 *>(x + r * D);
+        const float4 *xr = reinterpret_cast<const float4 *>(x + r * D);
+        TY *yr = y + r * D;
         const float4 *pl = reinterpret_cast<const float4 *>(pe + (r / H) * D * 2);
         float4 v[NC];
         double ss = 0.0;
@@ -330,16 +362,41 @@ __global__ void fk_k_rmsnorm_rope_v4(float *__restrict__ x, const void *__restri
             const float b2 = (float)((double)v[c].w * rinv) * sc[c][3];
             const float2 o = fk_dev_rot(make_float2(a, b), pl[j]);
             const float2 o2 = fk_dev_rot(make_float2(a2, b2), pl[j + 1]);
-            xr[lane + 32 * c] = make_float4(o.x, o.y, o2.x, o2.y);
+            fk_dev_st4(yr + 4 * (lane + 32 * c), make_float4(o.x, o.y, o2.x, o2.y));
         }
     }
 }
 
-extern "C" void fk_cuda_rmsnorm_rope(fk_backend *be, fk_tensor *x, const fk_tensor *scale,
-                                     const fk_tensor *pe, float eps) {
+/* the launches of fk_cuda_rmsnorm_rope for a y of type TY; v4: x, pe and y
+ * aligned for fk_k_rmsnorm_rope_v4 */
+template <typename TY>
+static void fk_rmsnorm_rope_launch(fk_cuda_impl *im, TY *y, const float *x, fk_cu_wptr s,
+                                   const float *pe, int64_t rows, int64_t H, int64_t D, bool v4,
+                                   float eps) {
+    const int64_t wpb = 8; /* warps per block */
+    const unsigned blocks = fk_cuda_blocks(rows, wpb, (int64_t)im->sm_count * 32);
+    if (v4 && D == 128)
+        fk_k_rmsnorm_rope_v4<1><<<blocks, 32 * wpb, 0, im->stream>>>(y, x, s.p, s.dt, pe, rows,
+                                                                      H, eps);
+    else if (v4 && D == 256)
+        fk_k_rmsnorm_rope_v4<2><<<blocks, 32 * wpb, 0, im->stream>>>(y, x, s.p, s.dt, pe, rows,
+                                                                      H, eps);
+    else
+        fk_k_rmsnorm_rope<<<blocks, 32 * wpb, 0, im->stream>>>(y, x, s.p, s.dt, pe, rows, H, D,
+                                                               eps);
+    FK_CU_LAUNCH();
+}
+
+extern "C" void fk_cuda_rmsnorm_rope(fk_backend *be, fk_tensor *y, const fk_tensor *x,
+                                     const fk_tensor *scale, const fk_tensor *pe, float eps) {
     fk_cuda_impl *im = fk_cuda_enter(be);
+    fk_cuda_assert_act(y);
     fk_cuda_assert_act(x);
+    const bool ybf = y->dtype == FK_BF16; /* bf16 activations (supports(): bf16 mode) */
     FK_ASSERT(x->dtype == FK_F32 && x->ndim == 3); /* x (L, H, D) */
+    FK_ASSERT(y->dtype == FK_F32 || (ybf && im->bf16));
+    FK_ASSERT(fk_tensor_same_shape(y, x)); /* y (L, H, D) */
+    FK_ASSERT(!ybf || y->data != x->data); /* a bf16 y cannot overlay its x */
     const int64_t L = x->shape[0], H = x->shape[1], D = x->shape[2];
     FK_ASSERT(D % 2 == 0);
     FK_ASSERT(scale && fk_tensor_numel(scale) == D && fk_dtype_is_float(scale->dtype)); /* (D) */
@@ -347,19 +404,14 @@ extern "C" void fk_cuda_rmsnorm_rope(fk_backend *be, fk_tensor *x, const fk_tens
     const int64_t rows = L * H;
     if (rows == 0 || D == 0) return;
     fk_cu_wptr s = fk_cuda_weight(be, scale, FK_CU_SCR_STAGE0);
-    const int64_t wpb = 8; /* warps per block */
-    unsigned blocks = fk_cuda_blocks(rows, wpb, (int64_t)im->sm_count * 32);
-    const bool v4 = fk_al16(x->data) && fk_al16(pe->data);
-    if (v4 && D == 128)
-        fk_k_rmsnorm_rope_v4<1><<<blocks, 32 * wpb, 0, im->stream>>>(
-            (float *)x->data, s.p, s.dt, (const float *)pe->data, rows, H, eps);
-    else if (v4 && D == 256)
-        fk_k_rmsnorm_rope_v4<2><<<blocks, 32 * wpb, 0, im->stream>>>(
-            (float *)x->data, s.p, s.dt, (const float *)pe->data, rows, H, eps);
+    const float *xd = (const float *)x->data, *ped = (const float *)pe->data;
+    /* the v4 kernels store 4 elements of y at once: 16 bytes f32, 8 bytes bf16 */
+    const bool v4 = fk_al16(x->data) && fk_al16(pe->data) &&
+                    ((uintptr_t)y->data & (ybf ? 7 : 15)) == 0;
+    if (ybf)
+        fk_rmsnorm_rope_launch(im, (__nv_bfloat16 *)y->data, xd, s, ped, rows, H, D, v4, eps);
     else
-        fk_k_rmsnorm_rope<<<blocks, 32 * wpb, 0, im->stream>>>(
-            (float *)x->data, s.p, s.dt, (const float *)pe->data, rows, H, D, eps);
-    FK_CU_LAUNCH();
+        fk_rmsnorm_rope_launch(im, (float *)y->data, xd, s, ped, rows, H, D, v4, eps);
 }
 
 /* ---- row norms and softmax: one block per row ---- */
@@ -400,23 +452,6 @@ __global__ void fk_k_layernorm(float *y, const float *x, const void *__restrict_
         if (b) v = v + fk_dev_load_f32(b, bdt, c);
         yr[c] = v;
     }
-}
-
-/* stores of an f32 result into an f32 y, or into a bf16 y rounded to
- * nearest-even as the products round their x (backend.h's bf16 activations) */
-static __device__ __forceinline__ void fk_dev_st(float *p, float v) { *p = v; }
-static __device__ __forceinline__ void fk_dev_st(__nv_bfloat16 *p, float v) {
-    *p = __float2bfloat16_rn(v);
-}
-static __device__ __forceinline__ void fk_dev_st4(float *p, float4 v) {
-    *reinterpret_cast<float4 *>(p) = v;
-}
-static __device__ __forceinline__ void fk_dev_st4(__nv_bfloat16 *p, float4 v) {
-    __nv_bfloat162 lo = __floats2bfloat162_rn(v.x, v.y), hi = __floats2bfloat162_rn(v.z, v.w);
-    uint2 u;
-    u.x = *reinterpret_cast<uint32_t *>(&lo);
-    u.y = *reinterpret_cast<uint32_t *>(&hi);
-    *reinterpret_cast<uint2 *>(p) = u;
 }
 
 /* y = (1 + scale[b])·LayerNorm(x) + shift[b], rows (B·T, C), b = row / T;

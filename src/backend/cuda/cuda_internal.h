@@ -272,8 +272,8 @@ void fk_cuda_rmsnorm(fk_backend *be, fk_tensor *y, const fk_tensor *x, const fk_
                      float eps);
 void fk_cuda_layernorm_modulate(fk_backend *be, fk_tensor *y, const fk_tensor *x,
                                 const fk_tensor *shift, const fk_tensor *scale, float eps);
-void fk_cuda_rmsnorm_rope(fk_backend *be, fk_tensor *x, const fk_tensor *scale,
-                          const fk_tensor *pe, float eps);
+void fk_cuda_rmsnorm_rope(fk_backend *be, fk_tensor *y, const fk_tensor *x,
+                          const fk_tensor *scale, const fk_tensor *pe, float eps);
 void fk_cuda_softmax(fk_backend *be, fk_tensor *y, const fk_tensor *x);
 void fk_cuda_silu(fk_backend *be, fk_tensor *y, const fk_tensor *x);
 void fk_cuda_gelu_tanh(fk_backend *be, fk_tensor *y, const fk_tensor *x);
