@@ -670,6 +670,24 @@ static void cf_layernorm_modulate(const cf_target *tg, int64_t B, int64_t T, int
     fk_free(got);
 }
 
+/* A bf16 output yb (n) of op against its f32 reference ref: within one bf16
+ * unit (rel L2 2^-8: a kernel may round its own f32 result, which differs
+ * from the reference by f32 rounding); on the CPU targets bitwise the
+ * reference rounded to nearest-even. */
+static void cf_check_bf16_out(const cf_target *tg, fk_op op, const char *what, const uint16_t *yb,
+                              const float *ref, int64_t n) {
+    float *got = cf_alloc(n);
+    uint16_t *rb = fk_alloc((size_t)(n > 0 ? n : 1) * 2);
+    for (int64_t i = 0; i < n; i++) {
+        got[i] = fk_bf16_to_f32(yb[i]);
+        rb[i] = fk_f32_to_bf16(ref[i]);
+    }
+    cf_compare(tg, op, what, got, ref, n, 0x1p-8);
+    if (!cf_real_cuda(tg->be)) cf_compare_bits(tg, op, what, yb, rb, (size_t)n * 2);
+    fk_free(got);
+    fk_free(rb);
+}
+
 /* layernorm_modulate with a bf16 y (bf16 activations, backend.h) where the
  * target says it takes one: the reference's f32 result rounded to bf16.
  * Tolerance: every value within one bf16 unit (2^-8 relative) of the
@@ -688,8 +706,8 @@ static bool cf_layernorm_modulate_bf16(const cf_target *tg, int64_t B, int64_t T
     if (!tg->be->supports(tg->be, FK_OP_LAYERNORM_MODULATE, q, 4)) return false;
     float *x = cf_rand(R * C, off - 1, off + 2), *sh = cf_rand(B * C, -1, 1);
     float *sc = cf_rand(B * C, -1, 1);
-    float *ref = cf_alloc(R * C), *got = cf_alloc(R * C);
-    uint16_t *yb = fk_alloc((size_t)(R * C) * 2), *rb = fk_alloc((size_t)(R * C) * 2);
+    float *ref = cf_alloc(R * C);
+    uint16_t *yb = fk_alloc((size_t)(R * C) * 2);
     fk_tensor hx = cf_host(FK_F32, x, 2, s), hy = cf_host(FK_F32, ref, 2, s);
     fk_tensor hsh = cf_host(FK_F32, sh, 2, sv), hsc = cf_host(FK_F32, sc, 2, sv);
     cf_ref->layernorm_modulate(cf_ref, &hy, &hx, &hsh, &hsc, 1e-6f);
@@ -697,19 +715,13 @@ static bool cf_layernorm_modulate_bf16(const cf_target *tg, int64_t B, int64_t T
     fk_tensor dsh = cf_dev_f32(tg, sh, 2, sv), dsc = cf_dev_f32(tg, sc, 2, sv);
     tg->be->layernorm_modulate(tg->be, &dy, &dx, &dsh, &dsc, 1e-6f);
     cf_get(tg, yb, &dy);
-    for (int64_t i = 0; i < R * C; i++) {
-        got[i] = fk_bf16_to_f32(yb[i]);
-        rb[i] = fk_f32_to_bf16(ref[i]);
-    }
     char what[80];
     snprintf(what, sizeof(what), "bf16 y, B=%lld T=%lld C=%lld offset %g", (long long)B,
              (long long)T, (long long)C, (double)off);
-    cf_compare(tg, FK_OP_LAYERNORM_MODULATE, what, got, ref, R * C, 0x1p-8);
-    if (!cf_real_cuda(tg->be))
-        cf_compare_bits(tg, FK_OP_LAYERNORM_MODULATE, what, yb, rb, (size_t)(R * C) * 2);
+    cf_check_bf16_out(tg, FK_OP_LAYERNORM_MODULATE, what, yb, ref, R * C);
     fk_tensor *dev[4] = {&dx, &dy, &dsh, &dsc};
     for (int i = 0; i < 4; i++) cf_free(tg, dev[i]);
-    fk_free(x), fk_free(sh), fk_free(sc), fk_free(ref), fk_free(got), fk_free(yb), fk_free(rb);
+    fk_free(x), fk_free(sh), fk_free(sc), fk_free(ref), fk_free(yb);
     return true;
 }
 
@@ -727,8 +739,8 @@ static bool cf_attention_bf16_out(const cf_target *tg, int64_t L, int64_t H, int
     if (!tg->be->supports(tg->be, FK_OP_ATTENTION, qs, 5)) return false;
     const int64_t n = L * H * D;
     float *q = cf_rand(n, -3, 3), *k = cf_rand(n, -1, 1), *v = cf_rand(n, -1, 1);
-    float *o32 = cf_alloc(n), *got = cf_alloc(n);
-    uint16_t *ob = fk_alloc((size_t)n * 2), *want = fk_alloc((size_t)n * 2);
+    float *o32 = cf_alloc(n);
+    uint16_t *ob = fk_alloc((size_t)n * 2);
     fk_tensor dq = cf_dev_f32(tg, q, 3, sq), dk = cf_dev_f32(tg, k, 3, sq);
     fk_tensor dv = cf_dev_f32(tg, v, 3, sq), df = cf_dev_f32(tg, NULL, 2, so);
     fk_tensor dbo = cf_dev(tg, FK_BF16, NULL, 2, so);
@@ -737,18 +749,13 @@ static bool cf_attention_bf16_out(const cf_target *tg, int64_t L, int64_t H, int
     tg->be->attention(tg->be, &dbo, &dq, &dk, &dv, NULL, scale, false);
     cf_get(tg, o32, &df);
     cf_get(tg, ob, &dbo);
-    for (int64_t i = 0; i < n; i++) {
-        got[i] = fk_bf16_to_f32(ob[i]);
-        want[i] = fk_f32_to_bf16(o32[i]);
-    }
     char what[80];
     snprintf(what, sizeof(what), "bf16 out, L=%lld H=%lld D=%lld", (long long)L, (long long)H,
              (long long)D);
-    cf_compare(tg, FK_OP_ATTENTION, what, got, o32, n, 0x1p-8);
-    if (!cf_real_cuda(tg->be)) cf_compare_bits(tg, FK_OP_ATTENTION, what, ob, want, (size_t)n * 2);
+    cf_check_bf16_out(tg, FK_OP_ATTENTION, what, ob, o32, n);
     fk_tensor *dev[5] = {&dq, &dk, &dv, &df, &dbo};
     for (int i = 0; i < 5; i++) cf_free(tg, dev[i]);
-    fk_free(q), fk_free(k), fk_free(v), fk_free(o32), fk_free(got), fk_free(ob), fk_free(want);
+    fk_free(q), fk_free(k), fk_free(v), fk_free(o32), fk_free(ob);
     return true;
 }
 
@@ -764,9 +771,8 @@ static bool cf_rmsnorm_rope_bf16(const cf_target *tg, int64_t L, int64_t H, int6
     const fk_tensor *q[4] = {&qy, &qx, NULL, &qp};
     if (!tg->be->supports(tg->be, FK_OP_RMSNORM_ROPE, q, 4)) return false;
     float *x = cf_rand(n, -2, 2), *pe = cf_rand(L * D * 2, -1, 1), *ref = cf_alloc(n);
-    float *got = cf_alloc(n);
     void *sc = cf_weight(FK_BF16, D, 2.0f);
-    uint16_t *yb = fk_alloc((size_t)n * 2), *rb = fk_alloc((size_t)n * 2);
+    uint16_t *yb = fk_alloc((size_t)n * 2);
     fk_tensor hx = cf_host(FK_F32, x, 3, sx), hr = cf_host(FK_F32, ref, 3, sx);
     fk_tensor hp = cf_host(FK_F32, pe, 4, sp), ts = cf_host(FK_BF16, sc, 1, ss);
     cf_ref->rmsnorm_rope(cf_ref, &hr, &hx, &ts, &hp, 1e-6f);
@@ -774,19 +780,13 @@ static bool cf_rmsnorm_rope_bf16(const cf_target *tg, int64_t L, int64_t H, int6
     fk_tensor dy = cf_dev(tg, FK_BF16, NULL, 3, sx);
     tg->be->rmsnorm_rope(tg->be, &dy, &dx, &ts, &dp, 1e-6f);
     cf_get(tg, yb, &dy);
-    for (int64_t i = 0; i < n; i++) {
-        got[i] = fk_bf16_to_f32(yb[i]);
-        rb[i] = fk_f32_to_bf16(ref[i]);
-    }
     char what[64];
     snprintf(what, sizeof(what), "bf16 y, L=%lld H=%lld D=%lld", (long long)L, (long long)H,
              (long long)D);
-    cf_compare(tg, FK_OP_RMSNORM_ROPE, what, got, ref, n, 0x1p-8);
-    if (!cf_real_cuda(tg->be))
-        cf_compare_bits(tg, FK_OP_RMSNORM_ROPE, what, yb, rb, (size_t)n * 2);
+    cf_check_bf16_out(tg, FK_OP_RMSNORM_ROPE, what, yb, ref, n);
     cf_free(tg, &dx), cf_free(tg, &dp), cf_free(tg, &dy);
     cf_uncache(tg);
-    fk_free(x), fk_free(pe), fk_free(ref), fk_free(got), fk_free(sc), fk_free(yb), fk_free(rb);
+    fk_free(x), fk_free(pe), fk_free(ref), fk_free(sc), fk_free(yb);
     return true;
 }
 

@@ -1240,7 +1240,8 @@ fk_att16_task(const fk_att16_args *g, float *scratch, int64_t h, int64_t l0, con
         const int64_t bk = fk_bf16_min(BK, Lk - j0), bkp = fk_bf16_round32(bk);
         float *St = Stb[cur];
         for (int64_t i = (j0 / BK) * pf_rows; i < fk_bf16_min(nbq, (j0 / BK + 1) * pf_rows); i++)
-            for (int64_t c = 0; c < D * qs; c += 64) _mm_prefetch(nq + i * HD * qs + c, _MM_HINT_T1);
+            for (int64_t c = 0; c < D * qs; c += 64)
+                _mm_prefetch(nq + i * HD * qs + c, _MM_HINT_T1);
         fk_att16_qk_init(&qk, kh, Qb, Stb[cur ^ 1], j0 + BK,
                          j0 + BK < Lk ? fk_bf16_min(BK, Lk - j0 - BK) : 0, bqp, D);
         const int64_t ngroups = bqp / 16, slots = 2 * ngroups; /* two per group */
@@ -1405,8 +1406,8 @@ void fk_cpu_attention_bf16(fk_backend *be, fk_tensor *out, const fk_tensor *q, c
         return;
     }
     fk_cpu_not_nested();
-    fk_att16_args g = {Lq,      Lk,       Lkp,      H,   D, q->data, q->dtype, k->dtype,
-                       v->dtype, out->data, scale, bias ? (const float *)bias->data : NULL, obf};
+    fk_att16_args g = {Lq,       Lk,       Lkp,      H, D, q->data, q->dtype, k->dtype, v->dtype,
+                       out->data, scale, bias ? (const float *)bias->data : NULL, obf};
     const void *kd = k->data, *vd = v->data;
     const int64_t qs = (int64_t)fk_dtype_size(q->dtype);
     int nt = impl->n_threads;

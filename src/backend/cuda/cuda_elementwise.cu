@@ -563,6 +563,21 @@ extern "C" void fk_cuda_layernorm(fk_backend *be, fk_tensor *y, const fk_tensor 
     FK_CU_LAUNCH();
 }
 
+/* the launches of fk_cuda_layernorm_modulate for a y of type TY; v4: the
+ * row fits fk_k_layernorm_modulate_v4 (C = 4·threads, 16-byte aligned) */
+template <typename TY>
+static void fk_ln_mod_launch(fk_cuda_impl *im, TY *y, const float *x, const float *sh,
+                             const float *sc, int64_t R, int64_t C, int64_t T, bool v4,
+                             float eps) {
+    if (v4)
+        fk_k_layernorm_modulate_v4<<<fk_row_blocks(R), (unsigned)(C / 4), 0, im->stream>>>(
+            y, x, sh, sc, C, T, eps);
+    else
+        fk_k_layernorm_modulate<<<fk_row_blocks(R), fk_row_threads(C), 0, im->stream>>>(
+            y, x, sh, sc, C, T, eps);
+    FK_CU_LAUNCH();
+}
+
 extern "C" void fk_cuda_layernorm_modulate(fk_backend *be, fk_tensor *y, const fk_tensor *x,
                                            const fk_tensor *shift, const fk_tensor *scale,
                                            float eps) {
@@ -584,24 +599,12 @@ extern "C" void fk_cuda_layernorm_modulate(fk_backend *be, fk_tensor *y, const f
     if (R == 0) return;
     const float *xd = (const float *)x->data, *sh = (const float *)shift->data,
                 *sc = (const float *)scale->data;
-    const unsigned rows = fk_row_blocks(R);
-    if (C % 128 == 0 && C <= 4096 && fk_al16(x->data) && fk_al16(y->data) &&
-        fk_al16(shift->data) && fk_al16(scale->data)) {
-        const unsigned nt = (unsigned)(C / 4);
-        if (ybf)
-            fk_k_layernorm_modulate_v4<<<rows, nt, 0, im->stream>>>(
-                (__nv_bfloat16 *)y->data, xd, sh, sc, C, R / B, eps);
-        else
-            fk_k_layernorm_modulate_v4<<<rows, nt, 0, im->stream>>>((float *)y->data, xd, sh,
-                                                                    sc, C, R / B, eps);
-    } else if (ybf) {
-        fk_k_layernorm_modulate<<<rows, fk_row_threads(C), 0, im->stream>>>(
-            (__nv_bfloat16 *)y->data, xd, sh, sc, C, R / B, eps);
-    } else {
-        fk_k_layernorm_modulate<<<rows, fk_row_threads(C), 0, im->stream>>>(
-            (float *)y->data, xd, sh, sc, C, R / B, eps);
-    }
-    FK_CU_LAUNCH();
+    const bool v4 = C % 128 == 0 && C <= 4096 && fk_al16(x->data) && fk_al16(y->data) &&
+                    fk_al16(shift->data) && fk_al16(scale->data);
+    if (ybf)
+        fk_ln_mod_launch(im, (__nv_bfloat16 *)y->data, xd, sh, sc, R, C, R / B, v4, eps);
+    else
+        fk_ln_mod_launch(im, (float *)y->data, xd, sh, sc, R, C, R / B, v4, eps);
 }
 
 extern "C" void fk_cuda_rmsnorm(fk_backend *be, fk_tensor *y, const fk_tensor *x,
