@@ -9,7 +9,8 @@
  *
  *   step_ab WEIGHTS RES PAIRS SWITCH [TXT]
  *     SWITCH: bf16-io     bf16 activations: MLP hidden states, norm and attention
- *                         outputs, the attention's q, k, v (off = A, on = B)
+ *                         outputs, the attention's q, k, v, tiled where products read
+ *                         them (off = A, on = B)
  *             attention   AMX attention in bf16 mode (off = A, on = B)
  *             gemv        the small-M matrix-vector path (off = A, on = B)
  *     bf16 precision, 2 threads, weight cache on, TXT text tokens (512).

@@ -23,6 +23,14 @@
  *   producer and every consumer and keep f32 otherwise (FLUX: the MLP
  *   hidden state, the modulated LayerNorm outputs, the attention output,
  *   q, k and v).
+ * - Tiled bf16 activations: a bf16 activation handed from a product (the y
+ *   of linear, linear_act, linear_multi, linear_cat) to products (the x of
+ *   linear and linear_act, the x2 of linear_cat after an x1 of a multiple of
+ *   FK_TILE_KC columns) may be in the tile layout (tensor.h's
+ *   FK_LAYOUT_TILES: the CPU AMX products' packed operand) where supports()
+ *   says so for that operand: the same values, no repacking by the
+ *   consumer. No other op takes a tiled tensor; fk_tensor_nbytes counts its
+ *   padding. FLUX: the MLP hidden state.
  * - Tensors are contiguous row-major; "rows" = product of leading dims.
  * - Ops do not allocate and do not fail on valid input: callers check shapes
  *   at load time; ops FK_ASSERT their preconditions (a failed assert is a bug).

@@ -39,6 +39,9 @@ int64_t fk_tensor_numel(const fk_tensor *t) {
 }
 
 size_t fk_tensor_nbytes(const fk_tensor *t) {
+    if (t->layout == FK_LAYOUT_TILES)
+        return (size_t)((fk_tensor_rows(t) + 31) / 32 * 32) *
+               (size_t)((fk_tensor_cols(t) + 31) / 32 * 32) * 2u;
     return (size_t)fk_tensor_numel(t) * fk_dtype_size(t->dtype);
 }
 
@@ -91,6 +94,7 @@ void fk_tensor_free(fk_tensor *t) {
 }
 
 fk_tensor fk_tensor_rows_view(const fk_tensor *t, int64_t r0, int64_t nr) {
+    FK_ASSERT(t->layout == FK_LAYOUT_ROWS);
     int64_t cols = fk_tensor_cols(t);
     fk_tensor v = fk_view2(t->dtype, (char *)t->data + (size_t)(r0 * cols) * fk_dtype_size(t->dtype),
                            nr, cols);

@@ -398,6 +398,19 @@ static void fk_flux_emit_fused(fk_flux_runner *r, const char *name, int64_t r0, 
 
 static const fk_tensor *fk_flux_bias(const fk_flux_linear *l) { return l->b.data ? &l->b : NULL; }
 
+/* The MLP hidden state in the tile layout of the backend's products
+ * (backend.h's tiled bf16 activations): a dtype value of this file only,
+ * which fk_flux_view2 turns into bf16 with FK_LAYOUT_TILES. */
+#define FK_FLUX_TILES ((fk_dtype)(FK_DTYPE_COUNT + 1))
+
+/* fk_be_view2_as, FK_FLUX_TILES included */
+static fk_tensor fk_flux_view2(const fk_backend *be, fk_dtype dt, const void *p, int64_t d0,
+                               int64_t d1) {
+    fk_tensor t = fk_be_view2_as(be, dt == FK_FLUX_TILES ? FK_BF16 : dt, p, d0, d1);
+    if (dt == FK_FLUX_TILES) t.layout = FK_LAYOUT_TILES;
+    return t;
+}
+
 /* y (rows, out) = x (rows, in) · wᵀ + b */
 static void fk_flux_linear_rows(fk_backend *be, float *y, const float *x, int64_t rows,
                                 const fk_flux_linear *l) {
@@ -419,10 +432,10 @@ static bool fk_flux_product_ok(const fk_flux_runner *r, int64_t rows, const fk_f
     fk_backend *be = r->be;
     if (!be->supports) return false;
     const int64_t C = r->m->cfg.hidden;
-    fk_tensor ty = fk_be_view2_as(be, ydt, NULL, rows, l->w.shape[0]);
-    fk_tensor tx = fk_be_view2_as(be, xdt, NULL, rows, cat ? C : l->w.shape[1]);
+    fk_tensor ty = fk_flux_view2(be, ydt, NULL, rows, l->w.shape[0]);
+    fk_tensor tx = fk_flux_view2(be, xdt, NULL, rows, cat ? C : l->w.shape[1]);
     if (cat) {
-        fk_tensor tx2 = fk_be_view2_as(be, x2dt, NULL, rows, l->w.shape[1] - C);
+        fk_tensor tx2 = fk_flux_view2(be, x2dt, NULL, rows, l->w.shape[1] - C);
         const fk_tensor *p[5] = {&ty, &tx, &tx2, &l->w, fk_flux_bias(l)};
         return be->supports(be, FK_OP_LINEAR_CAT, p, 5);
     }
@@ -430,35 +443,45 @@ static bool fk_flux_product_ok(const fk_flux_runner *r, int64_t rows, const fk_f
     return be->supports(be, act == FK_ACT_NONE ? FK_OP_LINEAR : FK_OP_LINEAR_ACT, p, 4);
 }
 
-/* Whether the MLP hidden state of `rows` rows goes in bf16 between its
- * producer (the GELU product of `up`) and its consumer (the product of
- * `down`, or linear2 of a single block on [attn | mlp] when cat). */
-static bool fk_flux_mlp_bf16(const fk_flux_runner *r, int64_t rows, const fk_flux_linear *up,
-                             const fk_flux_linear *down, bool cat) {
-    return fk_flux_product_ok(r, rows, up, FK_ACT_GELU_TANH, FK_F32, FK_BF16, false, FK_F32) &&
-           (cat ? fk_flux_product_ok(r, rows, down, FK_ACT_NONE, FK_F32, FK_F32, true, FK_BF16)
-                : fk_flux_product_ok(r, rows, down, FK_ACT_NONE, FK_BF16, FK_F32, false, FK_F32));
+/* The dtype of the MLP hidden state of `rows` rows between its producer
+ * (the GELU product of `up`) and its consumer (the product of `down`, or
+ * linear2 of a single block on [attn | mlp] when cat): FK_FLUX_TILES, else
+ * bf16, where both take it (the same bits), else f32. */
+static fk_dtype fk_flux_mlp_dt(const fk_flux_runner *r, int64_t rows, const fk_flux_linear *up,
+                               const fk_flux_linear *down, bool cat) {
+    static const fk_dtype cand[2] = {FK_FLUX_TILES, FK_BF16};
+    for (int i = 0; i < 2; i++) {
+        const fk_dtype h = cand[i];
+        if (fk_flux_product_ok(r, rows, up, FK_ACT_GELU_TANH, FK_F32, h, false, FK_F32) &&
+            (cat ? fk_flux_product_ok(r, rows, down, FK_ACT_NONE, FK_F32, FK_F32, true, h)
+                 : fk_flux_product_ok(r, rows, down, FK_ACT_NONE, h, FK_F32, false, FK_F32)))
+            return h;
+    }
+    return FK_F32;
 }
 
-/* Whether the modulated LayerNorm output in r->xmod (rows, C) can be bf16:
- * the backend writes a bf16 y in layernorm_modulate and takes a bf16 x in
- * each product that reads it (l[i] with act[i] into a y of dtype ydt[i];
- * ydt NULL: f32). */
-static bool fk_flux_norm_bf16(const fk_flux_runner *r, int64_t rows, int n,
-                              const fk_flux_linear *const *l, const fk_act *act,
-                              const fk_dtype *ydt) {
+/* The dtype of the modulated LayerNorm output in r->xmod (rows, C): the
+ * tiles (FK_FLUX_TILES), else bf16, where the backend writes that y in
+ * layernorm_modulate and takes that x in each product that reads it (l[i]
+ * with act[i] into a y of dtype ydt[i]; ydt NULL: f32), else f32. */
+static fk_dtype fk_flux_norm_dt(const fk_flux_runner *r, int64_t rows, int n,
+                                const fk_flux_linear *const *l, const fk_act *act,
+                                const fk_dtype *ydt) {
     fk_backend *be = r->be;
-    if (!be->supports) return false;
+    if (!be->supports) return FK_F32;
     const int64_t C = r->m->cfg.hidden;
-    fk_tensor tn = fk_be_view2_as(be, FK_BF16, NULL, rows, C);
-    fk_tensor tx = fk_be_view2(be, NULL, rows, C), tm = fk_be_view2(be, NULL, 1, C);
-    const fk_tensor *pn[4] = {&tn, &tx, &tm, &tm};
-    if (!be->supports(be, FK_OP_LAYERNORM_MODULATE, pn, 4)) return false;
-    for (int i = 0; i < n; i++)
-        if (!fk_flux_product_ok(r, rows, l[i], act[i], FK_BF16, ydt ? ydt[i] : FK_F32, false,
-                                FK_F32))
-            return false;
-    return true;
+    static const fk_dtype cand[2] = {FK_FLUX_TILES, FK_BF16};
+    for (int c = 0; c < 2; c++) {
+        fk_tensor tn = fk_flux_view2(be, cand[c], NULL, rows, C);
+        fk_tensor tx = fk_be_view2(be, NULL, rows, C), tm = fk_be_view2(be, NULL, 1, C);
+        const fk_tensor *pn[4] = {&tn, &tx, &tm, &tm};
+        bool ok = be->supports(be, FK_OP_LAYERNORM_MODULATE, pn, 4);
+        for (int i = 0; ok && i < n; i++)
+            ok = fk_flux_product_ok(r, rows, l[i], act[i], cand[c], ydt ? ydt[i] : FK_F32, false,
+                                    FK_F32);
+        if (ok) return cand[c];
+    }
+    return FK_F32;
 }
 
 /* y[i] (rows, out_i) = act[i](x (rows, in) · w_iᵀ + b_i), i < n ≤ 4: the
@@ -468,11 +491,11 @@ static bool fk_flux_norm_bf16(const fk_flux_runner *r, int64_t rows, int n,
 static void fk_flux_linear_multi_rows(fk_backend *be, int n, float *const *y, const void *x,
                                       fk_dtype xdt, int64_t rows, const fk_flux_linear *const *l,
                                       const fk_act *act, const fk_dtype *ydt) {
-    fk_tensor ty[4], tx = fk_be_view2_as(be, xdt, x, rows, l[0]->w.shape[1]);
+    fk_tensor ty[4], tx = fk_flux_view2(be, xdt, x, rows, l[0]->w.shape[1]);
     fk_tensor *yp[4];
     const fk_tensor *wp[4], *bp[4];
     for (int i = 0; i < n; i++) {
-        ty[i] = fk_be_view2_as(be, ydt ? ydt[i] : FK_F32, y[i], rows, l[i]->w.shape[0]);
+        ty[i] = fk_flux_view2(be, ydt ? ydt[i] : FK_F32, y[i], rows, l[i]->w.shape[0]);
         yp[i] = &ty[i];
         wp[i] = &l[i]->w;
         bp[i] = fk_flux_bias(l[i]);
@@ -494,7 +517,7 @@ static void fk_flux_embedder_fwd(fk_flux_runner *r, const fk_flux_embedder *e, c
 /* y (n, C) of dtype ydt = (1 + scale)·LayerNorm(x) + shift, shift/scale (C) */
 static void fk_flux_ln_modulate(fk_backend *be, void *y, fk_dtype ydt, const float *x, int64_t n,
                                 int64_t C, const float *shift, const float *scale) {
-    fk_tensor ty = fk_be_view2_as(be, ydt, y, n, C), tx = fk_be_view2(be, x, n, C);
+    fk_tensor ty = fk_flux_view2(be, ydt, y, n, C), tx = fk_be_view2(be, x, n, C);
     fk_tensor tsh = fk_be_view2(be, shift, 1, C);
     fk_tensor tsc = fk_be_view2(be, scale, 1, C);
     be->layernorm_modulate(be, &ty, &tx, &tsh, &tsc, FK_FLUX_EPS);
@@ -545,7 +568,7 @@ static void fk_flux_attention(fk_flux_runner *r, fk_dtype adt, bool qb) {
     fk_tensor tq = fk_be_view3_as(be, dt, fk_flux_qkv_at(r, 0, qb, 0), L, H, D);
     fk_tensor tk = fk_be_view3_as(be, dt, fk_flux_qkv_at(r, 1, qb, 0), L, H, D);
     fk_tensor tv = fk_be_view3_as(be, dt, fk_flux_qkv_at(r, 2, qb, 0), L, H, D);
-    fk_tensor ta = fk_be_view2_as(be, adt, r->attn, L, C);
+    fk_tensor ta = fk_flux_view2(be, adt, r->attn, L, C);
     be->attention(be, &ta, &tq, &tk, &tv, NULL, (float)(1.0 / sqrt((double)D)), false);
 }
 
@@ -556,7 +579,7 @@ static bool fk_flux_attn_ok(const fk_flux_runner *r, fk_dtype odt, fk_dtype idt)
     if (!be->supports) return false;
     const fk_flux_config *c = &r->m->cfg;
     fk_tensor tq = fk_be_view3_as(be, idt, NULL, r->L, c->num_heads, c->head_dim);
-    fk_tensor ta = fk_be_view2_as(be, odt, NULL, r->L, c->hidden);
+    fk_tensor ta = fk_flux_view2(be, odt, NULL, r->L, c->hidden);
     const fk_tensor *pa[5] = {&ta, &tq, &tq, &tq, NULL};
     return be->supports(be, FK_OP_ATTENTION, pa, 5);
 }
@@ -564,7 +587,7 @@ static bool fk_flux_attn_ok(const fk_flux_runner *r, fk_dtype odt, fk_dtype idt)
 /* Whether q, k and v reach the attention in bf16 (backend.h's bf16
  * activations: the values it would round them to): the attention takes
  * them, rmsnorm_rope writes q and k of each stream's rows (rows[s], s < ns)
- * and v's product (v[s], on an f32 x; fk_flux_norm_bf16 asks again for a
+ * and v's product (v[s], on an f32 x; fk_flux_norm_dt asks again for a
  * bf16 x) writes a bf16 y. */
 static bool fk_flux_qkv_bf16(const fk_flux_runner *r, int ns, const int64_t *rows,
                              const fk_flux_linear *const *v) {
@@ -653,7 +676,7 @@ static void fk_flux_double_block(fk_flux_runner *r, int bi) {
             const fk_flux_linear *const ls[3] = {&S[s]->q, &S[s]->k, &S[s]->v};
             const fk_act acts[3] = {FK_ACT_NONE, FK_ACT_NONE, FK_ACT_NONE};
             const fk_dtype ydt[3] = {FK_F32, FK_F32, qb ? FK_BF16 : FK_F32};
-            const fk_dtype nd = fk_flux_norm_bf16(r, n[s], 3, ls, acts, ydt) ? FK_BF16 : FK_F32;
+            const fk_dtype nd = fk_flux_norm_dt(r, n[s], 3, ls, acts, ydt);
             fk_flux_ln_modulate(be, xm, nd, xs, n[s], C, mod[s], mod[s] + C); /* shift1, scale1 */
             fk_flux_linear_multi_rows(be, 3, ys, xm, nd, n[s], ls, acts, ydt);
         }
@@ -680,19 +703,20 @@ static void fk_flux_double_block(fk_flux_runner *r, int bi) {
             fk_flux_emit(r, name, as, n[s], C, true);
         }
         {
-            fk_tensor ty = fk_be_view2(be, xm, n[s], C), ta = fk_be_view2_as(be, adt, as, n[s], C);
+            fk_tensor ty = fk_be_view2(be, xm, n[s], C), ta = fk_flux_view2(be, adt, as, n[s], C);
             be->linear(be, &ty, &ta, &S[s]->proj.w, fk_flux_bias(&S[s]->proj));
         }
         fk_flux_gated(be, xs, xm, n[s], C, mod[s] + 2 * C); /* gate1 */
-        { /* the MLP, its input and hidden state in bf16 where the backend takes them */
-            const bool hb = fk_flux_mlp_bf16(r, n[s], &S[s]->mlp0, &S[s]->mlp2, false);
-            const fk_dtype hdt = hb ? FK_BF16 : FK_F32;
+        { /* the MLP, its input and hidden state in bf16 where the backend takes them
+           * (the hidden state tiled in its f32 rows: the padding fits from 16 rows) */
+            const fk_dtype hdt = fk_flux_mlp_dt(r, n[s], &S[s]->mlp0, &S[s]->mlp2, false);
             const fk_flux_linear *const ls[1] = {&S[s]->mlp0};
             const fk_act acts[1] = {FK_ACT_GELU_TANH};
-            const fk_dtype nd = fk_flux_norm_bf16(r, n[s], 1, ls, acts, &hdt) ? FK_BF16 : FK_F32;
+            const fk_dtype nd = fk_flux_norm_dt(r, n[s], 1, ls, acts, &hdt);
             fk_flux_ln_modulate(be, xm, nd, xs, n[s], C, mod[s] + 3 * C, mod[s] + 4 * C);
-            fk_tensor th = fk_be_view2_as(be, hdt, ml, n[s], M);
-            fk_tensor tn = fk_be_view2_as(be, nd, xm, n[s], C), txm = fk_be_view2(be, xm, n[s], C);
+            fk_tensor th = fk_flux_view2(be, hdt, ml, n[s], M);
+            FK_ASSERT(fk_tensor_nbytes(&th) <= (size_t)(n[s] * M) * 4);
+            fk_tensor tn = fk_flux_view2(be, nd, xm, n[s], C), txm = fk_be_view2(be, xm, n[s], C);
             be->linear_act(be, &th, &tn, &S[s]->mlp0.w, fk_flux_bias(&S[s]->mlp0),
                            FK_ACT_GELU_TANH);
             be->linear(be, &txm, &th, &S[s]->mlp2.w, fk_flux_bias(&S[s]->mlp2));
@@ -712,17 +736,17 @@ static void fk_flux_single_block(fk_flux_runner *r, int bi) {
     if (dbg) fk_flux_emit(r, "dbg.single0.mod", mod, 1, 3 * C, false);
     /* the MLP hidden state and the modulated LayerNorm in bf16 where the
      * backend takes them (not in the debug path, which reads them in f32) */
-    const bool hb = !dbg && fk_flux_mlp_bf16(r, L, &S->mlp, &S->linear2, true);
-    const fk_dtype hdt = hb ? FK_BF16 : FK_F32;
+    const fk_dtype hdt = dbg ? FK_F32 : fk_flux_mlp_dt(r, L, &S->mlp, &S->linear2, true);
     const fk_flux_linear *const vs[1] = {&S->v};
     const bool qb = !dbg && fk_flux_qkv_bf16(r, 1, &L, vs); /* q, k, v in bf16 */
     float *const ys[4] = {r->q, r->k, fk_flux_qkv_at(r, 2, qb, 0), r->mlp};
     const fk_flux_linear *const ls[4] = {&S->q, &S->k, &S->v, &S->mlp};
     const fk_act acts[4] = {FK_ACT_NONE, FK_ACT_NONE, FK_ACT_NONE, FK_ACT_GELU_TANH};
     const fk_dtype ydt[4] = {FK_F32, FK_F32, qb ? FK_BF16 : FK_F32, hdt};
-    const fk_dtype nd = !dbg && fk_flux_norm_bf16(r, L, 4, ls, acts, ydt) ? FK_BF16 : FK_F32;
+    const fk_dtype nd = dbg ? FK_F32 : fk_flux_norm_dt(r, L, 4, ls, acts, ydt);
     fk_flux_ln_modulate(be, r->xmod, nd, r->x, L, C, mod, mod + C);
-    fk_tensor tm = fk_be_view2_as(be, hdt, r->mlp, L, M);
+    fk_tensor tm = fk_flux_view2(be, hdt, r->mlp, L, M);
+    FK_ASSERT(fk_tensor_nbytes(&tm) <= (size_t)(L * M) * 4); /* tiled: padding fits */
     if (dbg) { /* the reference's fused projection output, before the GELU */
         fk_flux_linear_rows(be, r->q, r->xmod, L, &S->q);
         fk_flux_linear_rows(be, r->k, r->xmod, L, &S->k);
@@ -734,12 +758,19 @@ static void fk_flux_single_block(fk_flux_runner *r, int bi) {
         fk_flux_linear_multi_rows(be, 4, ys, r->xmod, nd, L, ls, acts, ydt);
     }
     fk_flux_qk_norm_rope(r, 0, L, &S->q_scale, &S->k_scale, qb);
-    const bool abf = !dbg && fk_flux_attn_ok(r, FK_BF16, qb ? FK_BF16 : FK_F32) &&
-                     fk_flux_product_ok(r, L, &S->linear2, FK_ACT_NONE, FK_BF16, FK_F32, true, hdt);
-    const fk_dtype adt = abf ? FK_BF16 : FK_F32;
+    /* the attention output tiled, else bf16, where linear2 takes it beside
+     * the hidden state (the debug path reads it in f32) */
+    fk_dtype adt = FK_F32;
+    for (int ci = 0; !dbg && ci < 2 && adt == FK_F32; ci++) {
+        const fk_dtype a = ci ? FK_BF16 : FK_FLUX_TILES;
+        if (fk_flux_attn_ok(r, a, qb ? FK_BF16 : FK_F32) &&
+            fk_flux_product_ok(r, L, &S->linear2, FK_ACT_NONE, a, FK_F32, true, hdt))
+            adt = a;
+    }
     fk_flux_attention(r, adt, qb);
     fk_tensor tcat = fk_be_view2(be, r->cat, L, C + M);
-    fk_tensor ta = fk_be_view2_as(be, adt, r->attn, L, C);
+    fk_tensor ta = fk_flux_view2(be, adt, r->attn, L, C);
+    FK_ASSERT(fk_tensor_nbytes(&ta) <= (size_t)(L * C) * 4); /* tiled: padding fits */
     if (dbg) {
         be->copy_cols(be, &tcat, 0, &ta, 0, C);
         be->copy_cols(be, &tcat, C, &tm, 0, M);

@@ -376,6 +376,217 @@ static bool cf_bf16_io(const cf_target *tg, int64_t M, int64_t K1, int64_t K2, i
     return ok;
 }
 
+/* A device tensor (M, N) bf16 in the tile layout (tensor.h), uninitialized. */
+static fk_tensor cf_dev_tiles(const cf_target *tg, int64_t M, int64_t N) {
+    int64_t s[2] = {M, N};
+    fk_tensor t = fk_tensor_view(FK_BF16, NULL, 2, s);
+    t.layout = FK_LAYOUT_TILES;
+    t.device = tg->be->device;
+    t.data = tg->be->alloc(tg->be, fk_tensor_nbytes(&t));
+    if (!t.data) exit(2);
+    return t;
+}
+
+/* Tiled bf16 activations (backend.h), on a target whose supports() takes
+ * them (the CPU's bf16 AMX products, devsim in front of them): the MLP
+ * hand-over of FLUX — linear_act (GELU) and linear_multi writing a tiled y,
+ * linear reading a tiled x, linear_cat reading a tiled x2 after K1 columns —
+ * against the same calls on row-major bf16, bit for bit (the tile layout is
+ * what the products pack their operand into anyway: the same values, the
+ * same sums). M, N1 not multiples of 32 put padding in the tiles (its
+ * columns must be zeros). Returns whether the target took them. */
+static bool cf_tiles(const cf_target *tg, int64_t M, int64_t K, int64_t N1, int64_t N2,
+                     int64_t K1) {
+    int64_t sx[2] = {M, K}, sh[2] = {M, N1}, so[2] = {M, N2}, s1[2] = {M, K1};
+    int64_t sw1[2] = {N1, K}, sw2[2] = {N2, N1}, sw3[2] = {N2, K1 + N1}, sb1[1] = {N1};
+    void *w1 = cf_weight(FK_BF16, N1 * K, 2.0f / sqrtf((float)K));
+    void *b1 = cf_weight(FK_BF16, N1, 0.5f);
+    void *w2 = cf_weight(FK_BF16, N2 * N1, 2.0f / sqrtf((float)N1));
+    void *w3 = cf_weight(FK_BF16, N2 * (K1 + N1), 2.0f / sqrtf((float)(K1 + N1)));
+    fk_tensor tw1 = cf_host(FK_BF16, w1, 2, sw1), tb1 = cf_host(FK_BF16, b1, 1, sb1);
+    fk_tensor tw2 = cf_host(FK_BF16, w2, 2, sw2), tw3 = cf_host(FK_BF16, w3, 2, sw3);
+    fk_tensor qt = fk_tensor_view(FK_BF16, NULL, 2, sh), qx = fk_tensor_view(FK_F32, NULL, 2, sx);
+    fk_tensor qo = fk_tensor_view(FK_F32, NULL, 2, so), q1 = fk_tensor_view(FK_F32, NULL, 2, s1);
+    qt.layout = FK_LAYOUT_TILES;
+    qt.device = qx.device = qo.device = q1.device = tg->be->device;
+    const fk_tensor *p1[4] = {&qt, &qx, &tw1, &tb1}, *p2[4] = {&qo, &qt, &tw2, NULL};
+    const fk_tensor *p3[5] = {&qo, &q1, &qt, &tw3, NULL}, *pn[4] = {&qt, &qx, &qx, &qx};
+    const bool ok = tg->be->supports(tg->be, FK_OP_LINEAR_ACT, p1, 4) &&
+                    tg->be->supports(tg->be, FK_OP_LINEAR, p2, 4) &&
+                    tg->be->supports(tg->be, FK_OP_LINEAR_CAT, p3, 5);
+    /* no elementwise op takes a tiled tensor (rmsnorm_rope, gated_add), nor
+     * linear_cat a tiled part that does not start or end a K block */
+    const fk_tensor *p4[4] = {&qt, &qt, NULL, &qx}, *p5[3] = {&qt, &qt, &qx};
+    CHECKF(!tg->be->supports(tg->be, FK_OP_RMSNORM_ROPE, p4, 4) &&
+               !tg->be->supports(tg->be, FK_OP_GATED_ADD, p5, 3),
+           "%s: a tiled elementwise operand", tg->name);
+    int64_t s1o[2] = {M, K1 + 1};
+    fk_tensor q1o = fk_tensor_view(FK_F32, NULL, 2, s1o);
+    q1o.device = tg->be->device;
+    const fk_tensor *p6[5] = {&qo, &q1o, &qt, &tw3, NULL};
+    CHECKF(!tg->be->supports(tg->be, FK_OP_LINEAR_CAT, p6, 5), "%s: tiled x2 mid K block",
+           tg->name);
+    (void)pn;
+    if (ok) {
+        float *x = cf_rand(M * K, -1, 1), *x1 = cf_rand(M * K1, -1, 1);
+        float *o_r = cf_alloc(M * N2), *o_t = cf_alloc(M * N2);
+        uint16_t *h_r = fk_alloc((size_t)(M * N1) * 2);
+        fk_tensor dx = cf_dev_f32(tg, x, 2, sx), d1 = cf_dev_f32(tg, x1, 2, s1);
+        fk_tensor dhr = cf_dev(tg, FK_BF16, NULL, 2, sh), dht = cf_dev_tiles(tg, M, N1);
+        fk_tensor dor = cf_dev_f32(tg, NULL, 2, so), dot = cf_dev_f32(tg, NULL, 2, so);
+        const size_t tb = fk_tensor_nbytes(&dht);
+        uint16_t *h_t = fk_alloc(tb);
+        const int64_t Mp = (M + 31) / 32 * 32, Np = (N1 + 31) / 32 * 32;
+        char what[96];
+        snprintf(what, sizeof(what), "tiled, M=%lld K=%lld N1=%lld N2=%lld K1=%lld", (long long)M,
+                 (long long)K, (long long)N1, (long long)N2, (long long)K1);
+        for (int multi = 0; multi < 2; multi++) { /* the tiled y of linear_act, linear_multi */
+            memset(h_t, 0xff, tb); /* NaN everywhere first: padding left unwritten shows */
+            tg->be->upload(tg->be, dht.data, h_t, tb);
+            if (multi) { /* the tiled and the row-major hidden state from one x */
+                fk_tensor *ys[2] = {&dht, &dhr};
+                const fk_tensor *ws[2] = {&tw1, &tw1}, *bs[2] = {&tb1, &tb1};
+                const fk_act acts[2] = {FK_ACT_GELU_TANH, FK_ACT_GELU_TANH};
+                fk_backend_linear_multi(tg->be, 2, ys, &dx, ws, bs, acts);
+            } else {
+                tg->be->linear_act(tg->be, &dhr, &dx, &tw1, &tb1, FK_ACT_GELU_TANH);
+                tg->be->linear_act(tg->be, &dht, &dx, &tw1, &tb1, FK_ACT_GELU_TANH);
+            }
+            cf_get(tg, h_r, &dhr);
+            cf_get(tg, h_t, &dht);
+            bool same = true, pad0 = true;
+            for (int64_t m = 0; m < Mp; m++)
+                for (int64_t k = 0; k < Np; k++) {
+                    const uint16_t v = h_t[fk_tensor_tile_offset(m, k, Mp, Np)];
+                    if (m < M && k < N1) same = same && v == h_r[m * N1 + k];
+                    else if (m < M) pad0 = pad0 && v == 0;
+                }
+            CHECKF(same && pad0, "%s: %s %s: the tiled y is not the row-major bf16 y%s",
+                   tg->name, multi ? "linear_multi" : "linear_act", what,
+                   pad0 ? "" : " (padding columns not zero)");
+            cf_runs[FK_OP_LINEAR_ACT]++;
+            if (!(same && pad0)) cf_fails[FK_OP_LINEAR_ACT]++;
+        }
+        /* the consumers: linear on x, linear_cat on [x1 | x2], tiled against rows */
+        tg->be->linear(tg->be, &dor, &dhr, &tw2, NULL);
+        tg->be->linear(tg->be, &dot, &dht, &tw2, NULL);
+        cf_get(tg, o_r, &dor);
+        cf_get(tg, o_t, &dot);
+        cf_compare_bits(tg, FK_OP_LINEAR, what, o_t, o_r, (size_t)(M * N2) * 4);
+        int64_t sj[2] = {M, K1 + N1};
+        fk_tensor dj = cf_dev_f32(tg, NULL, 2, sj);
+        tg->be->linear_cat(tg->be, &dor, &d1, &dhr, &tw3, NULL, &dj);
+        tg->be->linear_cat(tg->be, &dot, &d1, &dht, &tw3, NULL, &dj);
+        cf_get(tg, o_r, &dor);
+        cf_get(tg, o_t, &dot);
+        cf_compare_bits(tg, FK_OP_LINEAR_CAT, what, o_t, o_r, (size_t)(M * N2) * 4);
+        fk_tensor *dev[7] = {&dx, &d1, &dhr, &dht, &dor, &dot, &dj};
+        for (int i = 0; i < 7; i++) cf_free(tg, dev[i]);
+        fk_free(x), fk_free(x1), fk_free(o_r), fk_free(o_t), fk_free(h_r), fk_free(h_t);
+    }
+    cf_uncache(tg);
+    fk_free(w1), fk_free(b1), fk_free(w2), fk_free(w3);
+    return ok;
+}
+
+/* Tiled against row-major on the host: t (tiled, M × N) holds r (M, N bf16)
+ * and zeros in its padding columns (rows past M are not looked at). */
+static bool cf_tiled_is(const uint16_t *t, const uint16_t *r, int64_t M, int64_t N) {
+    const int64_t Mp = (M + 31) / 32 * 32, Np = (N + 31) / 32 * 32;
+    bool ok = true;
+    for (int64_t m = 0; m < M; m++)
+        for (int64_t k = 0; k < Np; k++)
+            ok = ok && t[fk_tensor_tile_offset(m, k, Mp, Np)] == (k < N ? r[m * N + k] : 0);
+    return ok;
+}
+
+/* The other producers of tiled bf16 activations — layernorm_modulate's y
+ * and attention's out — against the same calls writing row-major bf16, and
+ * linear_cat on [attention out | norm out] and linear_multi on the norm out
+ * with each part tiled or not: bit for bit (FLUX's single block). Returns
+ * whether the target took them. */
+static bool cf_tiles_producers(const cf_target *tg, int64_t M, int64_t C, int64_t H, int64_t D,
+                               int64_t N) {
+    const int64_t HD = H * D, K = HD + C;
+    int64_t sa[2] = {M, HD}, sq[3] = {M, H, D}, sc[2] = {M, C}, sv[2] = {1, C}, so[2] = {M, N};
+    int64_t sw[2] = {N, K}, sw2[2] = {N, C};
+    fk_tensor qa = fk_tensor_view(FK_BF16, NULL, 2, sa), qn = fk_tensor_view(FK_BF16, NULL, 2, sc);
+    fk_tensor qq = fk_tensor_view(FK_F32, NULL, 3, sq), qx = fk_tensor_view(FK_F32, NULL, 2, sc);
+    fk_tensor qv = fk_tensor_view(FK_F32, NULL, 2, sv), qo = fk_tensor_view(FK_F32, NULL, 2, so);
+    qa.layout = qn.layout = FK_LAYOUT_TILES;
+    qa.device = qn.device = qq.device = qx.device = qv.device = qo.device = tg->be->device;
+    void *w = cf_weight(FK_BF16, N * K, 2.0f / sqrtf((float)K));
+    void *w2 = cf_weight(FK_BF16, N * C, 2.0f / sqrtf((float)C));
+    fk_tensor tw = cf_host(FK_BF16, w, 2, sw), tw2 = cf_host(FK_BF16, w2, 2, sw2);
+    const fk_tensor *pa[5] = {&qa, &qq, &qq, &qq, NULL}, *pn[4] = {&qn, &qx, &qv, &qv};
+    const fk_tensor *pc[5] = {&qo, &qa, &qn, &tw, NULL}, *pl[4] = {&qo, &qn, &tw2, NULL};
+    const bool ok = tg->be->supports(tg->be, FK_OP_ATTENTION, pa, 5) &&
+                    tg->be->supports(tg->be, FK_OP_LAYERNORM_MODULATE, pn, 4) &&
+                    tg->be->supports(tg->be, FK_OP_LINEAR_CAT, pc, 5) &&
+                    tg->be->supports(tg->be, FK_OP_LINEAR_ACT, pl, 4);
+    if (ok) {
+        float *q = cf_rand(M * HD, -2, 2), *k = cf_rand(M * HD, -1, 1);
+        float *v = cf_rand(M * HD, -1, 1), *x = cf_rand(M * C, -1, 3);
+        float *sh = cf_rand(C, -1, 1), *scl = cf_rand(C, -1, 1);
+        fk_tensor dq = cf_dev_f32(tg, q, 3, sq), dk = cf_dev_f32(tg, k, 3, sq);
+        fk_tensor dv = cf_dev_f32(tg, v, 3, sq), dx = cf_dev_f32(tg, x, 2, sc);
+        fk_tensor dsh = cf_dev_f32(tg, sh, 2, sv), dsc = cf_dev_f32(tg, scl, 2, sv);
+        fk_tensor dar = cf_dev(tg, FK_BF16, NULL, 2, sa), dat = cf_dev_tiles(tg, M, HD);
+        fk_tensor dnr = cf_dev(tg, FK_BF16, NULL, 2, sc), dnt = cf_dev_tiles(tg, M, C);
+        const size_t at = fk_tensor_nbytes(&dat), nt = fk_tensor_nbytes(&dnt);
+        const size_t tmax = at > nt ? at : nt;
+        uint16_t *hr = fk_alloc((size_t)(M * (HD > C ? HD : C)) * 2), *ht = fk_alloc(tmax);
+        char what[96];
+        snprintf(what, sizeof(what), "tiled, M=%lld C=%lld H=%lld D=%lld N=%lld", (long long)M,
+                 (long long)C, (long long)H, (long long)D, (long long)N);
+        memset(ht, 0xff, tmax); /* NaN first: padding left unwritten shows */
+        tg->be->upload(tg->be, dat.data, ht, at);
+        tg->be->upload(tg->be, dnt.data, ht, nt);
+        const float scale = 1.0f / sqrtf((float)D);
+        tg->be->attention(tg->be, &dar, &dq, &dk, &dv, NULL, scale, false);
+        tg->be->attention(tg->be, &dat, &dq, &dk, &dv, NULL, scale, false);
+        cf_get(tg, hr, &dar);
+        cf_get(tg, ht, &dat);
+        CHECKF(cf_tiled_is(ht, hr, M, HD), "%s attention: %s: tiled out differs", tg->name, what);
+        tg->be->layernorm_modulate(tg->be, &dnr, &dx, &dsh, &dsc, 1e-6f);
+        tg->be->layernorm_modulate(tg->be, &dnt, &dx, &dsh, &dsc, 1e-6f);
+        cf_get(tg, hr, &dnr);
+        cf_get(tg, ht, &dnt);
+        CHECKF(cf_tiled_is(ht, hr, M, C), "%s layernorm_modulate: %s: tiled y differs", tg->name,
+               what);
+        cf_runs[FK_OP_ATTENTION]++, cf_runs[FK_OP_LAYERNORM_MODULATE]++;
+        /* consumers: each tiled / row-major combination against rows only */
+        float *want = cf_alloc(M * N), *got = cf_alloc(M * N);
+        int64_t sj[2] = {M, K};
+        fk_tensor dy = cf_dev_f32(tg, NULL, 2, so), dy2 = cf_dev_f32(tg, NULL, 2, so);
+        fk_tensor dj = cf_dev_f32(tg, NULL, 2, sj);
+        tg->be->linear_cat(tg->be, &dy, &dar, &dnr, &tw, NULL, &dj);
+        cf_get(tg, want, &dy);
+        for (int c = 1; c < 4; c++) {
+            tg->be->linear_cat(tg->be, &dy, c & 1 ? &dat : &dar, c & 2 ? &dnt : &dnr, &tw, NULL,
+                               &dj);
+            cf_get(tg, got, &dy);
+            cf_compare_bits(tg, FK_OP_LINEAR_CAT, what, got, want, (size_t)(M * N) * 4);
+        }
+        /* linear_multi on the tiled norm output */
+        fk_tensor *ys[2] = {&dy, &dy2};
+        const fk_tensor *ws[2] = {&tw2, &tw2}, *bs[2] = {NULL, NULL};
+        const fk_act acts[2] = {FK_ACT_NONE, FK_ACT_GELU_TANH};
+        tg->be->linear(tg->be, &dy, &dnr, &tw2, NULL);
+        cf_get(tg, want, &dy);
+        fk_backend_linear_multi(tg->be, 2, ys, &dnt, ws, bs, acts);
+        cf_get(tg, got, &dy);
+        cf_compare_bits(tg, FK_OP_LINEAR, what, got, want, (size_t)(M * N) * 4);
+        fk_tensor *dev[] = {&dq, &dk, &dv, &dx, &dsh, &dsc, &dar, &dat, &dnr, &dnt, &dy, &dy2, &dj};
+        for (size_t i = 0; i < sizeof(dev) / sizeof(dev[0]); i++) cf_free(tg, dev[i]);
+        fk_free(q), fk_free(k), fk_free(v), fk_free(x), fk_free(sh), fk_free(scl);
+        fk_free(hr), fk_free(ht), fk_free(want), fk_free(got);
+    }
+    cf_uncache(tg);
+    fk_free(w), fk_free(w2);
+    return ok;
+}
+
 /* Weight cache: linear before caching, after cache_weight, after
  * uncache_weights, and (device backends) with the weight already on the
  * device, and after release_scratch: the same bits every time. */
@@ -1199,9 +1410,14 @@ static void cf_suite_full(cf_target *tg) {
     for (int m = 1; m < 7; m <<= 1) cf_attention_bf16_in(tg, 70, 2, 64, m, false);
     cf_attention_bf16_in(tg, 50, 2, 40, 7, true);
     cf_attention_bf16_in(tg, 20, 1, 32, 7, true);
+    /* tiled hand-overs: padding rows and columns, a linear_cat after two K blocks */
+    const bool ti1 = cf_tiles(tg, 37, 96, 300, 70, 512);
+    cf_tiles(tg, 64, 40, 256, 33, 256);
+    const bool ti2 = cf_tiles_producers(tg, 45, 300, 2, 128, 40);
     if (!cf_real_cuda(tg->be) && fk_cpu_bf16_kernel_detect() == FK_CPU_BF16_AMX &&
         strstr(tg->name, "bf16"))
-        CHECKF(at1 && rr1 && ai1, "%s: bf16 attention operands not taken", tg->name);
+        CHECKF(at1 && rr1 && ai1 && ti1 && ti2, "%s: bf16 attention operands or tiles not taken",
+               tg->name);
     if (!cf_real_cuda(tg->be) && fk_cpu_bf16_kernel_detect() != FK_CPU_BF16_NONE &&
         strstr(tg->name, "bf16"))
         CHECKF(io1 && io2 && ln1 && ln2, "%s: bf16 activations not taken", tg->name);

@@ -21,11 +21,15 @@
 #include <string.h>
 
 static fk_backend spy_inner; /* the CPU backend's table, before the wrapper */
-static int n_bf16_y, n_bf16_x, n_bf16_norm, n_bf16_attn, n_bf16_rope, n_bf16_qkv;
+static int n_bf16_y, n_bf16_x, n_bf16_norm, n_bf16_attn, n_bf16_rope, n_bf16_qkv, n_tiles_y,
+    n_tiles_x, n_tiles_norm, n_tiles_attn;
 
 static void count(const fk_tensor *y, const fk_tensor *x1, const fk_tensor *x2) {
     if (y && y->dtype == FK_BF16) n_bf16_y++;
     if ((x1 && x1->dtype == FK_BF16) || (x2 && x2->dtype == FK_BF16)) n_bf16_x++;
+    if (y && y->layout == FK_LAYOUT_TILES) n_tiles_y++;
+    if ((x1 && x1->layout == FK_LAYOUT_TILES) || (x2 && x2->layout == FK_LAYOUT_TILES))
+        n_tiles_x++;
 }
 
 static void spy_linear(fk_backend *be, fk_tensor *y, const fk_tensor *x, const fk_tensor *w,
@@ -56,6 +60,7 @@ static void spy_linear_cat(fk_backend *be, fk_tensor *y, const fk_tensor *x1, co
 static void spy_layernorm_modulate(fk_backend *be, fk_tensor *y, const fk_tensor *x,
                                    const fk_tensor *shift, const fk_tensor *scale, float eps) {
     if (y->dtype == FK_BF16) n_bf16_norm++;
+    if (y->layout == FK_LAYOUT_TILES) n_tiles_norm++;
     spy_inner.layernorm_modulate(be, y, x, shift, scale, eps);
 }
 
@@ -68,6 +73,7 @@ static void spy_rmsnorm_rope(fk_backend *be, fk_tensor *y, const fk_tensor *x,
 static void spy_attention(fk_backend *be, fk_tensor *out, const fk_tensor *q, const fk_tensor *k,
                           const fk_tensor *v, const fk_tensor *bias, float scale, bool causal) {
     if (out->dtype == FK_BF16) n_bf16_attn++;
+    if (out->layout == FK_LAYOUT_TILES) n_tiles_attn++;
     if (q->dtype == FK_BF16 && k->dtype == FK_BF16 && v->dtype == FK_BF16) n_bf16_qkv++;
     spy_inner.attention(be, out, q, k, v, bias, scale, causal);
 }
@@ -102,6 +108,7 @@ static void run(fk_context *ctx, const fk_flux_model *m, fk_backend *cpu, bool i
     fk_flux_inputs in = {.img = &img, .img_ids = &ids, .txt = &txt, .txt_ids = &tids, .y = &y,
                          .guidance = 3.5f, .timestep = 0.8f};
     n_bf16_x = n_bf16_y = n_bf16_norm = n_bf16_attn = n_bf16_rope = n_bf16_qkv = 0;
+    n_tiles_y = n_tiles_x = n_tiles_norm = n_tiles_attn = 0;
     CHECK(fk_tensor_new(ctx, out, FK_F32, 2, (const int64_t[]){Li, c->out_channels}, "out") == FK_OK);
     CHECK(fk_flux_forward(ctx, r, &in, out) == FK_OK);
     fk_flux_runner_free(r);
@@ -116,13 +123,15 @@ static void run_case(fk_context *ctx, const fk_flux_model *m, int threads, int64
     /* f32 mode: nothing in bf16 */
     run(ctx, m, cpu, true, Li, Lt, &o_f32);
     CHECKF(n_bf16_x == 0 && n_bf16_y == 0 && n_bf16_norm == 0 && n_bf16_attn == 0 &&
-               n_bf16_rope == 0 && n_bf16_qkv == 0,
+               n_bf16_rope == 0 && n_bf16_qkv == 0 && n_tiles_y == 0 && n_tiles_x == 0 &&
+               n_tiles_norm == 0 && n_tiles_attn == 0,
            "f32 mode used bf16 activations");
     fk_tensor_free(&o_f32);
     if (fk_backend_cpu_set_precision(cpu, FK_PREC_BF16) != FK_CPU_BF16_NONE) {
         run(ctx, m, cpu, false, Li, Lt, &o_f32);
         CHECK(n_bf16_x == 0 && n_bf16_y == 0 && n_bf16_norm == 0 && n_bf16_attn == 0 &&
-              n_bf16_rope == 0 && n_bf16_qkv == 0);
+              n_bf16_rope == 0 && n_bf16_qkv == 0 && n_tiles_y == 0 && n_tiles_x == 0 &&
+              n_tiles_norm == 0 && n_tiles_attn == 0);
         run(ctx, m, cpu, true, Li, Lt, &o_bf16);
         /* per double-block stream with enough rows: one bf16 hidden state
          * (mlp.0 → mlp.2) and two bf16 norms (→ q, k, v; → mlp.0), so three
@@ -132,20 +141,34 @@ static void run_case(fk_context *ctx, const fk_flux_model *m, int threads, int64
          * (→ linear2), two products with a bf16 x (linear1, linear2). q, k, v
          * in bf16 where both streams have enough rows (v's product; in a
          * single block always): per such block one attention on them, two
-         * rmsnorm_rope per stream and one more bf16 product output (v) */
+         * rmsnorm_rope per stream and one more bf16 product output (v). The
+         * hand-overs to products go tiled: the norm outputs (→ q, k, v and
+         * mlp.0 of each stream with enough rows, → linear1), and the hidden
+         * state (mlp.0 → mlp.2) — linear2's parts (attention output, hidden
+         * state) only with whole FK_TILE_KC blocks before the second: not
+         * with tiny-dev's 96 columns (the full-size step takes them: the
+         * velocity check of tools/step_ab.c) */
         const int streams = (Li >= FK_CPU_BF16_MIN_M) + (Lt >= FK_CPU_BF16_MIN_M);
         const int dd = c->depth_double, ds = c->depth_single, both = streams == 2;
         const int want_y = streams * dd + ds + 2 * both * dd + ds,
                   want_norm = 2 * streams * dd + ds, want_attn = both * dd + ds,
                   want_x = 3 * streams * dd + 2 * both * dd + 2 * ds,
-                  want_rope = 4 * both * dd + 2 * ds, want_qkv = both * dd + ds;
+                  want_rope = 4 * both * dd + 2 * ds, want_qkv = both * dd + ds,
+                  wide = c->hidden % FK_TILE_KC == 0, want_tiles_y = streams * dd + wide * ds,
+                  want_tiles_x = 3 * streams * dd + ds + wide * ds,
+                  want_tiles_norm = 2 * streams * dd + ds, want_tiles_attn = wide * ds;
         CHECKF(n_bf16_y == want_y && n_bf16_norm == want_norm && n_bf16_attn == want_attn &&
-                   n_bf16_x == want_x && n_bf16_rope == want_rope && n_bf16_qkv == want_qkv,
+                   n_bf16_x == want_x && n_bf16_rope == want_rope && n_bf16_qkv == want_qkv &&
+                   n_tiles_y == want_tiles_y && n_tiles_x == want_tiles_x &&
+                   n_tiles_norm == want_tiles_norm && n_tiles_attn == want_tiles_attn,
                "Li %ld Lt %ld: %d bf16 product outputs (expected %d), %d bf16 norms (%d), "
                "%d bf16 attention outputs (%d), %d products with a bf16 x (%d), %d bf16 "
-               "rmsnorm_rope outputs (%d), %d attentions on bf16 q, k, v (%d)",
+               "rmsnorm_rope outputs (%d), %d attentions on bf16 q, k, v (%d), tiled: %d y (%d), "
+               "%d x (%d), %d norms (%d), %d attention outputs (%d)",
                (long)Li, (long)Lt, n_bf16_y, want_y, n_bf16_norm, want_norm, n_bf16_attn,
-               want_attn, n_bf16_x, want_x, n_bf16_rope, want_rope, n_bf16_qkv, want_qkv);
+               want_attn, n_bf16_x, want_x, n_bf16_rope, want_rope, n_bf16_qkv, want_qkv,
+               n_tiles_y, want_tiles_y, n_tiles_x, want_tiles_x, n_tiles_norm, want_tiles_norm,
+               n_tiles_attn, want_tiles_attn);
         CHECKF(!memcmp(o_f32.data, o_bf16.data, fk_tensor_nbytes(&o_f32)),
                "Li %ld Lt %ld, %d threads: bf16 activations change the velocity", (long)Li,
                (long)Lt, threads);

@@ -132,6 +132,23 @@ static void test_no_workspace(fk_cpu_bf16_kernel k) {
     CHECKF(tu_same_bits(y, yref, (size_t)(M * N) * 4), "no workspace: bf16 x");
     be->linear_act(be, &tyb, &txb, &w, NULL, FK_ACT_SILU);
     CHECKF(same_as_rounded(yb, yref, M * N), "no workspace: bf16 x and y");
+    { /* tiled x and y (tensor.h): untiled and tiled around the same f32 path */
+        fk_tensor txt = fk_view2(FK_BF16, NULL, M, K), tyt = fk_view2(FK_BF16, NULL, M, N);
+        txt.layout = tyt.layout = FK_LAYOUT_TILES;
+        txt.data = fk_alloc(fk_tensor_nbytes(&txt));
+        tyt.data = fk_alloc(fk_tensor_nbytes(&tyt));
+        float *yu = tu_alloc(M * N);
+        fk_cpu_tile_from_f32(&txt, xd);
+        be->linear_act(be, &ty, &txt, &w, NULL, FK_ACT_SILU);
+        CHECKF(tu_same_bits(y, yref, (size_t)(M * N) * 4), "no workspace: tiled x");
+        memset(tyt.data, 0xff, fk_tensor_nbytes(&tyt));
+        be->linear_act(be, &tyt, &txb, &w, NULL, FK_ACT_SILU);
+        fk_cpu_untile_f32(yu, &tyt);
+        bool same = true;
+        for (int64_t i = 0; i < M * N; i++) same = same && yu[i] == fk_bf16_to_f32(yb[i]);
+        CHECKF(same, "no workspace: tiled y");
+        fk_free(txt.data), fk_free(tyt.data), fk_free(yu);
+    }
     CHECK(fk_backend_cpu_workspace_bytes(be) == 0);
     fk_free(xd), fk_free(wd), fk_free(yref), fk_free(y), fk_free(xb), fk_free(yb);
     be->destroy(be);
@@ -161,6 +178,16 @@ static void test_supports(void) {
             CHECKF(be->supports(be, FK_OP_LINEAR, s2, 4) == want, "bf16 x, rows %d mode %d", rows, mode);
             CHECKF(be->supports(be, FK_OP_LINEAR_CAT, s3, 5) == want, "bf16 x2, rows %d mode %d", rows, mode);
             CHECK(!be->supports(be, FK_OP_LINEAR, s4, 4)); /* f16 activations: never */
+            /* tiled (tensor.h): a product's y or x on the bf16 kernel; linear_cat's x2
+             * only after whole FK_TILE_KC blocks (not K / 2 = 32 columns); the norm's y */
+            fk_tensor yt = yb, xt = xb, x2t = x2b;
+            yt.layout = xt.layout = x2t.layout = FK_LAYOUT_TILES;
+            const fk_tensor *t1[4] = {&yt, &xf, &w, NULL}, *t2[4] = {&yf, &xt, &w, NULL};
+            const fk_tensor *t3[5] = {&yf, &x1, &x2t, &w, NULL}, *t4[4] = {&yt, &xf, &xf, &xf};
+            CHECKF(be->supports(be, FK_OP_LINEAR_ACT, t1, 4) == want, "tiled y, rows %d", rows);
+            CHECKF(be->supports(be, FK_OP_LINEAR, t2, 4) == want, "tiled x, rows %d", rows);
+            CHECK(!be->supports(be, FK_OP_LINEAR_CAT, t3, 5));
+            CHECKF(be->supports(be, FK_OP_LAYERNORM_MODULATE, t4, 4) == want, "tiled norm y");
             CHECK(be->supports(be, FK_OP_LINEAR, s5, 4));  /* f32: always */
         }
         fk_backend_cpu_set_bf16_io(be, true);

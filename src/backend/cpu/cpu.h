@@ -251,6 +251,28 @@ void fk_cpu_linear_io(fk_backend *be, fk_tensor *y, const fk_tensor *x1, const f
                       const fk_tensor *w, const fk_tensor *b, fk_act act);
 /* Activation dtypes of the bf16 products: f32, bf16. */
 static inline bool fk_cpu_act_dtype_ok(fk_dtype t) { return t == FK_F32 || t == FK_BF16; }
+/* What the bf16 products' dtype arguments (fk_cpu_gemm_bf16_cat, _multi)
+ * say for a tiled bf16 tensor (tensor.h's FK_LAYOUT_TILES, backend.h's
+ * "tiled bf16 activations"): a value no tensor has. */
+#define FK_CPU_TILES ((fk_dtype)(FK_DTYPE_COUNT + 1))
+static inline fk_dtype fk_cpu_gemm_dt(const fk_tensor *t) {
+    return t->layout == FK_LAYOUT_TILES ? FK_CPU_TILES : t->dtype;
+}
+static inline bool fk_cpu_gemm_dtype_ok(fk_dtype t) {
+    return fk_cpu_act_dtype_ok(t) || t == FK_CPU_TILES;
+}
+/* Whether operand i of op (srcs as in supports()) may be tiled: a bf16
+ * product on a bf16 kernel in bf16 mode; y or x of linear and linear_act, y
+ * or x2 of linear_cat after an x1 of FK_TILE_KC-multiple columns. */
+bool fk_cpu_tiles_ok(const fk_backend *be, fk_op op, const fk_tensor *const *srcs, int n, int i);
+/* A tiled bf16 tensor (rows, cols) from / to f32 rows (the widening and
+ * rounding of the products' last resort: exact / nearest-even). */
+void fk_cpu_untile_f32(float *dst, const fk_tensor *t);
+void fk_cpu_tile_from_f32(fk_tensor *t, const float *src);
+/* Columns [c0, c0 + n) of row m of a tiled bf16 tensor from f32 row (n
+ * values, rounded as the products round x; c0 a multiple of 32, n too
+ * unless the part ends the row, whose padding columns become zeros). */
+void fk_cpu_tile_row(fk_tensor *t, int64_t m, int64_t c0, const float *row, int64_t n);
 
 /* Linears with fewer rows stay on the f32 path in bf16 mode (weight-bound:
  * packing the weights costs more than the bf16 product saves; measured
@@ -281,7 +303,9 @@ bool fk_cpu_gemm_bf16_act(fk_backend *be, int64_t M, int64_t N, int64_t K, const
  * dtypes (fk_cpu_act_dtype_ok): a, a2 f32 (rounded to bf16 while packed) or
  * bf16 (copied: the same bits as f32 operands that round to those values);
  * c f32, or bf16 (each f32 result, after bias and act, rounded to
- * nearest-even: the bf16 rounding the next product would apply). */
+ * nearest-even: the bf16 rounding the next product would apply). FK_CPU_TILES
+ * (fk_cpu_gemm_dt): c tiled; a, a2 or both tiled (with a2, k1 a multiple of
+ * FK_TILE_KC): read as packed, only the other part packed. */
 bool fk_cpu_gemm_bf16_cat(fk_backend *be, int64_t M, int64_t N, int64_t K, const void *a,
                           fk_dtype adt, int64_t lda, const void *a2, fk_dtype a2dt, int64_t lda2,
                           int64_t k1, const void *b, fk_dtype bdt, int64_t ldb, const void *bias,

@@ -89,6 +89,8 @@
 #endif
 _Static_assert(FK_BF16_KC % 32 == 0 && FK_BF16_NC % 32 == 0 && FK_BF16_MC % 32 == 0,
                "bf16 GEMM blocks must be multiples of 32");
+_Static_assert(FK_BF16_KC == FK_TILE_KC && FK_BF16_NC % FK_TILE_KC == 0,
+               "packed A is tensor.h's tile layout, and a C panel fills whole K blocks of it");
 
 static inline int64_t fk_bf16_round32(int64_t v) { return (v + 31) & ~(int64_t)31; }
 static inline int64_t fk_bf16_min(int64_t a, int64_t b) { return a < b ? a : b; }
@@ -450,6 +452,10 @@ typedef struct fk_bf16_cstore {
     int64_t row;     /* next row; == mc when done */
     fk_act act;      /* applied after the bias (fk_cpu_act_row: the bits of the op) */
     bool cbf;        /* c is bf16: each f32 result rounded to nearest-even */
+    /* c tiled (cbf; tensor.h's FK_LAYOUT_TILES): c is the whole (Mp, Np)
+     * tensor and the panel's first element is (r0, c0) */
+    bool tiled;
+    int64_t r0, c0, Mp, Np;
 } fk_bf16_cstore;
 
 /* One row of a C panel as bf16: the f32 values of the row (with bias and
@@ -485,6 +491,15 @@ __attribute__((target(FK_BF16_TARGET))) static void fk_bf16_cstore_run(fk_bf16_c
             }
             if (st->act != FK_ACT_NONE)
                 fk_cpu_act_row(FK_CPU_ISA_AVX512, st->act, row, row, st->nc);
+        }
+        if (st->tiled) { /* 32 columns at a time, one line of a tile, zeros past nc */
+            for (int64_t j0 = 0; j0 < st->nc; j0 += 32) {
+                uint16_t *d = (uint16_t *)st->c +
+                              fk_tensor_tile_offset(st->r0 + i, st->c0 + j0, st->Mp, st->Np);
+                const __m512i v = fk_bf16_cvt32(row + j0, fk_bf16_min(32, st->nc - j0));
+                _mm512_storeu_si512(d, v);
+            }
+            continue;
         }
         if (st->cbf) {
             fk_bf16_store_row_bf16((uint16_t *)st->c + i * st->ldc, row, st->nc);
@@ -616,7 +631,9 @@ fk_bf16_micro_avx512(int64_t nt, const uint16_t *a, int64_t astr, const uint16_t
 
 typedef struct fk_bf16_args {
     int64_t M, N, K, Mp, Kp;
-    const uint16_t *ap; /* packed A (see the header) */
+    const uint16_t *ap; /* packed A (see the header): K blocks [0, kb) */
+    const uint16_t *ap2; /* K blocks [kb, Kp), as their own packed A (a tiled a2) */
+    int64_t kb;
     const void *b;      /* (N, K) dtype bdt, row stride ldb */
     fk_dtype bdt;
     int64_t ldb;
@@ -625,11 +642,17 @@ typedef struct fk_bf16_args {
     void *c; /* (M, N), row stride ldc: f32, or bf16 when cbf */
     int64_t ldc;
     bool cbf;
+    bool ctiled; /* c tiled (cbf too): tensor.h's FK_LAYOUT_TILES, Mp × Np */
     fk_bf16_micro_fn micro;
     fk_act act; /* applied to c as it is stored */
     const uint16_t *bpk; /* b pre-packed (weight cache), or NULL: packed per panel */
     int64_t Np;          /* bpk: round32(N); K block pc at pc·Np, column jc at jc·kcp in it */
 } fk_bf16_args;
+
+/* K block pc of packed A (Mp × its kcp columns) */
+static const uint16_t *fk_bf16_ablock(const fk_bf16_args *g, int64_t pc) {
+    return pc < g->kb ? g->ap + pc * g->Mp : g->ap2 + (pc - g->kb) * g->Mp;
+}
 
 /* Rows [m0, m1) × columns [n0, n1) of c (m0, n0 multiples of 32), in panels
  * of NC columns × MC rows. wp[2]: B panels (NC × Kp), cp[2]: C panels
@@ -688,7 +711,7 @@ static void fk_bf16_task(const fk_bf16_args *g, float *rows, uint16_t *const wp[
             int64_t store_rows0 = cs.mc - cs.row; /* rows of the previous panel left */
             for (int64_t pc = 0; pc < g->Kp; pc += FK_BF16_KC) {
                 int64_t kcp = fk_bf16_min(FK_BF16_KC, g->Kp - pc), str = 16 * kcp;
-                const uint16_t *ablk = g->ap + pc * g->Mp + (ic / 16) * str; /* (mcp × kcp) */
+                const uint16_t *ablk = fk_bf16_ablock(g, pc) + (ic / 16) * str; /* (mcp × kcp) */
                 const uint16_t *bblk = g->bpk ? g->bpk + pc * g->Np + jc * kcp
                                               : wcur + pc * ncp; /* (ncp × kcp) */
                 /* prefetch (to L2) the blocks of the next step, spread over this
@@ -697,14 +720,14 @@ static void fk_bf16_task(const fk_bf16_args *g, float *rows, uint16_t *const wp[
                 int64_t xa = 0, xb = 0; /* bytes */
                 if (pc + FK_BF16_KC < g->Kp) {
                     int64_t k2 = fk_bf16_min(FK_BF16_KC, g->Kp - pc - FK_BF16_KC);
-                    pxa = (const char *)(g->ap + (pc + FK_BF16_KC) * g->Mp + (ic / 16) * 16 * k2);
+                    pxa = (const char *)(fk_bf16_ablock(g, pc + FK_BF16_KC) + (ic / 16) * 16 * k2);
                     xa = mcp * k2 * 2;
                     pxb = g->bpk ? (const char *)(g->bpk + (pc + FK_BF16_KC) * g->Np + jc * k2)
                                  : (const char *)(wcur + (pc + FK_BF16_KC) * ncp);
                     xb = ncp * k2 * 2;
                 } else if (ic + FK_BF16_MC < m1p) {
                     int64_t k2 = fk_bf16_min(FK_BF16_KC, g->Kp);
-                    pxa = (const char *)(g->ap + ((ic + FK_BF16_MC) / 16) * 16 * k2);
+                    pxa = (const char *)(fk_bf16_ablock(g, 0) + ((ic + FK_BF16_MC) / 16) * 16 * k2);
                     xa = fk_bf16_min(FK_BF16_MC, m1p - ic - FK_BF16_MC) * k2 * 2;
                     pxb = g->bpk ? (const char *)(g->bpk + jc * k2) : (const char *)wcur;
                     xb = ncp * k2 * 2;
@@ -735,10 +758,22 @@ static void fk_bf16_task(const fk_bf16_args *g, float *rows, uint16_t *const wp[
                     }
             }
             fk_bf16_cstore_run(&cs, cs.mc - cs.row); /* the rest of the previous panel */
-            const size_t coff = (size_t)(ic * g->ldc + jc) * (g->cbf ? 2u : 4u);
-            fk_bf16_cstore c2 = {ccur, (char *)g->c + coff, g->ldc, fk_bf16_min(mcp, g->M - ic),
-                                 nc,   ncp,                bias,   0,
-                                 g->act, g->cbf};
+            const size_t coff = g->ctiled ? 0 : (size_t)(ic * g->ldc + jc) * (g->cbf ? 2u : 4u);
+            fk_bf16_cstore c2 = {.cp = ccur,
+                                 .c = (char *)g->c + coff,
+                                 .ldc = g->ldc,
+                                 .mc = fk_bf16_min(mcp, g->M - ic),
+                                 .nc = nc,
+                                 .ncp = ncp,
+                                 .bb = bias,
+                                 .row = 0,
+                                 .act = g->act,
+                                 .cbf = g->cbf,
+                                 .tiled = g->ctiled,
+                                 .r0 = ic,
+                                 .c0 = jc,
+                                 .Mp = g->Mp,
+                                 .Np = g->Np};
             cs = c2; /* stored during the next block */
             pcb ^= 1;
         }
@@ -869,27 +904,42 @@ static bool fk_bf16_reserve(fk_cpu_impl *impl, int64_t Mp, int64_t Kp, int64_t N
     return fk_cpu_bf16_ws_reserve(impl, need);
 }
 
-/* c (M, N) = act(A · bᵀ + bias) with A already packed at the start of the
- * workspace (fk_bf16_reserve, fk_bf16_pack_a_all). */
-static void fk_bf16_product(fk_backend *be, int64_t M, int64_t N, int64_t K, uint64_t a_el,
-                            uint64_t b_el, uint64_t t_el, const void *b, fk_dtype bdt,
-                            int64_t ldb, const void *bias, fk_dtype bias_dt, void *c, bool cbf,
+/* c (M, N) of dtype cdt (f32, bf16 or FK_CPU_TILES) = act(A · bᵀ + bias)
+ * with A packed: K blocks [0, kb) at ap (at the start of the workspace,
+ * fk_bf16_reserve and fk_bf16_pack_a_all, or a tiled a), the rest at ap2 (a
+ * tiled a2). */
+static void fk_bf16_product(fk_backend *be, const uint16_t *ap, const uint16_t *ap2, int64_t kb,
+                            int64_t M, int64_t N, int64_t K, uint64_t a_el, uint64_t b_el,
+                            uint64_t t_el, const void *b, fk_dtype bdt, int64_t ldb,
+                            const void *bias, fk_dtype bias_dt, void *c, fk_dtype cdt,
                             int64_t ldc, fk_act act) {
     fk_cpu_impl *impl = fk_cpu_impl_of(be);
     fk_cpu_bf16_kernel kern = impl->bf16_kernel;
     int nt = impl->n_threads;
     int64_t Mp = fk_bf16_round32(M), Kp = fk_bf16_round32(K);
-    uint16_t *ap = impl->bf16_ws, *wpanels = ap + a_el;
-    fk_bf16_args g = {M,       N,
-                      K,       Mp,
-                      Kp,      ap,
-                      b,       bdt,
-                      ldb,     bias,
-                      bias_dt, c,
-                      ldc,     cbf,
-                      kern == FK_CPU_BF16_AMX ? fk_bf16_micro_amx : fk_bf16_micro_avx512,
-                      act,     NULL,
-                      0};
+    uint16_t *wpanels = (uint16_t *)impl->bf16_ws + a_el;
+    const bool cbf = cdt != FK_F32;
+    fk_bf16_args g = {.M = M,
+                      .N = N,
+                      .K = K,
+                      .Mp = Mp,
+                      .Kp = Kp,
+                      .ap = ap,
+                      .ap2 = ap2,
+                      .kb = kb,
+                      .b = b,
+                      .bdt = bdt,
+                      .ldb = ldb,
+                      .bias = bias,
+                      .bias_dt = bias_dt,
+                      .c = c,
+                      .ldc = ldc,
+                      .cbf = cbf,
+                      .ctiled = cdt == FK_CPU_TILES,
+                      .micro = kern == FK_CPU_BF16_AMX ? fk_bf16_micro_amx : fk_bf16_micro_avx512,
+                      .act = act,
+                      .bpk = NULL,
+                      .Np = 0};
     if (ldb == K) g.bpk = fk_bf16_wcache_find(impl, b, bdt, N, K);
     g.Np = fk_bf16_round32(N);
     /* Split the output in units of 32: columns first (each thread then packs
@@ -939,16 +989,43 @@ bool fk_cpu_gemm_bf16_cat(fk_backend *be, int64_t M, int64_t N, int64_t K, const
                           int64_t k1, const void *b, fk_dtype bdt, int64_t ldb, const void *bias,
                           fk_dtype bias_dt, void *c, fk_dtype cdt, int64_t ldc, fk_act act) {
     fk_cpu_impl *impl = fk_cpu_impl_of(be);
-    FK_ASSERT(fk_cpu_act_dtype_ok(adt) && fk_cpu_act_dtype_ok(a2dt) && fk_cpu_act_dtype_ok(cdt));
+    FK_ASSERT(fk_cpu_gemm_dtype_ok(adt) && fk_cpu_gemm_dtype_ok(a2dt) &&
+              fk_cpu_gemm_dtype_ok(cdt));
+    FK_ASSERT((adt != FK_CPU_TILES && a2dt != FK_CPU_TILES) || !a2 || k1 % FK_TILE_KC == 0);
     if (impl->bf16_kernel == FK_CPU_BF16_NONE || M <= 0 || N <= 0 || K <= 0) return false;
     fk_cpu_not_nested();
     int64_t Mp = fk_bf16_round32(M), Kp = fk_bf16_round32(K);
     uint64_t a_el, b_el, t_el;
     if (!fk_bf16_reserve(impl, Mp, Kp, N, &a_el, &b_el, &t_el)) return false;
-    fk_bf16_asrc asrc = {a, a2, lda, lda2, a2 ? k1 : K, adt == FK_BF16, a2dt == FK_BF16};
-    fk_bf16_pack_a_all(be, &asrc, M, K, Mp, Kp, impl->bf16_ws);
-    fk_bf16_product(be, M, N, K, a_el, b_el, t_el, b, bdt, ldb, bias, bias_dt, c, cdt == FK_BF16,
-                    ldc, act);
+    const uint16_t *ap = impl->bf16_ws, *ap2 = NULL;
+    int64_t kb = Kp; /* K blocks from ap; the rest from ap2 */
+    uint16_t *ws = impl->bf16_ws;
+    if (!a2 || (adt != FK_CPU_TILES && a2dt != FK_CPU_TILES)) { /* nothing tiled but c */
+        if (adt == FK_CPU_TILES) {
+            ap = a;
+        } else {
+            fk_bf16_asrc asrc = {a, a2, lda, lda2, a2 ? k1 : K, adt == FK_BF16, a2dt == FK_BF16};
+            fk_bf16_pack_a_all(be, &asrc, M, K, Mp, Kp, ws);
+        }
+    } else { /* two parts, one or both tiled: K blocks [0, k1) and the rest */
+        kb = k1;
+        if (adt == FK_CPU_TILES) {
+            ap = a;
+        } else {
+            fk_bf16_asrc asrc = {a, NULL, lda, 0, k1, adt == FK_BF16, false};
+            fk_bf16_pack_a_all(be, &asrc, M, k1, Mp, k1, ws);
+        }
+        if (a2dt == FK_CPU_TILES) {
+            ap2 = a2;
+        } else { /* after the first part's K blocks in the workspace, when it has them */
+            uint16_t *w2 = adt == FK_CPU_TILES ? ws : ws + Mp * k1;
+            fk_bf16_asrc asrc = {a2, NULL, lda2, 0, K - k1, a2dt == FK_BF16, false};
+            fk_bf16_pack_a_all(be, &asrc, M, K - k1, Mp, Kp - k1, w2);
+            ap2 = w2;
+        }
+    }
+    fk_bf16_product(be, ap, ap2, kb, M, N, K, a_el, b_el, t_el, b, bdt, ldb, bias, bias_dt, c,
+                    cdt, ldc, act);
     return true;
 }
 
@@ -958,11 +1035,11 @@ bool fk_cpu_gemm_bf16_multi(fk_backend *be, int n, int64_t M, int64_t K, const v
                             const fk_dtype *bias_dt, void *const *c, const fk_dtype *cdt,
                             const fk_act *act) {
     fk_cpu_impl *impl = fk_cpu_impl_of(be);
-    FK_ASSERT(fk_cpu_act_dtype_ok(adt));
+    FK_ASSERT(fk_cpu_gemm_dtype_ok(adt));
     if (impl->bf16_kernel == FK_CPU_BF16_NONE || n <= 0 || M <= 0 || K <= 0) return false;
     int64_t Nmax = 0;
     for (int i = 0; i < n; i++) {
-        FK_ASSERT(fk_cpu_act_dtype_ok(cdt[i]));
+        FK_ASSERT(fk_cpu_gemm_dtype_ok(cdt[i]));
         if (N[i] <= 0) return false;
         if (N[i] > Nmax) Nmax = N[i];
     }
@@ -970,11 +1047,15 @@ bool fk_cpu_gemm_bf16_multi(fk_backend *be, int n, int64_t M, int64_t K, const v
     int64_t Mp = fk_bf16_round32(M), Kp = fk_bf16_round32(K);
     uint64_t a_el, b_el, t_el;
     if (!fk_bf16_reserve(impl, Mp, Kp, Nmax, &a_el, &b_el, &t_el)) return false;
-    fk_bf16_asrc asrc = {a, NULL, lda, 0, K, adt == FK_BF16, false};
-    fk_bf16_pack_a_all(be, &asrc, M, K, Mp, Kp, impl->bf16_ws); /* once for all */
+    const uint16_t *ap = a; /* a tiled a: already packed */
+    if (adt != FK_CPU_TILES) {
+        fk_bf16_asrc asrc = {a, NULL, lda, 0, K, adt == FK_BF16, false};
+        fk_bf16_pack_a_all(be, &asrc, M, K, Mp, Kp, impl->bf16_ws); /* once for all */
+        ap = impl->bf16_ws;
+    }
     for (int i = 0; i < n; i++)
-        fk_bf16_product(be, M, N[i], K, a_el, b_el, t_el, b[i], bdt[i], K, bias[i], bias_dt[i],
-                        c[i], cdt[i] == FK_BF16, N[i], act[i]);
+        fk_bf16_product(be, ap, NULL, Kp, M, N[i], K, a_el, b_el, t_el, b[i], bdt[i], K, bias[i],
+                        bias_dt[i], c[i], cdt[i], N[i], act[i]);
     return true;
 }
 
@@ -1020,6 +1101,8 @@ typedef struct fk_att16_args {
     float scale;
     const float *bias;       /* (H, Lq, Lk) added to the scaled scores, or NULL */
     bool obf;                /* out bf16: each value rounded as the products round x */
+    bool otiled;             /* out bf16 tiled (tensor.h), rows padded to oMp */
+    int64_t oMp;
 } fk_att16_args;
 
 /* 2^t for t <= 8 on 16 lanes (softmax weights, computed in base 2: the
@@ -1332,7 +1415,9 @@ fk_att16_task(const fk_att16_args *g, float *scratch, int64_t h, int64_t l0, con
             for (int i = 0; i < 16; i++) r[i] = _mm512_loadu_si512(Ot + (d0 + i) * BQ + 16 * g16);
             fk_x86_tr16_epi32(r); /* r[i] = d0 .. d0+15 of query 16·g16 + i */
             for (int i = 0; i < 16 && 16 * g16 + i < bq; i++) {
-                const int64_t o = (l0 + 16 * g16 + i) * HD + h * D + d0;
+                const int64_t row = l0 + 16 * g16 + i;
+                const int64_t o = g->otiled ? fk_tensor_tile_offset(row, h * D + d0, g->oMp, HD)
+                                            : row * HD + h * D + d0;
                 const __m512 v = _mm512_mul_ps(_mm512_castsi512_ps(r[i]), _mm512_set1_ps(inv[i]));
                 if (g->obf) /* the rounding of fk_bf16_cvt32 (vcvtneps2bf16: the same) */
                     _mm256_storeu_si256((__m256i *)(void *)((uint16_t *)g->out + o),
@@ -1369,7 +1454,10 @@ static void fk_cpu_attention_widened(fk_backend *be, fk_tensor *out, const fk_te
         t[i].data = buf[i];
     }
     fk_cpu_attention(be, &t[0], &t[1], &t[2], &t[3], bias, scale, causal);
-    if (buf[0]) fk_cpu_bf16_round_row(out->data, buf[0], fk_tensor_numel(out));
+    if (buf[0] && out->layout == FK_LAYOUT_TILES)
+        fk_cpu_tile_from_f32(out, buf[0]);
+    else if (buf[0])
+        fk_cpu_bf16_round_row(out->data, buf[0], fk_tensor_numel(out));
     for (int i = 0; i < 4; i++) fk_free(buf[i]);
 }
 
@@ -1407,7 +1495,8 @@ void fk_cpu_attention_bf16(fk_backend *be, fk_tensor *out, const fk_tensor *q, c
     }
     fk_cpu_not_nested();
     fk_att16_args g = {Lq,       Lk,       Lkp,      H, D, q->data, q->dtype, k->dtype, v->dtype,
-                       out->data, scale, bias ? (const float *)bias->data : NULL, obf};
+                       out->data, scale, bias ? (const float *)bias->data : NULL, obf,
+                       out->layout == FK_LAYOUT_TILES, fk_bf16_round32(Lq)};
     const void *kd = k->data, *vd = v->data;
     const int64_t qs = (int64_t)fk_dtype_size(q->dtype);
     int nt = impl->n_threads;

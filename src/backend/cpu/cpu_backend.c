@@ -119,8 +119,12 @@ static bool fk_cpu_attention_acts_ok(const fk_backend *be, const fk_tensor *cons
 
 static bool fk_cpu_supports(const fk_backend *be, fk_op op, const fk_tensor *const *srcs,
                             int n_srcs) {
-    for (int i = 0; srcs && i < n_srcs; i++)
+    for (int i = 0; srcs && i < n_srcs; i++) {
         if (srcs[i] && srcs[i]->device != FK_DEVICE_CPU) return false;
+        if (srcs[i] && srcs[i]->layout != FK_LAYOUT_ROWS &&
+            !fk_cpu_tiles_ok(be, op, srcs, n_srcs, i)) /* tiled bf16 activations */
+            return false;
+    }
     switch (op) {
     case FK_OP_LINEAR: /* y, x, w, b */
     case FK_OP_LINEAR_ACT: /* y, x, w, b */

@@ -6,10 +6,80 @@
 
 #include <string.h>
 
-/* [x1 | x2] row by row into f32 (bf16 parts widened, exactly): (M, K1 + K2). */
+void fk_cpu_untile_f32(float *dst, const fk_tensor *t) {
+    FK_ASSERT(t->layout == FK_LAYOUT_TILES && t->dtype == FK_BF16);
+    const int64_t M = fk_tensor_rows(t), K = fk_tensor_cols(t);
+    const int64_t Mp = (M + 31) / 32 * 32, Kp = (K + 31) / 32 * 32;
+    const uint16_t *s = t->data;
+    for (int64_t m = 0; m < M; m++)
+        for (int64_t k = 0; k < K; k++)
+            dst[m * K + k] = fk_bf16_to_f32(s[fk_tensor_tile_offset(m, k, Mp, Kp)]);
+}
+
+void fk_cpu_tile_from_f32(fk_tensor *t, const float *src) {
+    FK_ASSERT(t->layout == FK_LAYOUT_TILES && t->dtype == FK_BF16);
+    const int64_t M = fk_tensor_rows(t), K = fk_tensor_cols(t);
+    const int64_t Mp = (M + 31) / 32 * 32, Kp = (K + 31) / 32 * 32;
+    uint16_t *d = t->data;
+    for (int64_t m = 0; m < Mp; m++) /* padding: zeros */
+        for (int64_t k = 0; k < Kp; k++)
+            d[fk_tensor_tile_offset(m, k, Mp, Kp)] =
+                m < M && k < K ? fk_f32_to_bf16(src[m * K + k]) : 0;
+}
+
+bool fk_cpu_tiles_ok(const fk_backend *be, fk_op op, const fk_tensor *const *srcs, int n, int i) {
+    const fk_tensor *t = srcs && i < n ? srcs[i] : NULL;
+    const fk_tensor *x1 = srcs && n > 1 ? srcs[1] : NULL;
+    if (!t || t->dtype != FK_BF16 || fk_cpu_impl_of(be)->bf16_kernel == FK_CPU_BF16_NONE ||
+        !fk_cpu_bf16_io_ok(be, fk_tensor_rows(t)))
+        return false;
+    switch (op) {
+    case FK_OP_LINEAR:     /* y, x, w, b */
+    case FK_OP_LINEAR_ACT: return i == 0 || i == 1;
+    case FK_OP_LINEAR_CAT: /* y, x1, x2, w, b: a tiled part starts or ends a K block */
+        return i == 0 || ((i == 1 || i == 2) && x1 && fk_tensor_cols(x1) % FK_TILE_KC == 0);
+    case FK_OP_LAYERNORM_MODULATE: return i == 0; /* y, x, shift, scale */
+    case FK_OP_ATTENTION: /* out, q, k, v, bias: the AMX attention's store */
+        return i == 0 && fk_cpu_bf16_attention_io_ok(be, t);
+    default: return false;
+    }
+}
+
+void fk_cpu_tile_row(fk_tensor *t, int64_t m, int64_t c0, const float *row, int64_t n) {
+    const int64_t M = fk_tensor_rows(t), K = fk_tensor_cols(t);
+    const int64_t Mp = (M + 31) / 32 * 32, Kp = (K + 31) / 32 * 32;
+    FK_ASSERT(c0 % 32 == 0 && c0 + n <= K && (n % 32 == 0 || c0 + n == K));
+    uint16_t *d = t->data;
+    for (int64_t k0 = c0; k0 < c0 + n; k0 += 32) {
+        uint16_t line[32];
+        const int64_t w = c0 + n - k0 < 32 ? c0 + n - k0 : 32;
+        memset(line, 0, sizeof(line));
+        fk_cpu_bf16_round_row(line, row + (k0 - c0), w);
+        memcpy(d + fk_tensor_tile_offset(m, k0, Mp, Kp), line, sizeof(line));
+    }
+}
+
+/* [x1 | x2] row by row into f32 (bf16 parts widened, exactly, tiled ones
+ * untiled): (M, K1 + K2). */
 static void fk_cpu_join_f32(float *dst, const fk_tensor *x1, const fk_tensor *x2) {
     const int64_t M = fk_tensor_rows(x1), K1 = fk_tensor_cols(x1);
     const int64_t K2 = x2 ? fk_tensor_cols(x2) : 0, K = K1 + K2;
+    if (x1->layout == FK_LAYOUT_TILES || (x2 && x2->layout == FK_LAYOUT_TILES)) {
+        const fk_tensor *part[2] = {x1, x2};
+        for (int p = 0; p < 2 && part[p]; p++) { /* each part whole, then into place */
+            const int64_t Kq = fk_tensor_cols(part[p]), c0 = p ? K1 : 0;
+            float *tmp = fk_alloc((size_t)(M * Kq > 0 ? M * Kq : 1) * sizeof(float));
+            FK_ASSERT(tmp && "out of memory for a product with bf16 activations");
+            if (part[p]->layout == FK_LAYOUT_TILES)
+                fk_cpu_untile_f32(tmp, part[p]);
+            else
+                fk_convert_to_f32(tmp, part[p]->data, part[p]->dtype, (size_t)(M * Kq));
+            for (int64_t m = 0; m < M; m++)
+                memcpy(dst + m * K + c0, tmp + m * Kq, (size_t)Kq * sizeof(float));
+            fk_free(tmp);
+        }
+        return;
+    }
     for (int64_t m = 0; m < M; m++) {
         fk_convert_to_f32(dst + m * K, (const char *)x1->data + (size_t)(m * K1) *
                                                                    fk_dtype_size(x1->dtype),
@@ -28,9 +98,10 @@ void fk_cpu_linear_io(fk_backend *be, fk_tensor *y, const fk_tensor *x1, const f
     FK_ASSERT(fk_cpu_bf16_io_ok(be, M)); /* what supports() promised */
     FK_ASSERT(fk_cpu_act_dtype_ok(y->dtype) && fk_cpu_act_dtype_ok(x1->dtype) &&
               (!x2 || fk_cpu_act_dtype_ok(x2->dtype)));
-    if (fk_cpu_gemm_bf16_cat(be, M, N, K, x1->data, x1->dtype, K1, x2 ? x2->data : NULL,
-                             x2 ? x2->dtype : FK_F32, K2, K1, w->data, w->dtype, K,
-                             b ? b->data : NULL, b ? b->dtype : FK_F32, y->data, y->dtype, N, act))
+    if (fk_cpu_gemm_bf16_cat(be, M, N, K, x1->data, fk_cpu_gemm_dt(x1), K1,
+                             x2 ? x2->data : NULL, x2 ? fk_cpu_gemm_dt(x2) : FK_F32, K2, K1,
+                             w->data, w->dtype, K, b ? b->data : NULL, b ? b->dtype : FK_F32,
+                             y->data, fk_cpu_gemm_dt(y), N, act))
         return;
     /* The bf16 workspace could not be had (out of memory): as the f32
      * operands do then, the f32 path, here on widened copies (a last resort
@@ -42,7 +113,10 @@ void fk_cpu_linear_io(fk_backend *be, fk_tensor *y, const fk_tensor *x1, const f
     fk_tensor tx = fk_view2(FK_F32, xf, M, K), ty = fk_view2(FK_F32, yf, M, N);
     fk_cpu_linear_act(be, &ty, &tx, w, b, act);
     if (yf != y->data) {
-        fk_convert_from_f32(y->data, FK_BF16, yf, (size_t)(M * N));
+        if (y->layout == FK_LAYOUT_TILES)
+            fk_cpu_tile_from_f32(y, yf);
+        else
+            fk_convert_from_f32(y->data, FK_BF16, yf, (size_t)(M * N));
         fk_free(yf);
     }
     fk_free(xf);
@@ -105,13 +179,13 @@ void fk_cpu_linear_multi(fk_backend *be, int n, fk_tensor *const *y, const fk_te
             N[i] = Ni;
             bw[i] = w[i]->data, wdt[i] = w[i]->dtype;
             bb[i] = b[i] ? b[i]->data : NULL, bdt[i] = b[i] ? b[i]->dtype : FK_F32;
-            c[i] = y[i]->data, cdt[i] = y[i]->dtype;
+            c[i] = y[i]->data, cdt[i] = fk_cpu_gemm_dt(y[i]);
         }
         if (y[i]->dtype != FK_F32) FK_ASSERT(fk_cpu_bf16_io_ok(be, M));
     }
     if (x->dtype != FK_F32) FK_ASSERT(fk_cpu_bf16_io_ok(be, M));
-    if (fast && fk_cpu_gemm_bf16_multi(be, n, M, K, x->data, x->dtype, K, N, bw, wdt, bb, bdt, c,
-                                       cdt, act))
+    if (fast && fk_cpu_gemm_bf16_multi(be, n, M, K, x->data, fk_cpu_gemm_dt(x), K, N, bw, wdt, bb,
+                                       bdt, c, cdt, act))
         return;
     for (int i = 0; i < n; i++) fk_cpu_linear_act(be, y[i], x, w[i], b[i], act[i]);
 }

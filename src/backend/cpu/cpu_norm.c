@@ -252,7 +252,10 @@ void fk_cpu_layernorm_modulate(fk_backend *be, fk_tensor *y, const fk_tensor *x,
             for (int64_t c0 = 0; c0 < C; c0 += FK_NORM_CHUNK) {
                 int64_t n = C - c0 < FK_NORM_CHUNK ? C - c0 : FK_NORM_CHUNK;
                 fk_ln_mod_row(k, buf, xr + c0, n, mean[ri], rstd[ri], shr + c0, scr + c0);
-                fk_cpu_bf16_round_row(yr + c0, buf, n);
+                if (y->layout == FK_LAYOUT_TILES)
+                    fk_cpu_tile_row(y, r, c0, buf, n);
+                else
+                    fk_cpu_bf16_round_row(yr + c0, buf, n);
             }
         }
     }

@@ -419,6 +419,8 @@ static bool fk_cu_same_dtype_dev(const fk_tensor *const *srcs, int n, int count)
 
 static bool fk_cuda_supports(const fk_backend *be, fk_op op, const fk_tensor *const *srcs,
                              int n) {
+    for (int i = 0; srcs && i < n; i++) /* no tiled bf16 activations here (row-major only) */
+        if (srcs[i] && srcs[i]->layout != FK_LAYOUT_ROWS) return false;
     switch (op) {
     case FK_OP_LINEAR:     /* y, x, w, b */
     case FK_OP_LINEAR_ACT: /* y, x, w, b */
