@@ -51,11 +51,10 @@ void fk_cpu_tile_row(fk_tensor *t, int64_t m, int64_t c0, const float *row, int6
     FK_ASSERT(c0 % 32 == 0 && c0 + n <= K && (n % 32 == 0 || c0 + n == K));
     uint16_t *d = t->data;
     for (int64_t k0 = c0; k0 < c0 + n; k0 += 32) {
-        uint16_t line[32];
+        uint16_t *dst = d + fk_tensor_tile_offset(m, k0, Mp, Kp); /* one 32-column line */
         const int64_t w = c0 + n - k0 < 32 ? c0 + n - k0 : 32;
-        memset(line, 0, sizeof(line));
-        fk_cpu_bf16_round_row(line, row + (k0 - c0), w);
-        memcpy(d + fk_tensor_tile_offset(m, k0, Mp, Kp), line, sizeof(line));
+        if (w < 32) memset(dst + w, 0, (size_t)(32 - w) * 2); /* the padding columns */
+        fk_cpu_bf16_round_row(dst, row + (k0 - c0), w);
     }
 }
 
