@@ -123,3 +123,15 @@ static uint64_t fk_status_field_kb(const char *key) {
 
 uint64_t fk_peak_rss(void) { return fk_status_field_kb("VmHWM:"); }
 uint64_t fk_current_rss(void) { return fk_status_field_kb("VmRSS:"); }
+
+void fk_copy_parallel(void *dst, const void *src, size_t n) {
+    const size_t piece = (size_t)1 << 20;
+    const long np = (long)((n + piece - 1) / piece);
+#if defined(FK_HAVE_OPENMP)
+#pragma omp parallel for schedule(static) if (np > 1)
+#endif
+    for (long i = 0; i < np; i++) {
+        const size_t o = (size_t)i * piece, m = n - o < piece ? n - o : piece;
+        memcpy((char *)dst + o, (const char *)src + o, m);
+    }
+}

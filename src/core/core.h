@@ -42,6 +42,9 @@ void fk_panic(const char *file, int line, const char *what) __attribute__((noret
 void *fk_alloc(size_t bytes);
 void *fk_calloc(size_t bytes);
 void fk_free(void *p);
+/* memcpy of n bytes split over the OpenMP threads (pieces of 1 MiB): for
+ * large host-to-host copies, e.g. into a pinned staging buffer. */
+void fk_copy_parallel(void *dst, const void *src, size_t n);
 
 /* Monotonic time in seconds. */
 double fk_time(void);

@@ -266,8 +266,26 @@ static void test_wrappers(void) {
     fk_free(x), fk_free(y), fk_free(ref), fk_free(s);
 }
 
+/* fk_copy_parallel (core.h) against memcpy: empty, under one piece, a
+ * tail past whole 1 MiB pieces; nothing written past n. */
+static void test_copy_parallel(void) {
+    static const size_t sizes[] = {0, 1, 1000, ((size_t)1 << 20) + 3, ((size_t)5 << 20) - 7};
+    for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
+        const size_t n = sizes[i];
+        unsigned char *src = fk_alloc(n + 16), *dst = fk_alloc(n + 16);
+        for (size_t j = 0; j < n + 16; j++) src[j] = (unsigned char)(j * 131u + 7u), dst[j] = 0xa5;
+        fk_copy_parallel(dst, src, n);
+        bool ok = memcmp(dst, src, n) == 0;
+        for (size_t j = n; j < n + 16; j++) ok = ok && dst[j] == 0xa5;
+        CHECKF(ok, "fk_copy_parallel of %zu bytes", n);
+        fk_free(src);
+        fk_free(dst);
+    }
+}
+
 int main(void) {
     tu_backends_init();
+    test_copy_parallel();
     test_supports();
     test_transpose();
     test_scale_cols();

@@ -205,6 +205,44 @@ static bool fk_cu_wreserve(fk_cuda_impl *im) {
     return true;
 }
 
+/* bytes of host memory src to device memory dst, on the stream. Large
+ * uploads (weights) go through two pinned buffers in turn: a chunk is
+ * copied into one by all host threads (fk_copy_parallel) while the DMA of
+ * the chunk before it runs from the other, so the copy runs at the pinned
+ * rate instead of the driver's staging of pageable memory (~8-10 GB/s from
+ * an mmapped file on an H100 host). Returns once src may change (as a
+ * pageable cudaMemcpyAsync does). */
+static void fk_cuda_h2d(fk_cuda_impl *im, void *dst, const void *src, size_t bytes) {
+    if (bytes >= FK_CU_PIN_MIN && !im->pin_off && !im->pin[0]) {
+        bool ok = true;
+        for (int i = 0; i < 2 && ok; i++)
+            ok = cudaMallocHost(&im->pin[i], FK_CU_PIN_BYTES) == cudaSuccess &&
+                 cudaEventCreateWithFlags(&im->pin_ev[i], cudaEventDisableTiming) == cudaSuccess;
+        if (!ok) { /* no pinned memory: the driver's staging */
+            (void)cudaGetLastError();
+            for (int i = 0; i < 2; i++) {
+                if (im->pin[i]) (void)cudaFreeHost(im->pin[i]);
+                if (im->pin_ev[i]) (void)cudaEventDestroy(im->pin_ev[i]);
+                im->pin[i] = NULL, im->pin_ev[i] = NULL;
+            }
+            im->pin_off = true;
+        }
+    }
+    if (bytes < FK_CU_PIN_MIN || im->pin_off) {
+        FK_CU(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, im->stream));
+        return;
+    }
+    for (size_t off = 0, k = 0; off < bytes; off += FK_CU_PIN_BYTES, k++) {
+        const int b = (int)(k & 1);
+        const size_t n = bytes - off < FK_CU_PIN_BYTES ? bytes - off : FK_CU_PIN_BYTES;
+        FK_CU(cudaEventSynchronize(im->pin_ev[b])); /* its previous DMA is done */
+        fk_copy_parallel(im->pin[b], (const char *)src + off, n);
+        FK_CU(cudaMemcpyAsync((char *)dst + off, im->pin[b], n, cudaMemcpyHostToDevice,
+                              im->stream));
+        FK_CU(cudaEventRecord(im->pin_ev[b], im->stream));
+    }
+}
+
 /* The cached copy of host tensor t, made now if new; NULL when it cannot be
  * allocated (the caller stages instead). */
 static fk_cu_wentry *fk_cu_wget(fk_cuda_impl *im, const fk_tensor *t) {
@@ -218,9 +256,9 @@ static fk_cu_wentry *fk_cu_wget(fk_cuda_impl *im, const fk_tensor *t) {
         (void)cudaGetLastError(); /* out of memory is not sticky */
         return NULL;
     }
-    /* pageable host memory: returns once the data is staged; the host weight is
-     * constant by contract, so a pinned source needs no wait either */
-    if (bytes) FK_CU(cudaMemcpyAsync(dev, t->data, bytes, cudaMemcpyHostToDevice, im->stream));
+    /* returns once the data is staged (the host weight is constant by
+     * contract, so a pinned source needs no wait either) */
+    if (bytes) fk_cuda_h2d(im, dev, t->data, bytes);
     size_t mask = im->wc_cap - 1;
     size_t i = fk_cu_whash(t->data) & mask;
     while (im->wc[i].host) i = (i + 1) & mask;
@@ -253,7 +291,7 @@ fk_cu_wptr fk_cuda_weight(fk_backend *be, const fk_tensor *t, int stage_slot) {
     /* no room for a copy: upload to a staging buffer for this call */
     size_t bytes = fk_tensor_nbytes(t);
     void *p = fk_cuda_scratch(im, stage_slot, bytes);
-    if (bytes) FK_CU(cudaMemcpyAsync(p, t->data, bytes, cudaMemcpyHostToDevice, im->stream));
+    if (bytes) fk_cuda_h2d(im, p, t->data, bytes);
     r.p = p;
     return r;
 }
@@ -480,6 +518,10 @@ static void fk_cuda_impl_release(fk_cuda_impl *im) {
     if (im->lt_ws) (void)cudaFree(im->lt_ws);
     fk_cuda_plans_free(im);
     if (im->lt) (void)cublasLtDestroy(im->lt);
+    for (int i = 0; i < 2; i++) {
+        if (im->pin[i]) (void)cudaFreeHost(im->pin[i]);
+        if (im->pin_ev[i]) (void)cudaEventDestroy(im->pin_ev[i]);
+    }
     if (im->stream) (void)cudaStreamDestroy(im->stream);
     (void)cudaGetLastError();
     free(im);
@@ -548,6 +590,9 @@ fk_backend *fk_backend_cuda_create(int device, char *err, size_t errlen) {
     /* FK_CUDA_BF16_IO=0: products take f32 activations only (A/B measurements) */
     const char *io = getenv("FK_CUDA_BF16_IO");
     im->bf16_io = !(io && strcmp(io, "0") == 0);
+    /* FK_CUDA_PINNED=0: weights uploaded from pageable memory as they are */
+    const char *pin = getenv("FK_CUDA_PINNED");
+    im->pin_off = pin && strcmp(pin, "0") == 0;
     im->sm_count = prop.multiProcessorCount;
     im->smem_optin = prop.sharedMemPerBlockOptin;
     fk_cuda_device_describe(device, im->desc, sizeof(im->desc));

@@ -152,7 +152,17 @@ typedef struct fk_cuda_impl {
     /* products that ran on the fallback kernel because cuBLASLt had no
      * algorithm (fk_backend_cuda_naive_gemm_count) */
     uint64_t n_naive_gemm;
+    /* host → device uploads of weights through two pinned buffers of
+     * FK_CU_PIN_BYTES (fk_cuda_h2d), allocated at the first large upload;
+     * pin_off: none (FK_CUDA_PINNED=0, or they could not be had) */
+    void *pin[2];
+    cudaEvent_t pin_ev[2];
+    bool pin_off;
 } fk_cuda_impl;
+
+/* the pinned staging buffers' size, and the uploads that go through them */
+#define FK_CU_PIN_BYTES ((size_t)32 << 20)
+#define FK_CU_PIN_MIN ((size_t)4 << 20)
 
 /* the chunked paths' scratch bound in bytes */
 static inline size_t fk_cuda_chunk_bytes(const fk_cuda_impl *im) {
