@@ -44,7 +44,9 @@
  * - A/B switches, read from the environment (defaults are the measured
  *   fastest, docs/PERF.md): FK_CUDA_FA=1 runs attention on the 64-row flash
  *   kernel instead of the 128-row one; FK_CUDA_BF16_IO=0 makes the products
- *   decline bf16 activations (the runners then keep them f32).
+ *   decline bf16 activations (the runners then keep them f32);
+ *   FK_CUDA_PINNED=0 uploads host weights from pageable memory as they are
+ *   instead of through two pinned staging buffers.
  */
 #ifndef FK_BACKEND_CUDA_H
 #define FK_BACKEND_CUDA_H
