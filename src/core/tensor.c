@@ -40,8 +40,7 @@ int64_t fk_tensor_numel(const fk_tensor *t) {
 
 size_t fk_tensor_nbytes(const fk_tensor *t) {
     if (t->layout == FK_LAYOUT_TILES)
-        return (size_t)((fk_tensor_rows(t) + 31) / 32 * 32) *
-               (size_t)((fk_tensor_cols(t) + 31) / 32 * 32) * 2u;
+        return (size_t)fk_tile_pad(fk_tensor_rows(t)) * (size_t)fk_tile_pad(fk_tensor_cols(t)) * 2u;
     return (size_t)fk_tensor_numel(t) * fk_dtype_size(t->dtype);
 }
 

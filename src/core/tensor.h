@@ -35,8 +35,11 @@ typedef struct fk_tensor {
     fk_layout layout;           /* FK_LAYOUT_ROWS unless a backend took tiles */
 } fk_tensor;
 
-/* Element (m, k) of a tiled (rows Mp = round32(rows), columns Kp =
- * round32(cols)) tensor: its index in the data. */
+/* Rows or columns of a tiled tensor with their padding: round32(n). */
+static inline int64_t fk_tile_pad(int64_t n) { return (n + 31) / 32 * 32; }
+
+/* Element (m, k) of a tiled (rows Mp = fk_tile_pad(rows), columns Kp =
+ * fk_tile_pad(cols)) tensor: its index in the data. */
 static inline int64_t fk_tensor_tile_offset(int64_t m, int64_t k, int64_t Mp, int64_t Kp) {
     const int64_t pc = k / FK_TILE_KC * FK_TILE_KC;
     const int64_t kc = Kp - pc < FK_TILE_KC ? Kp - pc : FK_TILE_KC;

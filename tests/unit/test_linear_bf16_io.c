@@ -143,7 +143,7 @@ static void test_no_workspace(fk_cpu_bf16_kernel k) {
         CHECKF(tu_same_bits(y, yref, (size_t)(M * N) * 4), "no workspace: tiled x");
         memset(tyt.data, 0xff, fk_tensor_nbytes(&tyt));
         be->linear_act(be, &tyt, &txb, &w, NULL, FK_ACT_SILU);
-        fk_cpu_untile_f32(yu, &tyt);
+        fk_cpu_untile_f32(yu, N, &tyt);
         bool same = true;
         for (int64_t i = 0; i < M * N; i++) same = same && yu[i] == fk_bf16_to_f32(yb[i]);
         CHECKF(same, "no workspace: tiled y");

@@ -261,13 +261,16 @@ static inline fk_dtype fk_cpu_gemm_dt(const fk_tensor *t) {
 static inline bool fk_cpu_gemm_dtype_ok(fk_dtype t) {
     return fk_cpu_act_dtype_ok(t) || t == FK_CPU_TILES;
 }
-/* Whether operand i of op (srcs as in supports()) may be tiled: a bf16
- * product on a bf16 kernel in bf16 mode; y or x of linear and linear_act, y
- * or x2 of linear_cat after an x1 of FK_TILE_KC-multiple columns. */
+/* Whether operand i of op (srcs as in supports()) may be tiled: bf16 on a
+ * bf16 kernel in bf16 mode (fk_cpu_bf16_io_ok); y or x of linear and
+ * linear_act; y, x1 or x2 of linear_cat with an x1 of FK_TILE_KC-multiple
+ * columns; y of layernorm_modulate; out of the AMX attention. */
 bool fk_cpu_tiles_ok(const fk_backend *be, fk_op op, const fk_tensor *const *srcs, int n, int i);
 /* A tiled bf16 tensor (rows, cols) from / to f32 rows (the widening and
- * rounding of the products' last resort: exact / nearest-even). */
-void fk_cpu_untile_f32(float *dst, const fk_tensor *t);
+ * rounding of the ops' last resort: exact / nearest-even; dst with row
+ * stride ldd; the padding columns zeroed, the padding rows left as they
+ * are). */
+void fk_cpu_untile_f32(float *dst, int64_t ldd, const fk_tensor *t);
 void fk_cpu_tile_from_f32(fk_tensor *t, const float *src);
 /* Columns [c0, c0 + n) of row m of a tiled bf16 tensor from f32 row (n
  * values, rounded as the products round x; c0 a multiple of 32, n too

@@ -1451,6 +1451,7 @@ static void fk_cpu_attention_widened(fk_backend *be, fk_tensor *out, const fk_te
         FK_ASSERT(buf[i] && "out of memory for an attention on bf16 operands");
         if (i > 0) fk_convert_to_f32(buf[i], src[i]->data, FK_BF16, (size_t)n);
         t[i].dtype = FK_F32;
+        t[i].layout = FK_LAYOUT_ROWS; /* the f32 copy is row-major */
         t[i].data = buf[i];
     }
     fk_cpu_attention(be, &t[0], &t[1], &t[2], &t[3], bias, scale, causal);

@@ -6,25 +6,19 @@
 
 #include <string.h>
 
-void fk_cpu_untile_f32(float *dst, const fk_tensor *t) {
+void fk_cpu_untile_f32(float *dst, int64_t ldd, const fk_tensor *t) {
     FK_ASSERT(t->layout == FK_LAYOUT_TILES && t->dtype == FK_BF16);
     const int64_t M = fk_tensor_rows(t), K = fk_tensor_cols(t);
-    const int64_t Mp = (M + 31) / 32 * 32, Kp = (K + 31) / 32 * 32;
+    const int64_t Mp = fk_tile_pad(M), Kp = fk_tile_pad(K);
     const uint16_t *s = t->data;
     for (int64_t m = 0; m < M; m++)
         for (int64_t k = 0; k < K; k++)
-            dst[m * K + k] = fk_bf16_to_f32(s[fk_tensor_tile_offset(m, k, Mp, Kp)]);
+            dst[m * ldd + k] = fk_bf16_to_f32(s[fk_tensor_tile_offset(m, k, Mp, Kp)]);
 }
 
 void fk_cpu_tile_from_f32(fk_tensor *t, const float *src) {
-    FK_ASSERT(t->layout == FK_LAYOUT_TILES && t->dtype == FK_BF16);
     const int64_t M = fk_tensor_rows(t), K = fk_tensor_cols(t);
-    const int64_t Mp = (M + 31) / 32 * 32, Kp = (K + 31) / 32 * 32;
-    uint16_t *d = t->data;
-    for (int64_t m = 0; m < Mp; m++) /* padding: zeros */
-        for (int64_t k = 0; k < Kp; k++)
-            d[fk_tensor_tile_offset(m, k, Mp, Kp)] =
-                m < M && k < K ? fk_f32_to_bf16(src[m * K + k]) : 0;
+    for (int64_t m = 0; m < M; m++) fk_cpu_tile_row(t, m, 0, src + m * K, K);
 }
 
 bool fk_cpu_tiles_ok(const fk_backend *be, fk_op op, const fk_tensor *const *srcs, int n, int i) {
@@ -46,8 +40,8 @@ bool fk_cpu_tiles_ok(const fk_backend *be, fk_op op, const fk_tensor *const *src
 }
 
 void fk_cpu_tile_row(fk_tensor *t, int64_t m, int64_t c0, const float *row, int64_t n) {
-    const int64_t M = fk_tensor_rows(t), K = fk_tensor_cols(t);
-    const int64_t Mp = (M + 31) / 32 * 32, Kp = (K + 31) / 32 * 32;
+    FK_ASSERT(t->layout == FK_LAYOUT_TILES && t->dtype == FK_BF16);
+    const int64_t Mp = fk_tile_pad(fk_tensor_rows(t)), K = fk_tensor_cols(t), Kp = fk_tile_pad(K);
     FK_ASSERT(c0 % 32 == 0 && c0 + n <= K && (n % 32 == 0 || c0 + n == K));
     uint16_t *d = t->data;
     for (int64_t k0 = c0; k0 < c0 + n; k0 += 32) {
@@ -58,35 +52,23 @@ void fk_cpu_tile_row(fk_tensor *t, int64_t m, int64_t c0, const float *row, int6
     }
 }
 
-/* [x1 | x2] row by row into f32 (bf16 parts widened, exactly, tiled ones
+/* [x1 | x2] row by row into f32 (bf16 parts widened, exactly; tiled ones
  * untiled): (M, K1 + K2). */
 static void fk_cpu_join_f32(float *dst, const fk_tensor *x1, const fk_tensor *x2) {
     const int64_t M = fk_tensor_rows(x1), K1 = fk_tensor_cols(x1);
-    const int64_t K2 = x2 ? fk_tensor_cols(x2) : 0, K = K1 + K2;
-    if (x1->layout == FK_LAYOUT_TILES || (x2 && x2->layout == FK_LAYOUT_TILES)) {
-        const fk_tensor *part[2] = {x1, x2};
-        for (int p = 0; p < 2 && part[p]; p++) { /* each part whole, then into place */
-            const int64_t Kq = fk_tensor_cols(part[p]), c0 = p ? K1 : 0;
-            float *tmp = fk_alloc((size_t)(M * Kq > 0 ? M * Kq : 1) * sizeof(float));
-            FK_ASSERT(tmp && "out of memory for a product with bf16 activations");
-            if (part[p]->layout == FK_LAYOUT_TILES)
-                fk_cpu_untile_f32(tmp, part[p]);
-            else
-                fk_convert_to_f32(tmp, part[p]->data, part[p]->dtype, (size_t)(M * Kq));
-            for (int64_t m = 0; m < M; m++)
-                memcpy(dst + m * K + c0, tmp + m * Kq, (size_t)Kq * sizeof(float));
-            fk_free(tmp);
+    const int64_t K = K1 + (x2 ? fk_tensor_cols(x2) : 0);
+    const fk_tensor *part[2] = {x1, x2};
+    for (int p = 0; p < 2 && part[p]; p++) { /* each part into its columns */
+        const fk_tensor *x = part[p];
+        const int64_t Kq = fk_tensor_cols(x), c0 = p ? K1 : 0;
+        if (x->layout == FK_LAYOUT_TILES) {
+            fk_cpu_untile_f32(dst + c0, K, x);
+            continue;
         }
-        return;
-    }
-    for (int64_t m = 0; m < M; m++) {
-        fk_convert_to_f32(dst + m * K, (const char *)x1->data + (size_t)(m * K1) *
-                                                                   fk_dtype_size(x1->dtype),
-                          x1->dtype, (size_t)K1);
-        if (x2)
-            fk_convert_to_f32(dst + m * K + K1,
-                              (const char *)x2->data + (size_t)(m * K2) * fk_dtype_size(x2->dtype),
-                              x2->dtype, (size_t)K2);
+        for (int64_t m = 0; m < M; m++)
+            fk_convert_to_f32(dst + m * K + c0,
+                              (const char *)x->data + (size_t)(m * Kq) * fk_dtype_size(x->dtype),
+                              x->dtype, (size_t)Kq);
     }
 }
 
