@@ -13,6 +13,8 @@
  *                         them (off = A, on = B)
  *             attention   AMX attention in bf16 mode (off = A, on = B)
  *             gemv        the small-M matrix-vector path (off = A, on = B)
+ *             qk-fused    q and k normed and rotated by their products
+ *                         (linear_rmsnorm_rope; off = A: linear, then rmsnorm_rope)
  *     bf16 precision, 2 threads, weight cache on, TXT text tokens (512).
  *
  * Built with the project (build/step_ab; CMake option FK_BUILD_TOOLS), or by
@@ -40,15 +42,17 @@ static int cmp_double(const void *a, const void *b) {
 }
 
 static void set_switch(fk_backend *be, const char *sw, bool on) {
-    if (!strcmp(sw, "bf16-io")) fk_backend_cpu_set_bf16_io(be, on);
+    if (!strcmp(sw, "qk-fused")) be->linear_rmsnorm_rope = on ? fk_cpu_linear_rmsnorm_rope : NULL;
+    else if (!strcmp(sw, "bf16-io")) fk_backend_cpu_set_bf16_io(be, on);
     else if (!strcmp(sw, "attention")) fk_backend_cpu_set_bf16_attention(be, on);
     else fk_backend_cpu_set_gemv(be, on);
 }
 
 int main(int argc, char **argv) {
     if (argc < 5 || (strcmp(argv[4], "bf16-io") && strcmp(argv[4], "attention") &&
-                     strcmp(argv[4], "gemv"))) {
-        fprintf(stderr, "usage: step_ab WEIGHTS RES PAIRS bf16-io|attention|gemv [TXT]\n");
+                     strcmp(argv[4], "gemv") && strcmp(argv[4], "qk-fused"))) {
+        fprintf(stderr,
+                "usage: step_ab WEIGHTS RES PAIRS bf16-io|attention|gemv|qk-fused [TXT]\n");
         return 2;
     }
     const char *sw = argv[4];

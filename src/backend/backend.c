@@ -28,6 +28,7 @@ const char *fk_op_name(fk_op op) {
         [FK_OP_LINEAR_CAT] = "linear_cat",
         [FK_OP_TRANSPOSE] = "transpose",
         [FK_OP_SCALE_COLS] = "scale_cols",
+        [FK_OP_LINEAR_RMSNORM_ROPE] = "linear_rmsnorm_rope",
     };
     if ((unsigned)op >= FK_OP_COUNT || !names[op]) return "unknown";
     return names[op];

@@ -30,7 +30,8 @@
  *   FK_LAYOUT_TILES: the CPU AMX products' packed operand) where supports()
  *   says so for that operand: the same values, no repacking by the
  *   consumer. No other op takes a tiled tensor; fk_tensor_nbytes counts its
- *   padding. FLUX: the MLP hidden state.
+ *   padding. FLUX: the MLP hidden state. The x of linear_rmsnorm_rope is a
+ *   product's x in both respects, its y (M, N) one of rmsnorm_rope.
  * - Tensors are contiguous row-major; "rows" = product of leading dims.
  * - Ops do not allocate and do not fail on valid input: callers check shapes
  *   at load time; ops FK_ASSERT their preconditions (a failed assert is a bug).
@@ -80,6 +81,7 @@ typedef enum fk_op {
     FK_OP_LINEAR_CAT,
     FK_OP_TRANSPOSE,
     FK_OP_SCALE_COLS,
+    FK_OP_LINEAR_RMSNORM_ROPE,
     FK_OP_COUNT
 } fk_op;
 
@@ -219,6 +221,19 @@ struct fk_backend {
      * activations above: attention's q and k). */
     void (*rmsnorm_rope)(fk_backend *be, fk_tensor *y, const fk_tensor *x, const fk_tensor *scale,
                          const fk_tensor *pe, float eps);
+
+    /* FLUX's q or k projection with its QK norm and RoPE: y = rmsnorm_rope of
+     * (x·wᵀ + b) seen as (M, N / D, D), D = numel(scale): the bits of linear
+     * into an f32 y followed by rmsnorm_rope(y, y, scale, pe, eps), in one
+     * op (backends apply the norm and the rotation to each output panel
+     * while it is stored: no f32 y to write and read again). y (M, N) f32,
+     * or bf16 on the terms of rmsnorm_rope's y (attention's q or k); x, w,
+     * b as for linear (x bf16 or tiled where supports() says so); scale (D)
+     * any float dtype; pe (M, D/2, 2, 2) f32. Optional: NULL here, and
+     * callers run linear and rmsnorm_rope (supports() says no then). */
+    void (*linear_rmsnorm_rope)(fk_backend *be, fk_tensor *y, const fk_tensor *x,
+                                const fk_tensor *w, const fk_tensor *b, const fk_tensor *scale,
+                                const fk_tensor *pe, float eps);
 
     /* Gated residual: x[b,t,:] += gate[b,:]·y[b,t,:].  x, y (B·T, C); gate (B, C). */
     void (*gated_add)(fk_backend *be, fk_tensor *x, const fk_tensor *y, const fk_tensor *gate);

@@ -352,6 +352,17 @@ static void fk_ds_rmsnorm_rope(fk_backend *be, fk_tensor *y, const fk_tensor *x,
     FK_DS_CALL(in_->rmsnorm_rope(in_, py, px, ps, ppe, eps));
 }
 
+static void fk_ds_linear_rmsnorm_rope(fk_backend *be, fk_tensor *y, const fk_tensor *x,
+                                      const fk_tensor *w, const fk_tensor *b,
+                                      const fk_tensor *scale, const fk_tensor *pe, float eps) {
+    FK_DS_BEGIN(FK_OP_LINEAR_RMSNORM_ROPE);
+    fk_tensor c_y, c_x, c_w, c_b, c_scale, c_pe;
+    fk_tensor *py = FK_DS_ACT(y);
+    const fk_tensor *px = FK_DS_ACT(x), *pw = FK_DS_WGT(w), *pb = FK_DS_WGT(b);
+    const fk_tensor *ps = FK_DS_WGT(scale), *ppe = FK_DS_ACT(pe);
+    FK_DS_CALL(in_->linear_rmsnorm_rope(in_, py, px, pw, pb, ps, ppe, eps));
+}
+
 static void fk_ds_gated_add(fk_backend *be, fk_tensor *x, const fk_tensor *y,
                             const fk_tensor *gate) {
     FK_DS_BEGIN(FK_OP_GATED_ADD);
@@ -605,6 +616,7 @@ fk_backend *fk_backend_devsim_wrap(fk_backend *inner) {
     be->modulate = fk_ds_modulate;
     be->layernorm_modulate = fk_ds_layernorm_modulate;
     be->rmsnorm_rope = fk_ds_rmsnorm_rope;
+    be->linear_rmsnorm_rope = inner->linear_rmsnorm_rope ? fk_ds_linear_rmsnorm_rope : NULL;
     be->gated_add = fk_ds_gated_add;
     be->concat_rows = fk_ds_concat_rows;
     be->split_rows = fk_ds_split_rows;

@@ -147,6 +147,16 @@ static void fk_prof_rmsnorm_rope(fk_backend *be, fk_tensor *y, const fk_tensor *
                 fk_prof_nbytes(y) + fk_prof_nbytes(x) + fk_prof_nbytes(pe));
 }
 
+static void fk_prof_linear_rmsnorm_rope(fk_backend *be, fk_tensor *y, const fk_tensor *x,
+                                        const fk_tensor *w, const fk_tensor *b,
+                                        const fk_tensor *scale, const fk_tensor *pe, float eps) {
+    FK_PROF_BEGIN(be);
+    in_->linear_rmsnorm_rope(in_, y, x, w, b, scale, pe, eps);
+    FK_PROF_END(FK_OP_LINEAR_RMSNORM_ROPE, fk_tensor_rows(x) <= FK_PROFILE_SMALL_M,
+                fk_prof_linear_flops(x, w),
+                fk_prof_nbytes(y) + fk_prof_nbytes(x) + fk_prof_nbytes(w) + fk_prof_nbytes(pe));
+}
+
 #define FK_PROF_UNARY(fname, field, op)                                                       \
     static void fname(fk_backend *be, fk_tensor *y, const fk_tensor *x) {                     \
         FK_PROF_BEGIN(be);                                                                    \
@@ -297,6 +307,7 @@ fk_backend *fk_backend_profile_wrap(fk_backend *inner) {
     FK_PROF_SET(modulate, fk_prof_modulate);
     FK_PROF_SET(layernorm_modulate, fk_prof_layernorm_modulate);
     FK_PROF_SET(rmsnorm_rope, fk_prof_rmsnorm_rope);
+    FK_PROF_SET(linear_rmsnorm_rope, fk_prof_linear_rmsnorm_rope);
     FK_PROF_SET(gated_add, fk_prof_gated_add);
     FK_PROF_SET(concat_rows, fk_prof_concat_rows);
     FK_PROF_SET(split_rows, fk_prof_split_rows);

@@ -7,7 +7,8 @@ const char *fk_cli_profile_class(fk_op op, int small) {
     switch (op) {
     case FK_OP_LINEAR:
     case FK_OP_LINEAR_ACT:
-    case FK_OP_LINEAR_CAT: return small ? "gemv" : "matmul";
+    case FK_OP_LINEAR_CAT:
+    case FK_OP_LINEAR_RMSNORM_ROPE: return small ? "gemv" : "matmul";
     case FK_OP_ATTENTION: return "attention";
     case FK_OP_CONV2D: return "conv";
     default: return "other";

@@ -558,6 +558,40 @@ static void fk_flux_qk_norm_rope(fk_flux_runner *r, int64_t r0, int64_t n,
     be->rmsnorm_rope(be, &yk, &tk, k_scale, &pe, FK_FLUX_EPS);
 }
 
+/* Whether q and k of `rows` rows can come normed and rotated out of their
+ * products (linear_rmsnorm_rope, l[0] and l[1] with scale[0], scale[1]) on
+ * an x of dtype xdt, into the attention's q and k (bf16 with qb). */
+static bool fk_flux_qk_fused_ok(const fk_flux_runner *r, int64_t rows, fk_dtype xdt, bool qb,
+                                const fk_flux_linear *const *l, const fk_tensor *const *scale) {
+    fk_backend *be = r->be;
+    if (!be->linear_rmsnorm_rope || !be->supports) return false;
+    const fk_flux_config *c = &r->m->cfg;
+    const int64_t C = c->hidden, D = c->head_dim;
+    fk_tensor ty = fk_flux_view2(be, qb ? FK_BF16 : FK_F32, NULL, rows, C);
+    fk_tensor tx = fk_flux_view2(be, xdt, NULL, rows, l[0]->w.shape[1]);
+    fk_tensor tpe = fk_be_view4(be, NULL, rows, D / 2, 2, 2);
+    for (int i = 0; i < 2; i++) {
+        const fk_tensor *p[6] = {&ty, &tx, &l[i]->w, fk_flux_bias(l[i]), scale[i], &tpe};
+        if (!be->supports(be, FK_OP_LINEAR_RMSNORM_ROPE, p, 6)) return false;
+    }
+    return true;
+}
+
+/* q or k (i = 0, 1) of rows [r0, r0+n) from x (n, in) of dtype xdt: the
+ * product of l, normed with scale and rotated, in one op
+ * (linear_rmsnorm_rope), into the attention's q or k (fk_flux_qkv_at). */
+static void fk_flux_linear_qk(fk_flux_runner *r, int i, int64_t r0, int64_t n, const void *x,
+                              fk_dtype xdt, const fk_flux_linear *l, const fk_tensor *scale,
+                              bool qb) {
+    const fk_flux_config *c = &r->m->cfg;
+    const int64_t C = c->hidden, D = c->head_dim;
+    fk_backend *be = r->be;
+    fk_tensor ty = fk_flux_view2(be, qb ? FK_BF16 : FK_F32, fk_flux_qkv_at(r, i, qb, r0), n, C);
+    fk_tensor tx = fk_flux_view2(be, xdt, x, n, l->w.shape[1]);
+    fk_tensor pe = fk_be_view4(be, r->pe + r0 * D * 2, n, D / 2, 2, 2); /* rows r0.. */
+    be->linear_rmsnorm_rope(be, &ty, &tx, &l->w, fk_flux_bias(l), scale, &pe, FK_FLUX_EPS);
+}
+
 /* attn (L, C), of dtype adt, = softmax(q·kᵀ/√D)·v over the joint sequence (q, k
  * normed and rotated; bf16 with qb). */
 static void fk_flux_attention(fk_flux_runner *r, fk_dtype adt, bool qb) {
@@ -678,6 +712,15 @@ static void fk_flux_double_block(fk_flux_runner *r, int bi) {
             const fk_dtype ydt[3] = {FK_F32, FK_F32, qb ? FK_BF16 : FK_F32};
             const fk_dtype nd = fk_flux_norm_dt(r, n[s], 3, ls, acts, ydt);
             fk_flux_ln_modulate(be, xm, nd, xs, n[s], C, mod[s], mod[s] + C); /* shift1, scale1 */
+            /* q and k normed and rotated by their products where the backend
+             * does that (not in the debug path, which reads the raw products) */
+            const fk_tensor *const sc[2] = {&S[s]->q_scale, &S[s]->k_scale};
+            if (!dbg && fk_flux_qk_fused_ok(r, n[s], nd, qb, ls, sc)) {
+                for (int i = 0; i < 2; i++)
+                    fk_flux_linear_qk(r, i, r0[s], n[s], xm, nd, ls[i], sc[i], qb);
+                fk_flux_linear_multi_rows(be, 1, ys + 2, xm, nd, n[s], ls + 2, acts + 2, ydt + 2);
+                continue;
+            }
             fk_flux_linear_multi_rows(be, 3, ys, xm, nd, n[s], ls, acts, ydt);
         }
         if (dbg) {
@@ -755,9 +798,16 @@ static void fk_flux_single_block(fk_flux_runner *r, int bi) {
         fk_flux_emit_fused(r, "dbg.single0.linear1", 0, L, true);
         be->gelu_tanh(be, &tm, &tm);
     } else { /* linear1: q, k, v and the MLP (GELU) of one x */
-        fk_flux_linear_multi_rows(be, 4, ys, r->xmod, nd, L, ls, acts, ydt);
+        const fk_tensor *const sc[2] = {&S->q_scale, &S->k_scale};
+        if (fk_flux_qk_fused_ok(r, L, nd, qb, ls, sc)) { /* q and k normed and rotated */
+            for (int i = 0; i < 2; i++) fk_flux_linear_qk(r, i, 0, L, r->xmod, nd, ls[i], sc[i], qb);
+            fk_flux_linear_multi_rows(be, 2, ys + 2, r->xmod, nd, L, ls + 2, acts + 2, ydt + 2);
+        } else {
+            fk_flux_linear_multi_rows(be, 4, ys, r->xmod, nd, L, ls, acts, ydt);
+            fk_flux_qk_norm_rope(r, 0, L, &S->q_scale, &S->k_scale, qb);
+        }
     }
-    fk_flux_qk_norm_rope(r, 0, L, &S->q_scale, &S->k_scale, qb);
+    if (dbg) fk_flux_qk_norm_rope(r, 0, L, &S->q_scale, &S->k_scale, qb);
     /* the attention output tiled, else bf16, where linear2 takes it beside
      * the hidden state (the debug path reads it in f32) */
     fk_dtype adt = FK_F32;

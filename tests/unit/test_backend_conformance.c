@@ -1053,6 +1053,93 @@ static bool cf_attention_bf16_in(const cf_target *tg, int64_t L, int64_t H, int6
     return true;
 }
 
+/* linear_rmsnorm_rope (FLUX's q and k projections): y (M, H·D) against the
+ * reference's linear then rmsnorm_rope, within the product tolerance (the
+ * norm and the rotation keep a row's relative error); on the CPU targets
+ * bitwise the target's own linear then rmsnorm_rope (the op's contract).
+ * Where the target takes them: a bf16 y (its f32 result rounded: within one
+ * bf16 unit, the CPU bitwise) and a bf16 x (the CPU: bitwise the f32 x,
+ * which its bf16 product rounds to the same values). The op is optional: a
+ * target without it must decline it in supports(). Returns whether the
+ * target has it. */
+static bool cf_linear_rmsnorm_rope(const cf_target *tg, int64_t M, int64_t K, int64_t H,
+                                   int64_t D, fk_dtype wdt, bool has_bias) {
+    const fk_op op = FK_OP_LINEAR_RMSNORM_ROPE;
+    const int64_t N = H * D;
+    int64_t sx[2] = {M, K}, sy[2] = {M, N}, sw[2] = {N, K}, sb[1] = {N}, ss[1] = {D};
+    int64_t sy3[3] = {M, H, D}, sp[4] = {M, D / 2, 2, 2};
+    void *w = cf_weight(wdt, N * K, 2.0f / sqrtf((float)K)), *b = cf_weight(FK_BF16, N, 0.5f);
+    void *sc = cf_weight(FK_BF16, D, 2.0f);
+    fk_tensor tw = cf_host(wdt, w, 2, sw), tb = cf_host(FK_BF16, b, 1, sb);
+    fk_tensor ts = cf_host(FK_BF16, sc, 1, ss);
+    const fk_tensor *pb = has_bias ? &tb : NULL;
+    fk_tensor qy = fk_tensor_view(FK_F32, NULL, 2, sy), qx = fk_tensor_view(FK_F32, NULL, 2, sx);
+    fk_tensor qp = fk_tensor_view(FK_F32, NULL, 4, sp), qyb = qy, qxb = qx;
+    qyb.dtype = qxb.dtype = FK_BF16;
+    qy.device = qx.device = qp.device = qyb.device = qxb.device = tg->be->device;
+    const fk_tensor *p[6] = {&qy, &qx, &tw, pb, &ts, &qp};
+    const bool has = tg->be->linear_rmsnorm_rope != NULL, sup = tg->be->supports(tg->be, op, p, 6);
+    char what[112];
+    snprintf(what, sizeof(what), "M=%lld K=%lld H=%lld D=%lld w %s%s", (long long)M, (long long)K,
+             (long long)H, (long long)D, fk_dtype_name(wdt), has_bias ? ", bias" : "");
+    CHECKF(has == sup, "%s linear_rmsnorm_rope: %s: %s", tg->name, what,
+           has ? "declined in supports()" : "supports() takes it but the table lacks it");
+    if (has && sup) {
+        const int64_t n = M * N;
+        float *x = cf_rand(M * K, -1, 1), *pe = cf_rand(M * D * 2, -1, 1);
+        float *ref = cf_alloc(n), *got = cf_alloc(n), *own = cf_alloc(n), *g2 = cf_alloc(n);
+        uint16_t *xb = fk_alloc((size_t)(M * K) * 2), *yb = fk_alloc((size_t)n * 2);
+        fk_tensor hx = cf_host(FK_F32, x, 2, sx), hy = cf_host(FK_F32, ref, 2, sy);
+        fk_tensor hy3 = cf_host(FK_F32, ref, 3, sy3), hp = cf_host(FK_F32, pe, 4, sp);
+        cf_ref->linear(cf_ref, &hy, &hx, &tw, pb);
+        cf_ref->rmsnorm_rope(cf_ref, &hy3, &hy3, &ts, &hp, 1e-6f);
+        fk_tensor dx = cf_dev_f32(tg, x, 2, sx), dp = cf_dev_f32(tg, pe, 4, sp);
+        fk_tensor dy = cf_dev_f32(tg, NULL, 2, sy);
+        tg->be->linear_rmsnorm_rope(tg->be, &dy, &dx, &tw, pb, &ts, &dp, 1e-6f);
+        cf_get(tg, got, &dy);
+        cf_compare(tg, op, what, got, ref, n, tg->tol_prod);
+        if (!cf_real_cuda(tg->be)) { /* the target's own two ops */
+            fk_tensor do_ = cf_dev_f32(tg, NULL, 2, sy), do3 = do_;
+            do3.ndim = 3, do3.shape[0] = M, do3.shape[1] = H, do3.shape[2] = D;
+            tg->be->linear(tg->be, &do_, &dx, &tw, pb);
+            tg->be->rmsnorm_rope(tg->be, &do3, &do3, &ts, &dp, 1e-6f);
+            cf_get(tg, own, &do_);
+            cf_compare_bits(tg, op, what, got, own, (size_t)n * 4);
+            cf_free(tg, &do_);
+        }
+        const fk_tensor *pyb[6] = {&qyb, &qx, &tw, pb, &ts, &qp};
+        if (tg->be->supports(tg->be, op, pyb, 6)) { /* bf16 y: the f32 result rounded */
+            fk_tensor dyb = cf_dev(tg, FK_BF16, NULL, 2, sy);
+            tg->be->linear_rmsnorm_rope(tg->be, &dyb, &dx, &tw, pb, &ts, &dp, 1e-6f);
+            cf_get(tg, yb, &dyb);
+            char w2[140];
+            snprintf(w2, sizeof(w2), "%s, bf16 y", what);
+            cf_check_bf16_out(tg, op, w2, yb, got, n);
+            cf_free(tg, &dyb);
+        }
+        const fk_tensor *pxb[6] = {&qy, &qxb, &tw, pb, &ts, &qp};
+        if (tg->be->supports(tg->be, op, pxb, 6)) { /* bf16 x (x rounded) */
+            for (int64_t i = 0; i < M * K; i++) xb[i] = fk_f32_to_bf16(x[i]);
+            fk_tensor dxb = cf_dev(tg, FK_BF16, xb, 2, sx);
+            tg->be->linear_rmsnorm_rope(tg->be, &dy, &dxb, &tw, pb, &ts, &dp, 1e-6f);
+            cf_get(tg, g2, &dy);
+            char w2[140];
+            snprintf(w2, sizeof(w2), "%s, bf16 x", what);
+            if (cf_real_cuda(tg->be))
+                cf_compare(tg, op, w2, g2, ref, n, tg->tol_prod);
+            else
+                cf_compare_bits(tg, op, w2, g2, got, (size_t)n * 4);
+            cf_free(tg, &dxb);
+        }
+        cf_free(tg, &dx), cf_free(tg, &dp), cf_free(tg, &dy);
+        fk_free(x), fk_free(pe), fk_free(ref), fk_free(got), fk_free(own), fk_free(g2);
+        fk_free(xb), fk_free(yb);
+    }
+    cf_uncache(tg);
+    fk_free(w), fk_free(b), fk_free(sc);
+    return has;
+}
+
 /* pe (L, D/2, 2, 2): random rotations-like entries (any 2×2 works) */
 static void cf_rope_ops(const cf_target *tg, int64_t L, int64_t H, int64_t D, bool with_norm) {
     const fk_op op = with_norm ? FK_OP_RMSNORM_ROPE : FK_OP_ROPE;
@@ -1448,6 +1535,19 @@ static void cf_suite_full(cf_target *tg) {
     cf_rope_ops(tg, 9, 2, 128, true);
     cf_rope_ops(tg, 7, 2, 256, true);
     cf_rope_ops(tg, 17, 2, 48, false);
+    /* the fused q / k projection: one panel, several (statically split: 3
+     * panels, CPU), D = 32 .. 256, D = 48 and 512 (the CPU's two ops), few
+     * rows (the same), every weight kind FLUX has */
+    const bool lr = cf_linear_rmsnorm_rope(tg, 100, 96, 3, 64, FK_BF16, true);
+    if (lr) {
+        cf_linear_rmsnorm_rope(tg, 37, 130, 4, 128, FK_F8_E4M3, false);
+        cf_linear_rmsnorm_rope(tg, 40, 64, 6, 128, FK_BF16, true);
+        cf_linear_rmsnorm_rope(tg, 70, 64, 10, 32, FK_F32, true);
+        cf_linear_rmsnorm_rope(tg, 33, 80, 3, 256, FK_BF16, false);
+        cf_linear_rmsnorm_rope(tg, 45, 96, 5, 48, FK_BF16, true);
+        cf_linear_rmsnorm_rope(tg, 20, 64, 2, 512, FK_BF16, true);
+        cf_linear_rmsnorm_rope(tg, 9, 96, 2, 64, FK_BF16, true);
+    }
     cf_rope_ops(tg, 5, 3, 128, false);
     cf_softmax(tg, 13, 1000);
     cf_softmax(tg, 5, 7);
@@ -1547,6 +1647,11 @@ static void cf_run_target(cf_target *tg, void (*suite)(cf_target *)) {
     /* summary: worst error / tolerance per op */
     printf("  %-20s %6s %12s %s\n", "op", "checks", "worst/tol", "");
     for (int op = 0; op < FK_OP_COUNT; op++) {
+        if (!cf_runs[op] && op == FK_OP_LINEAR_RMSNORM_ROPE && !tg->be->linear_rmsnorm_rope) {
+            printf("  %-20s %6s %12s optional, not in this table (declined)\n",
+                   fk_op_name((fk_op)op), "0", "-");
+            continue;
+        }
         if (!cf_runs[op] && !cf_ref_has((fk_op)op)) {
             printf("  %-20s %6s %12s not in the CPU reference yet\n", fk_op_name((fk_op)op), "0",
                    "-");

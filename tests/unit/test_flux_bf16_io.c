@@ -5,14 +5,17 @@
  * v and mlp.0 of each double-block stream, linear1 of each single block),
  * the attention output for the products that read it (the proj of both
  * double-block streams, linear2 of each single block), and q, k, v for the
- * attention (q and k from rmsnorm_rope, v from its product), where the backend
+ * attention (q and k from linear_rmsnorm_rope, v from its product), where the backend
  * takes bf16 activations (bf16 mode): the velocity is
  * bitwise the one with f32 activations (fk_backend_cpu_set_bf16_io off), and
  * the bf16 paths are really taken (counted by a wrapper of the op table) —
  * for every stream with at least FK_CPU_BF16_MIN_M rows, f32 for a shorter
  * text stream, never in f32 mode. Tiny-dev weights, random inputs, 1 and 2
  * threads. Tolerance: bitwise (the same sums; a bf16 y holds exactly what
- * the consumer's packing would have made of the f32 y). */
+ * the consumer's packing would have made of the f32 y). q and k come out of
+ * their products normed and rotated (linear_rmsnorm_rope, every stream, every
+ * mode) and the velocity is bitwise the one of a table without that op
+ * (linear, then rmsnorm_rope). */
 #include "backend/cpu/cpu.h"
 #include "core/rng.h"
 #include "model/flux.h"
@@ -22,7 +25,8 @@
 
 static fk_backend spy_inner; /* the CPU backend's table, before the wrapper */
 static int n_bf16_y, n_bf16_x, n_bf16_norm, n_bf16_attn, n_bf16_rope, n_bf16_qkv, n_tiles_y,
-    n_tiles_x, n_tiles_norm, n_tiles_attn;
+    n_tiles_x, n_tiles_norm, n_tiles_attn, n_qk_fused, n_qk_tiles_x;
+static bool no_fused; /* run without linear_rmsnorm_rope in the table */
 
 static void count(const fk_tensor *y, const fk_tensor *x1, const fk_tensor *x2) {
     if (y && y->dtype == FK_BF16) n_bf16_y++;
@@ -70,6 +74,16 @@ static void spy_rmsnorm_rope(fk_backend *be, fk_tensor *y, const fk_tensor *x,
     spy_inner.rmsnorm_rope(be, y, x, scale, pe, eps);
 }
 
+/* q or k: a bf16 y counts as a bf16 rmsnorm_rope output */
+static void spy_linear_rmsnorm_rope(fk_backend *be, fk_tensor *y, const fk_tensor *x,
+                                    const fk_tensor *w, const fk_tensor *b,
+                                    const fk_tensor *scale, const fk_tensor *pe, float eps) {
+    n_qk_fused++;
+    if (y->dtype == FK_BF16) n_bf16_rope++;
+    if (x->layout == FK_LAYOUT_TILES) n_qk_tiles_x++;
+    spy_inner.linear_rmsnorm_rope(be, y, x, w, b, scale, pe, eps);
+}
+
 static void spy_attention(fk_backend *be, fk_tensor *out, const fk_tensor *q, const fk_tensor *k,
                           const fk_tensor *v, const fk_tensor *bias, float scale, bool causal) {
     if (out->dtype == FK_BF16) n_bf16_attn++;
@@ -103,12 +117,13 @@ static void run(fk_context *ctx, const fk_flux_model *m, fk_backend *cpu, bool i
     spy.layernorm_modulate = spy_layernorm_modulate;
     spy.attention = spy_attention;
     spy.rmsnorm_rope = spy_rmsnorm_rope;
+    spy.linear_rmsnorm_rope = no_fused ? NULL : spy_linear_rmsnorm_rope;
     fk_flux_runner *r = NULL;
     CHECK(fk_flux_runner_create(ctx, m, &spy, Li, Lt, &r) == FK_OK);
     fk_flux_inputs in = {.img = &img, .img_ids = &ids, .txt = &txt, .txt_ids = &tids, .y = &y,
                          .guidance = 3.5f, .timestep = 0.8f};
     n_bf16_x = n_bf16_y = n_bf16_norm = n_bf16_attn = n_bf16_rope = n_bf16_qkv = 0;
-    n_tiles_y = n_tiles_x = n_tiles_norm = n_tiles_attn = 0;
+    n_tiles_y = n_tiles_x = n_tiles_norm = n_tiles_attn = n_qk_fused = n_qk_tiles_x = 0;
     CHECK(fk_tensor_new(ctx, out, FK_F32, 2, (const int64_t[]){Li, c->out_channels}, "out") == FK_OK);
     CHECK(fk_flux_forward(ctx, r, &in, out) == FK_OK);
     fk_flux_runner_free(r);
@@ -119,14 +134,26 @@ static void run(fk_context *ctx, const fk_flux_model *m, fk_backend *cpu, bool i
 static void run_case(fk_context *ctx, const fk_flux_model *m, int threads, int64_t Li, int64_t Lt) {
     const fk_flux_config *c = &m->cfg;
     fk_backend *cpu = fk_backend_cpu_create(threads);
-    fk_tensor o_f32, o_bf16;
-    /* f32 mode: nothing in bf16 */
+    fk_tensor o_f32, o_bf16, o_plain;
+    /* q and k through linear_rmsnorm_rope in every stream with rows, every mode */
+    const int dd = c->depth_double, ds = c->depth_single;
+    const int want_fused = 2 * ((Li > 0) + (Lt > 0)) * dd + 2 * ds;
+    /* f32 mode: nothing in bf16; the same velocity without the fused op */
     run(ctx, m, cpu, true, Li, Lt, &o_f32);
     CHECKF(n_bf16_x == 0 && n_bf16_y == 0 && n_bf16_norm == 0 && n_bf16_attn == 0 &&
                n_bf16_rope == 0 && n_bf16_qkv == 0 && n_tiles_y == 0 && n_tiles_x == 0 &&
-               n_tiles_norm == 0 && n_tiles_attn == 0,
+               n_tiles_norm == 0 && n_tiles_attn == 0 && n_qk_tiles_x == 0,
            "f32 mode used bf16 activations");
+    CHECKF(n_qk_fused == want_fused, "f32 mode: %d linear_rmsnorm_rope (expected %d)", n_qk_fused,
+           want_fused);
+    no_fused = true;
+    run(ctx, m, cpu, true, Li, Lt, &o_plain);
+    no_fused = false;
+    CHECKF(n_qk_fused == 0 && !memcmp(o_f32.data, o_plain.data, fk_tensor_nbytes(&o_f32)),
+           "Li %ld Lt %ld, %d threads, f32 mode: linear_rmsnorm_rope changes the velocity",
+           (long)Li, (long)Lt, threads);
     fk_tensor_free(&o_f32);
+    fk_tensor_free(&o_plain);
     if (fk_backend_cpu_set_precision(cpu, FK_PREC_BF16) != FK_CPU_BF16_NONE) {
         run(ctx, m, cpu, false, Li, Lt, &o_f32);
         CHECK(n_bf16_x == 0 && n_bf16_y == 0 && n_bf16_norm == 0 && n_bf16_attn == 0 &&
@@ -149,29 +176,41 @@ static void run_case(fk_context *ctx, const fk_flux_model *m, int threads, int64
          * with tiny-dev's 96 columns (the full-size step takes them: the
          * velocity check of tools/step_ab.c) */
         const int streams = (Li >= FK_CPU_BF16_MIN_M) + (Lt >= FK_CPU_BF16_MIN_M);
-        const int dd = c->depth_double, ds = c->depth_single, both = streams == 2;
+        const int both = streams == 2;
         const int want_y = streams * dd + ds + 2 * both * dd + ds,
                   want_norm = 2 * streams * dd + ds, want_attn = both * dd + ds,
                   want_x = 3 * streams * dd + 2 * both * dd + 2 * ds,
                   want_rope = 4 * both * dd + 2 * ds, want_qkv = both * dd + ds,
                   wide = c->hidden % FK_TILE_KC == 0, want_tiles_y = streams * dd + wide * ds,
                   want_tiles_x = 3 * streams * dd + ds + wide * ds,
-                  want_tiles_norm = 2 * streams * dd + ds, want_tiles_attn = wide * ds;
+                  want_tiles_norm = 2 * streams * dd + ds, want_tiles_attn = wide * ds,
+                  want_qk_tiles_x = 2 * streams * dd + 2 * ds;
         CHECKF(n_bf16_y == want_y && n_bf16_norm == want_norm && n_bf16_attn == want_attn &&
                    n_bf16_x == want_x && n_bf16_rope == want_rope && n_bf16_qkv == want_qkv &&
                    n_tiles_y == want_tiles_y && n_tiles_x == want_tiles_x &&
-                   n_tiles_norm == want_tiles_norm && n_tiles_attn == want_tiles_attn,
+                   n_tiles_norm == want_tiles_norm && n_tiles_attn == want_tiles_attn &&
+                   n_qk_fused == want_fused && n_qk_tiles_x == want_qk_tiles_x,
                "Li %ld Lt %ld: %d bf16 product outputs (expected %d), %d bf16 norms (%d), "
                "%d bf16 attention outputs (%d), %d products with a bf16 x (%d), %d bf16 "
                "rmsnorm_rope outputs (%d), %d attentions on bf16 q, k, v (%d), tiled: %d y (%d), "
-               "%d x (%d), %d norms (%d), %d attention outputs (%d)",
+               "%d x (%d), %d norms (%d), %d attention outputs (%d); %d linear_rmsnorm_rope "
+               "(%d), %d of them on a tiled x (%d)",
                (long)Li, (long)Lt, n_bf16_y, want_y, n_bf16_norm, want_norm, n_bf16_attn,
                want_attn, n_bf16_x, want_x, n_bf16_rope, want_rope, n_bf16_qkv, want_qkv,
                n_tiles_y, want_tiles_y, n_tiles_x, want_tiles_x, n_tiles_norm, want_tiles_norm,
-               n_tiles_attn, want_tiles_attn);
+               n_tiles_attn, want_tiles_attn, n_qk_fused, want_fused, n_qk_tiles_x,
+               want_qk_tiles_x);
         CHECKF(!memcmp(o_f32.data, o_bf16.data, fk_tensor_nbytes(&o_f32)),
                "Li %ld Lt %ld, %d threads: bf16 activations change the velocity", (long)Li,
                (long)Lt, threads);
+        no_fused = true; /* bf16 activations, q and k by linear and rmsnorm_rope */
+        run(ctx, m, cpu, true, Li, Lt, &o_plain);
+        no_fused = false;
+        CHECKF(n_qk_fused == 0 && n_bf16_rope == want_rope &&
+                   !memcmp(o_plain.data, o_bf16.data, fk_tensor_nbytes(&o_f32)),
+               "Li %ld Lt %ld, %d threads: linear_rmsnorm_rope changes the velocity", (long)Li,
+               (long)Lt, threads);
+        fk_tensor_free(&o_plain);
         fk_tensor_free(&o_f32);
         fk_tensor_free(&o_bf16);
     } else {

@@ -15,6 +15,10 @@
  * - linear_cat ([x1 | x2]·wᵀ) equals linear on the joined rows bit for bit
  *   (bf16 mode: A packed from both sources, including a 32-column chunk
  *   across the boundary; f32 mode: joined in the caller's tmp);
+ * - linear_rmsnorm_rope equals linear then rmsnorm_rope (in place) bit for
+ *   bit (bf16 mode: the norm and the rotation in the output stage, whole
+ *   heads per panel whatever the split between threads; with a cached
+ *   weight; f32 y and the bf16 y rmsnorm_rope writes from the same f32 y);
  * - f32 mode caches nothing; uncache_weights empties the cache.
  * Bitwise equality is the tolerance: the paths compute the same sums. */
 #include "cpu_ops_util.h"
@@ -214,6 +218,48 @@ static void test_linear_cat(fk_backend *be, int64_t M, int64_t K1, int64_t K2, i
     fk_free(y2);
 }
 
+/* linear_rmsnorm_rope against linear, then rmsnorm_rope in place (an f32 y,
+ * and a bf16 y against rmsnorm_rope's bf16 y from that f32 one); the weight
+ * cached first when `cache`. */
+static void test_linear_rmsnorm_rope(fk_backend *be, int64_t M, int64_t K, int64_t H, int64_t D,
+                                     bool cache) {
+    const int64_t N = H * D;
+    void *wd = mkw(FK_BF16, N * K), *sd = mkw(FK_BF16, D);
+    fk_tensor w = fk_view2(FK_BF16, wd, N, K), sc = fk_view1(FK_BF16, sd, D);
+    if (cache) be->cache_weight(be, &w);
+    float *bd = tu_alloc(N), *xd = tu_alloc(M * K), *pd = tu_alloc(M * D * 2);
+    float *y1 = tu_alloc(M * N), *y2 = tu_alloc(M * N);
+    uint16_t *b1 = fk_alloc((size_t)(M * N) * 2), *b2 = fk_alloc((size_t)(M * N) * 2);
+    tu_fill(bd, N, -0.5f, 0.5f);
+    tu_fill(xd, M * K, -1.0f, 1.0f);
+    tu_fill(pd, M * D * 2, -1.0f, 1.0f);
+    fk_tensor b = fk_view1(FK_F32, bd, N), x = fk_view2(FK_F32, xd, M, K);
+    fk_tensor pe = fk_view4(FK_F32, pd, M, D / 2, 2, 2);
+    fk_tensor ty1 = fk_view2(FK_F32, y1, M, N), ty1h = fk_view3(FK_F32, y1, M, H, D);
+    fk_tensor ty2 = fk_view2(FK_F32, y2, M, N);
+    fk_tensor tb1 = fk_view3(FK_BF16, b1, M, H, D), tb2 = fk_view2(FK_BF16, b2, M, N);
+    be->linear(be, &ty1, &x, &w, &b);
+    const bool ybf = be->supports(be, FK_OP_RMSNORM_ROPE,
+                                  (const fk_tensor *const[]){&tb1, &ty1h, &sc, &pe}, 4);
+    if (ybf) be->rmsnorm_rope(be, &tb1, &ty1h, &sc, &pe, 1e-6f);
+    be->rmsnorm_rope(be, &ty1h, &ty1h, &sc, &pe, 1e-6f);
+    be->linear_rmsnorm_rope(be, &ty2, &x, &w, &b, &sc, &pe, 1e-6f);
+    CHECKF(tu_same_bits(y1, y2, (size_t)(M * N) * 4),
+           "linear_rmsnorm_rope M %lld K %lld H %lld D %lld%s, %d threads: not linear then "
+           "rmsnorm_rope",
+           (long long)M, (long long)K, (long long)H, (long long)D, cache ? " (cached)" : "",
+           be->n_threads);
+    if (ybf) {
+        be->linear_rmsnorm_rope(be, &tb2, &x, &w, &b, &sc, &pe, 1e-6f);
+        CHECKF(tu_same_bits(b1, b2, (size_t)(M * N) * 2),
+               "linear_rmsnorm_rope M %lld K %lld H %lld D %lld, bf16 y: not rmsnorm_rope's",
+               (long long)M, (long long)K, (long long)H, (long long)D);
+    }
+    if (cache) be->uncache_weights(be);
+    fk_free(wd), fk_free(sd), fk_free(bd), fk_free(xd), fk_free(pd), fk_free(y1), fk_free(y2);
+    fk_free(b1), fk_free(b2);
+}
+
 int main(void) {
     fk_cpu_bf16_kernel kernels[2];
     int nk = 0;
@@ -242,6 +288,7 @@ int main(void) {
     test_linear_act(f, 48, 100, 70); /* f32 mode */
     test_linear_cat(f, 40, 70, 90, 50);
     test_linear_multi(f, 4, 40, 100);
+    test_linear_rmsnorm_rope(f, 40, 64, 3, 64, false);
     f->destroy(f);
     fk_free(wd);
     for (int ki = 0; ki < nk; ki++)
@@ -257,6 +304,11 @@ int main(void) {
             test_linear_multi(be, 1, 64, 64);
             test_linear_multi(be, 9, 40, 96);      /* more than FK_CPU_MULTI_MAX */
             test_linear_multi(be, 3, 8, 64);       /* small M: the f32 path */
+            test_linear_rmsnorm_rope(be, 300, 130, 10, 128, t == 3); /* 5 panels, 2 row blocks */
+            test_linear_rmsnorm_rope(be, 70, 64, 3, 256, false);   /* 3 panels: split */
+            test_linear_rmsnorm_rope(be, 40, 96, 7, 32, true);     /* a partial panel */
+            test_linear_rmsnorm_rope(be, 40, 64, 3, 48, false);    /* D 48: the two ops */
+            test_linear_rmsnorm_rope(be, 8, 64, 2, 64, false);     /* small M: the two ops */
             be->destroy(be);
         }
     return fk_test_finish("test_linear_fused");

@@ -313,15 +313,30 @@ bool fk_cpu_gemm_bf16_cat(fk_backend *be, int64_t M, int64_t N, int64_t K, const
                           fk_dtype adt, int64_t lda, const void *a2, fk_dtype a2dt, int64_t lda2,
                           int64_t k1, const void *b, fk_dtype bdt, int64_t ldb, const void *bias,
                           fk_dtype bias_dt, void *c, fk_dtype cdt, int64_t ldc, fk_act act);
+/* The QK norm and RoPE that a bf16 product applies to its output rows as
+ * it stores them (linear_rmsnorm_rope): the heads (D columns each) of row m
+ * go through fk_cpu_rmsnorm_rope_heads (cpu_ew.h) with the kernels k, scale
+ * (D) f32 and the rotation of pe + m·2D ((D/2, 2, 2) f32), after the bias
+ * and the activation. D even and dividing FK_CPU_ROPE_POST_NC (an output
+ * panel then holds whole heads). */
+#define FK_CPU_ROPE_POST_NC 256
+typedef struct fk_cpu_rope_post {
+    const struct fk_ew_kernels *k;
+    const float *scale, *pe;
+    int64_t D;
+    float eps;
+} fk_cpu_rope_post;
 /* n products of the same a (M, K) of dtype adt, row stride lda: c[i]
  * (M, N[i]) of dtype cdt[i], contiguous, = act[i](a · b[i]ᵀ + bias[i]) with
  * b[i] (N[i], K) contiguous of dtype bdt[i], bias[i] (N[i]) or NULL: each
- * with the bits of fk_cpu_gemm_bf16_cat on it; a is packed once for all. */
+ * with the bits of fk_cpu_gemm_bf16_cat on it; a is packed once for all.
+ * post (or NULL), post[i] (or NULL): product i's rows then go through that
+ * norm and rotation (c[i] row-major f32 or bf16, N[i] a multiple of D). */
 bool fk_cpu_gemm_bf16_multi(fk_backend *be, int n, int64_t M, int64_t K, const void *a,
                             fk_dtype adt, int64_t lda, const int64_t *N, const void *const *b,
                             const fk_dtype *bdt, const void *const *bias,
                             const fk_dtype *bias_dt, void *const *c, const fk_dtype *cdt,
-                            const fk_act *act);
+                            const fk_act *act, const fk_cpu_rope_post *const *post);
 /* be->attention in bf16 mode with AMX: flash attention on tiles for
  * non-causal attention, f32 bias or none, D a multiple of 32 up to 512; every other case
  * (and machines without AMX) runs fk_cpu_attention. */
@@ -431,6 +446,9 @@ void fk_cpu_layernorm_modulate(fk_backend *be, fk_tensor *y, const fk_tensor *x,
                                const fk_tensor *shift, const fk_tensor *scale, float eps);
 void fk_cpu_rmsnorm_rope(fk_backend *be, fk_tensor *y, const fk_tensor *x, const fk_tensor *scale,
                          const fk_tensor *pe, float eps);
+void fk_cpu_linear_rmsnorm_rope(fk_backend *be, fk_tensor *y, const fk_tensor *x,
+                                const fk_tensor *w, const fk_tensor *b, const fk_tensor *scale,
+                                const fk_tensor *pe, float eps);
 void fk_cpu_rmsnorm(fk_backend *be, fk_tensor *y, const fk_tensor *x, const fk_tensor *scale,
                     float eps);
 void fk_cpu_silu(fk_backend *be, fk_tensor *y, const fk_tensor *x);

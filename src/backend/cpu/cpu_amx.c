@@ -68,6 +68,7 @@
  * on the fly from the mmapped file on every call, unless be->cache_weight
  * keeps a packed copy ("weight cache" below: the FLUX runner caches its large
  * weights and releases the mapped pages, so the copy costs no memory). */
+#include "backend/cpu/cpu_ew.h"
 #include "backend/cpu/cpu_gemm.h"
 #include "core/cpu_features.h"
 
@@ -91,6 +92,8 @@ _Static_assert(FK_BF16_KC % 32 == 0 && FK_BF16_NC % 32 == 0 && FK_BF16_MC % 32 =
                "bf16 GEMM blocks must be multiples of 32");
 _Static_assert(FK_BF16_KC == FK_TILE_KC && FK_BF16_NC % FK_TILE_KC == 0,
                "packed A is tensor.h's tile layout, and a C panel fills whole K blocks of it");
+_Static_assert(FK_BF16_NC == FK_CPU_ROPE_POST_NC,
+               "a fused QK norm needs whole heads in every output panel");
 
 static inline int64_t fk_bf16_round32(int64_t v) { return (v + 31) & ~(int64_t)31; }
 static inline int64_t fk_bf16_min(int64_t a, int64_t b) { return a < b ? a : b; }
@@ -456,6 +459,9 @@ typedef struct fk_bf16_cstore {
      * tensor and the panel's first element is (r0, c0) */
     bool tiled;
     int64_t r0, c0, Mp, Np;
+    /* or NULL: the QK norm and RoPE of each row's heads (after the bias and
+     * the activation), row r0 + i of the product rotated by its pe row */
+    const fk_cpu_rope_post *post;
 } fk_bf16_cstore;
 
 /* One row of a C panel as bf16: the f32 values of the row (with bias and
@@ -474,13 +480,34 @@ __attribute__((target(FK_BF16_TARGET))) static void fk_bf16_store_row_bf16(uint1
     }
 }
 
+/* fk_ew_rope_ab with AVX-512 (D a multiple of 32): the first row of ab
+ * is the even elements of the pe row (p0, p2 of each pair), the second the
+ * odd ones (p1, p3). A permutation: the same values. Built for every row of
+ * a fused QK norm, not once per position for all heads as rmsnorm_rope
+ * does, so it has to be cheap. */
+__attribute__((target(FK_BF16_TARGET))) static void fk_bf16_rope_ab(const float *pe, int64_t D,
+                                                                    float *ab) {
+    if (D % 32) {
+        fk_ew_rope_ab(pe, D, ab);
+        return;
+    }
+    const __m512i ev = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
+    const __m512i od = _mm512_add_epi32(ev, _mm512_set1_epi32(1));
+    for (int64_t i = 0; i < 2 * D; i += 32) { /* 32 values of pe: 16 of each row of ab */
+        const __m512 a = _mm512_loadu_ps(pe + i), b = _mm512_loadu_ps(pe + i + 16);
+        _mm512_storeu_ps(ab + i / 2, _mm512_permutex2var_ps(a, ev, b));
+        _mm512_storeu_ps(ab + D + i / 2, _mm512_permutex2var_ps(a, od, b));
+    }
+}
+
 __attribute__((target(FK_BF16_TARGET))) static void fk_bf16_cstore_run(fk_bf16_cstore *st,
                                                                        int64_t count) {
     for (; count > 0 && st->row < st->mc; count--, st->row++) {
         int64_t i = st->row;
         const float *pr = st->cp + (i / 32) * (st->ncp / 32) * 1024 + (i % 32) * 32;
-        float row[FK_BF16_NC]; /* the row with bias, for the activation / bf16 */
-        if (st->act != FK_ACT_NONE || st->cbf) {
+        float row[FK_BF16_NC]; /* the row with bias, for the activation / norm / bf16 */
+        const bool rowed = st->act != FK_ACT_NONE || st->post; /* f32 values changed in row */
+        if (rowed || st->cbf) {
             for (int64_t j0 = 0; j0 < st->nc; j0 += 16) {
                 __m512 v = _mm512_loadu_ps(pr + (j0 / 32) * 1024 + (j0 % 32));
                 if (st->bb) {
@@ -491,6 +518,16 @@ __attribute__((target(FK_BF16_TARGET))) static void fk_bf16_cstore_run(fk_bf16_c
             }
             if (st->act != FK_ACT_NONE)
                 fk_cpu_act_row(FK_CPU_ISA_AVX512, st->act, row, row, st->nc);
+            if (st->post) { /* the heads of the row, FK_EW_STAT_ROWS at a time */
+                const fk_cpu_rope_post *q = st->post;
+                float ab[2 * FK_CPU_ROPE_POST_NC]; /* this row's rotation (2, D) */
+                fk_bf16_rope_ab(q->pe + (st->r0 + i) * 2 * q->D, q->D, ab);
+                for (int64_t h0 = 0; h0 < st->nc; h0 += FK_EW_STAT_ROWS * q->D) {
+                    const int64_t nh = fk_bf16_min(FK_EW_STAT_ROWS, (st->nc - h0) / q->D);
+                    fk_cpu_rmsnorm_rope_heads(q->k, row + h0, row + h0, (int)nh, q->D, q->eps,
+                                              q->scale, ab);
+                }
+            }
         }
         if (st->tiled) { /* 32 columns at a time, one line of a tile, zeros past nc */
             for (int64_t j0 = 0; j0 < st->nc; j0 += 32) {
@@ -511,7 +548,7 @@ __attribute__((target(FK_BF16_TARGET))) static void fk_bf16_cstore_run(fk_bf16_c
             int64_t w = fk_bf16_min(16, st->nc - j0);
             __mmask16 mk = (__mmask16)((1u << w) - 1u);
             __m512 v;
-            if (st->act != FK_ACT_NONE) {
+            if (rowed) {
                 v = _mm512_loadu_ps(row + j0);
             } else {
                 v = _mm512_loadu_ps(src);
@@ -645,6 +682,7 @@ typedef struct fk_bf16_args {
     bool ctiled; /* c tiled (cbf too): tensor.h's FK_LAYOUT_TILES, Mp × Np */
     fk_bf16_micro_fn micro;
     fk_act act; /* applied to c as it is stored */
+    const fk_cpu_rope_post *post; /* then this, or NULL (fk_bf16_cstore) */
     const uint16_t *bpk; /* b pre-packed (weight cache), or NULL: packed per panel */
     int64_t Np;          /* bpk: round32(N); K block pc at pc·Np, column jc at jc·kcp in it */
 } fk_bf16_args;
@@ -773,7 +811,8 @@ static void fk_bf16_task(const fk_bf16_args *g, float *rows, uint16_t *const wp[
                                  .r0 = ic,
                                  .c0 = jc,
                                  .Mp = g->Mp,
-                                 .Np = g->Np};
+                                 .Np = g->Np,
+                                 .post = g->post};
             cs = c2; /* stored during the next block */
             pcb ^= 1;
         }
@@ -912,9 +951,11 @@ static void fk_bf16_product(fk_backend *be, const uint16_t *ap, const uint16_t *
                             int64_t M, int64_t N, int64_t K, uint64_t a_el, uint64_t b_el,
                             uint64_t t_el, const void *b, fk_dtype bdt, int64_t ldb,
                             const void *bias, fk_dtype bias_dt, void *c, fk_dtype cdt,
-                            int64_t ldc, fk_act act) {
+                            int64_t ldc, fk_act act, const fk_cpu_rope_post *post) {
     fk_cpu_impl *impl = fk_cpu_impl_of(be);
     fk_cpu_bf16_kernel kern = impl->bf16_kernel;
+    FK_ASSERT(!post || (cdt != FK_CPU_TILES && post->k && post->D > 0 && post->D % 2 == 0 &&
+                        FK_BF16_NC % post->D == 0 && N % post->D == 0));
     int nt = impl->n_threads;
     int64_t Mp = fk_bf16_round32(M), Kp = fk_bf16_round32(K);
     uint16_t *wpanels = (uint16_t *)impl->bf16_ws + a_el;
@@ -938,13 +979,17 @@ static void fk_bf16_product(fk_backend *be, const uint16_t *ap, const uint16_t *
                       .ctiled = cdt == FK_CPU_TILES,
                       .micro = kern == FK_CPU_BF16_AMX ? fk_bf16_micro_amx : fk_bf16_micro_avx512,
                       .act = act,
+                      .post = post,
                       .bpk = NULL,
                       .Np = 0};
     if (ldb == K) g.bpk = fk_bf16_wcache_find(impl, b, bdt, N, K);
     g.Np = fk_bf16_round32(N);
     /* Split the output in units of 32: columns first (each thread then packs
-     * a disjoint part of B), rows when there are too few column units. */
-    int64_t np = fk_bf16_round32(N) / 32, mp = Mp / 32;
+     * a disjoint part of B), rows when there are too few column units. With
+     * a post, columns in units of a whole panel (so every panel starts at a
+     * head). */
+    const int64_t cu = post ? FK_BF16_NC : 32; /* column unit */
+    int64_t np = (N + cu - 1) / cu, mp = Mp / 32;
     int64_t gn = (np + 1) / 2 < nt ? (np + 1) / 2 : nt;
     int64_t gm = (nt + gn - 1) / gn < mp ? (nt + gn - 1) / gn : mp;
     if ((double)M * (double)N * (double)K < 1048576.0) gn = gm = 1; /* not worth a fork */
@@ -963,7 +1008,7 @@ static void fk_bf16_product(fk_backend *be, const uint16_t *ap, const uint16_t *
     FK_CPU_PARALLEL_FOR(threads)
     for (int64_t t = 0; t < ntasks; t++) {
         int64_t tn = t % gn, tm = t / gn;
-        int64_t n0 = np * tn / gn * 32, n1 = fk_bf16_min(np * (tn + 1) / gn * 32, N);
+        int64_t n0 = np * tn / gn * cu, n1 = fk_bf16_min(np * (tn + 1) / gn * cu, N);
         int64_t m0 = mp * tm / gm * 32, m1 = fk_bf16_min(mp * (tm + 1) / gm * 32, M);
         if (dyn) n0 = 0, n1 = N; /* every task: panels of the whole of N, claimed */
         if (n0 >= n1 || m0 >= m1) continue;
@@ -1025,7 +1070,7 @@ bool fk_cpu_gemm_bf16_cat(fk_backend *be, int64_t M, int64_t N, int64_t K, const
         }
     }
     fk_bf16_product(be, ap, ap2, kb, M, N, K, a_el, b_el, t_el, b, bdt, ldb, bias, bias_dt, c,
-                    cdt, ldc, act);
+                    cdt, ldc, act, NULL);
     return true;
 }
 
@@ -1033,7 +1078,7 @@ bool fk_cpu_gemm_bf16_multi(fk_backend *be, int n, int64_t M, int64_t K, const v
                             fk_dtype adt, int64_t lda, const int64_t *N, const void *const *b,
                             const fk_dtype *bdt, const void *const *bias,
                             const fk_dtype *bias_dt, void *const *c, const fk_dtype *cdt,
-                            const fk_act *act) {
+                            const fk_act *act, const fk_cpu_rope_post *const *post) {
     fk_cpu_impl *impl = fk_cpu_impl_of(be);
     FK_ASSERT(fk_cpu_gemm_dtype_ok(adt));
     if (impl->bf16_kernel == FK_CPU_BF16_NONE || n <= 0 || M <= 0 || K <= 0) return false;
@@ -1055,7 +1100,7 @@ bool fk_cpu_gemm_bf16_multi(fk_backend *be, int n, int64_t M, int64_t K, const v
     }
     for (int i = 0; i < n; i++)
         fk_bf16_product(be, ap, NULL, Kp, M, N[i], K, a_el, b_el, t_el, b[i], bdt[i], K, bias[i],
-                        bias_dt[i], c[i], cdt[i], N[i], act[i]);
+                        bias_dt[i], c[i], cdt[i], N[i], act[i], post ? post[i] : NULL);
     return true;
 }
 
@@ -1570,9 +1615,9 @@ bool fk_cpu_gemm_bf16_multi(fk_backend *be, int n, int64_t M, int64_t K, const v
                             fk_dtype adt, int64_t lda, const int64_t *N, const void *const *b,
                             const fk_dtype *bdt, const void *const *bias,
                             const fk_dtype *bias_dt, void *const *c, const fk_dtype *cdt,
-                            const fk_act *act) {
+                            const fk_act *act, const fk_cpu_rope_post *const *post) {
     (void)be, (void)n, (void)M, (void)K, (void)a, (void)adt, (void)lda, (void)N, (void)b;
-    (void)bdt, (void)bias, (void)bias_dt, (void)c, (void)cdt, (void)act;
+    (void)bdt, (void)bias, (void)bias_dt, (void)c, (void)cdt, (void)act, (void)post;
     return false;
 }
 

@@ -117,6 +117,19 @@ static bool fk_cpu_attention_acts_ok(const fk_backend *be, const fk_tensor *cons
     return true;
 }
 
+/* The y (M, N) of linear_rmsnorm_rope (srcs: y, x, w, b, scale, pe): f32 or
+ * absent, or bf16 where rmsnorm_rope takes it as (M, N / D, D). */
+static bool fk_cpu_rope_y_ok(const fk_backend *be, const fk_tensor *const *srcs, int n) {
+    const fk_dtype t = fk_cpu_src_dtype(srcs, n, 0);
+    if (t == FK_F32 || t == FK_DTYPE_COUNT) return true;
+    const fk_tensor *y = srcs[0], *sc = n > 4 ? srcs[4] : NULL;
+    if (t != FK_BF16 || !sc || y->ndim != 2) return false;
+    const int64_t D = fk_tensor_numel(sc);
+    if (D <= 0 || y->shape[1] % D) return false;
+    const fk_tensor y3 = fk_view3(FK_BF16, NULL, y->shape[0], y->shape[1] / D, D);
+    return fk_cpu_bf16_attention_io_ok(be, &y3);
+}
+
 static bool fk_cpu_supports(const fk_backend *be, fk_op op, const fk_tensor *const *srcs,
                             int n_srcs) {
     for (int i = 0; srcs && i < n_srcs; i++) {
@@ -144,6 +157,11 @@ static bool fk_cpu_supports(const fk_backend *be, fk_op op, const fk_tensor *con
         return fk_cpu_attention_acts_ok(be, srcs, n_srcs, 0, 1) &&
                fk_cpu_f32_or_absent(srcs, n_srcs, 1) && fk_cpu_weight_or_absent(srcs, n_srcs, 2) &&
                fk_cpu_f32_or_absent(srcs, n_srcs, 3);
+    case FK_OP_LINEAR_RMSNORM_ROPE: /* y (as rmsnorm_rope's, seen (M, N/D, D)), x, w, b, scale, pe */
+        return fk_cpu_rope_y_ok(be, srcs, n_srcs) && fk_cpu_product_acts_ok(be, srcs, n_srcs, 2, 1) &&
+               fk_cpu_weight_or_absent(srcs, n_srcs, 2) &&
+               fk_cpu_weight_or_absent(srcs, n_srcs, 3) &&
+               fk_cpu_weight_or_absent(srcs, n_srcs, 4) && fk_cpu_f32_or_absent(srcs, n_srcs, 5);
     case FK_OP_LAYERNORM_MODULATE: /* y, x, shift, scale; y bf16 as a product's input */
         return fk_cpu_product_acts_ok(be, srcs, n_srcs, 1, 1) &&
                fk_cpu_f32_range(srcs, n_srcs, 1, 4);
@@ -252,6 +270,7 @@ fk_backend *fk_backend_cpu_create_isa(int n_threads, fk_cpu_isa isa) {
     be->linear_cat = fk_cpu_linear_cat;
     be->layernorm_modulate = fk_cpu_layernorm_modulate;
     be->rmsnorm_rope = fk_cpu_rmsnorm_rope;
+    be->linear_rmsnorm_rope = fk_cpu_linear_rmsnorm_rope; /* cpu_fused.c */
     be->layernorm = fk_cpu_layernorm;
     be->rmsnorm = fk_cpu_rmsnorm;
     be->silu = fk_cpu_silu;

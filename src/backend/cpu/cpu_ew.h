@@ -104,4 +104,12 @@ typedef struct fk_ew_kernels {
  * ISA and off x86-64: then the caller runs its plain C loops. */
 const fk_ew_kernels *fk_ew_kernels_of(fk_cpu_isa isa);
 
+/* rmsnorm_rope of nh (1 ..= FK_EW_STAT_ROWS) rows of one position, x (nh,
+ * D) → y (nh, D) f32 (y may be x), D <= FK_EW_ROPE_MAX_D: each row's RMS,
+ * then rms_rope with scale (D) f32 and that position's ab (fk_ew_rope_ab).
+ * The rows of rmsnorm_rope on the SIMD path, and of the bf16 products'
+ * fused store (linear_rmsnorm_rope): the same bits. */
+void fk_cpu_rmsnorm_rope_heads(const fk_ew_kernels *k, float *y, const float *x, int nh,
+                               int64_t D, float eps, const float *scale, const float *ab);
+
 #endif /* FK_CPU_EW_H */

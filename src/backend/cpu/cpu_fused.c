@@ -2,7 +2,7 @@
  * AMX product applies the activation to each output panel while it stores
  * it (fk_cpu_gemm_bf16_act); otherwise the f32 product is followed by the
  * activation over y. Either way the bits equal linear + the activation op. */
-#include "backend/cpu/cpu.h"
+#include "backend/cpu/cpu_ew.h"
 
 #include <string.h>
 
@@ -30,6 +30,7 @@ bool fk_cpu_tiles_ok(const fk_backend *be, fk_op op, const fk_tensor *const *src
     switch (op) {
     case FK_OP_LINEAR:     /* y, x, w, b */
     case FK_OP_LINEAR_ACT: return i == 0 || i == 1;
+    case FK_OP_LINEAR_RMSNORM_ROPE: return i == 1; /* y, x, w, b, scale, pe */
     case FK_OP_LINEAR_CAT: /* y, x1, x2, w, b: a tiled part starts or ends a K block */
         return i == 0 || ((i == 1 || i == 2) && x1 && fk_tensor_cols(x1) % FK_TILE_KC == 0);
     case FK_OP_LAYERNORM_MODULATE: return i == 0; /* y, x, shift, scale */
@@ -166,7 +167,7 @@ void fk_cpu_linear_multi(fk_backend *be, int n, fk_tensor *const *y, const fk_te
     }
     if (x->dtype != FK_F32) FK_ASSERT(fk_cpu_bf16_io_ok(be, M));
     if (fast && fk_cpu_gemm_bf16_multi(be, n, M, K, x->data, fk_cpu_gemm_dt(x), K, N, bw, wdt, bb,
-                                       bdt, c, cdt, act))
+                                       bdt, c, cdt, act, NULL))
         return;
     for (int i = 0; i < n; i++) fk_cpu_linear_act(be, y[i], x, w[i], b[i], act[i]);
 }
@@ -200,4 +201,53 @@ void fk_cpu_linear_cat(fk_backend *be, fk_tensor *y, const fk_tensor *x1, const 
     fk_cpu_copy_cols(be, &tc, 0, x1, 0, K1);
     fk_cpu_copy_cols(be, &tc, K1, x2, 0, K2);
     fk_cpu_linear(be, y, &tc, w, b);
+}
+
+/* y = rmsnorm_rope(x·wᵀ + b). bf16 mode (a bf16 kernel, enough rows, the
+ * SIMD row kernels, D dividing an output panel): one bf16 product whose
+ * store normalizes and rotates each row's heads (fk_cpu_rope_post) before
+ * it writes them, f32 or rounded to bf16; otherwise linear into y (or into
+ * an f32 copy for a bf16 y, a last resort that allocates) and rmsnorm_rope.
+ * The bits of linear then rmsnorm_rope either way: the same f32 row values,
+ * then the same row kernels (fk_cpu_rmsnorm_rope_heads). */
+void fk_cpu_linear_rmsnorm_rope(fk_backend *be, fk_tensor *y, const fk_tensor *x,
+                                const fk_tensor *w, const fk_tensor *b, const fk_tensor *scale,
+                                const fk_tensor *pe, float eps) {
+    FK_ASSERT(fk_cpu_act_dtype_ok(y->dtype) && fk_cpu_act_dtype_ok(x->dtype));
+    FK_ASSERT(w->ndim == 2 && fk_cpu_weight_dtype_ok(w->dtype));
+    const int64_t M = fk_tensor_rows(x), K = fk_tensor_cols(x), N = w->shape[0];
+    FK_ASSERT(w->shape[1] == K && y->ndim == 2 && y->shape[0] == M && y->shape[1] == N);
+    FK_ASSERT(y->data != x->data && y->layout == FK_LAYOUT_ROWS);
+    if (b) FK_ASSERT(fk_tensor_numel(b) == N && fk_cpu_weight_dtype_ok(b->dtype));
+    FK_ASSERT(scale && fk_cpu_weight_dtype_ok(scale->dtype));
+    const int64_t D = fk_tensor_numel(scale);
+    FK_ASSERT(D > 0 && D % 2 == 0 && N % D == 0 && pe->dtype == FK_F32 &&
+              fk_tensor_numel(pe) == M * D * 2); /* pe (M, D/2, 2, 2) */
+    if (x->dtype != FK_F32) FK_ASSERT(fk_cpu_bf16_io_ok(be, M));
+    fk_tensor y3 = fk_view3(y->dtype, y->data, M, N / D, D);
+    if (y->dtype != FK_F32) FK_ASSERT(fk_cpu_bf16_attention_io_ok(be, &y3));
+    fk_cpu_impl *impl = fk_cpu_impl_of(be);
+    const fk_ew_kernels *k = fk_ew_kernels_of(impl->isa);
+    if (impl->precision == FK_PREC_BF16 && M >= FK_CPU_BF16_MIN_M && k &&
+        FK_CPU_ROPE_POST_NC % D == 0) {
+        float sc[FK_CPU_ROPE_POST_NC];
+        fk_convert_to_f32(sc, scale->data, scale->dtype, (size_t)D);
+        const fk_cpu_rope_post post = {k, sc, pe->data, D, eps};
+        const fk_cpu_rope_post *pp[1] = {&post};
+        const int64_t N1[1] = {N};
+        const void *bw[1] = {w->data}, *bb[1] = {b ? b->data : NULL};
+        const fk_dtype wdt[1] = {w->dtype}, bdt[1] = {b ? b->dtype : FK_F32};
+        void *c[1] = {y->data};
+        const fk_dtype cdt[1] = {y->dtype};
+        const fk_act act[1] = {FK_ACT_NONE};
+        if (fk_cpu_gemm_bf16_multi(be, 1, M, K, x->data, fk_cpu_gemm_dt(x), K, N1, bw, wdt, bb,
+                                   bdt, c, cdt, act, pp))
+            return;
+    }
+    float *yf = y->dtype == FK_F32 ? y->data : fk_alloc((size_t)(M * N) * sizeof(float));
+    FK_ASSERT(yf && "out of memory for linear_rmsnorm_rope with a bf16 y");
+    fk_tensor ty = fk_view2(FK_F32, yf, M, N), tf = fk_view3(FK_F32, yf, M, N / D, D);
+    fk_cpu_linear_act(be, &ty, x, w, b, FK_ACT_NONE);
+    fk_cpu_rmsnorm_rope(be, &y3, &tf, scale, pe, eps);
+    if (yf != y->data) fk_free(yf);
 }

@@ -307,6 +307,14 @@ void fk_cpu_rmsnorm(fk_backend *be, fk_tensor *y, const fk_tensor *x, const fk_t
     }
 }
 
+void fk_cpu_rmsnorm_rope_heads(const fk_ew_kernels *k, float *y, const float *x, int nh,
+                               int64_t D, float eps, const float *scale, const float *ab) {
+    FK_ASSERT(k && nh >= 1 && nh <= FK_EW_STAT_ROWS && D <= FK_EW_ROPE_MAX_D);
+    double rinv[FK_EW_STAT_ROWS];
+    fk_rms_stats(k, x, D, nh, eps, rinv); /* every row's before any is written (y may be x) */
+    for (int ri = 0; ri < nh; ri++) k->rms_rope(y + ri * D, x + ri * D, D, rinv[ri], scale, ab);
+}
+
 /* QK norm then RoPE, one pass per (l, h) row: the row's RMS (as rmsnorm),
  * the normalized and scaled values (as rmsnorm writes them) rotated in
  * registers (as rope computes it) and stored once. Parallel over positions
@@ -343,19 +351,21 @@ void fk_cpu_rmsnorm_rope(fk_backend *be, fk_tensor *y, const fk_tensor *x, const
         for (int64_t h0 = 0; h0 < H; h0 += FK_EW_STAT_ROWS) {
             int nr = (int)(H - h0 < FK_EW_STAT_ROWS ? H - h0 : FK_EW_STAT_ROWS);
             const float *x0 = xd + (l * H + h0) * D; /* (nr, D) */
+            if (fused) { /* the rows of the products' fused store (linear_rmsnorm_rope) */
+                const int64_t o = (l * H + h0) * D;
+                float hb[FK_EW_STAT_ROWS * FK_EW_ROPE_MAX_D];
+                fk_cpu_rmsnorm_rope_heads(k, ybf ? hb : (float *)y->data + o, x0, nr, D, eps,
+                                          np.p[0], ab);
+                if (ybf) fk_cpu_bf16_round_row((uint16_t *)y->data + o, hb, nr * D);
+                continue;
+            }
             double rinv[FK_EW_STAT_ROWS];
             fk_rms_stats(k, x0, D, nr, eps, rinv);
             for (int ri = 0; ri < nr; ri++) {
                 const int64_t o = (l * H + h0 + ri) * D;
                 const float *xr = x0 + ri * D; /* (D) */
-                float buf[FK_NORM_CHUNK > FK_EW_ROPE_MAX_D ? FK_NORM_CHUNK : FK_EW_ROPE_MAX_D];
+                float buf[FK_NORM_CHUNK];
                 float sbuf[FK_NORM_CHUNK];
-                if (fused) {
-                    float *yr = ybf ? buf : (float *)y->data + o;
-                    k->rms_rope(yr, xr, D, rinv[ri], np.p[0], ab);
-                    if (ybf) fk_cpu_bf16_round_row((uint16_t *)y->data + o, buf, D);
-                    continue;
-                }
                 /* chunks of even length (D even): each one's pairs rotated
                  * with their own rows of pe (4 floats per pair); a bf16 y
                  * goes through buf, FK_NORM_CHUNK columns at a time */

@@ -499,6 +499,7 @@ static bool fk_cuda_supports(const fk_backend *be, fk_op op, const fk_tensor *co
     case FK_OP_TRANSPOSE: return fk_cu_acts_ok(srcs, n, 2);           /* y, x */
     case FK_OP_SCALE_COLS:                                            /* y, x, s */
         return fk_cu_acts_ok(srcs, n, 2) && fk_cu_weight_ok(srcs, n, 2);
+    case FK_OP_LINEAR_RMSNORM_ROPE: return false; /* not in the table: linear, rmsnorm_rope */
     case FK_OP_COUNT: break;
     }
     return false;
