@@ -214,6 +214,15 @@ static double run_attention(int64_t L, int64_t H, int64_t D, int threads, fk_cpu
     }
     fk_tensor tq = fk_view3(FK_F32, q, L, H, D), tk = fk_view3(FK_F32, k, L, H, D);
     fk_tensor tv = fk_view3(FK_F32, v, L, H, D), to = fk_view2(FK_F32, o, L, H * D);
+    /* FK_BENCH_BF16=1: q, k, v and out in bf16, as FLUX hands them over (bf16 mode) */
+    const char *bfe = getenv("FK_BENCH_BF16");
+    if (bfe && atoi(bfe) && bk != FK_CPU_BF16_NONE) {
+        fk_tensor *ts[4] = {&tq, &tk, &tv, &to};
+        for (int i = 0; i < 4; i++) {
+            if (i < 3) fk_convert_from_f32(ts[i]->data, FK_BF16, ts[i]->data, n);
+            ts[i]->dtype = FK_BF16; /* converted in place (the first half of each buffer) */
+        }
+    }
     float scale = 1.0f / sqrtf((float)D);
     if (bk != FK_CPU_BF16_NONE) be->attention(be, &to, &tq, &tk, &tv, NULL, scale, false);
     double best = 1e30, best_cpu = 1e30, sum = 0;
