@@ -43,7 +43,11 @@
  *   nothing.
  * - A/B switches, read from the environment (defaults are the measured
  *   fastest, docs/PERF.md): FK_CUDA_FA=1 runs attention on the 64-row flash
- *   kernel instead of the 128-row one; FK_CUDA_BF16_IO=0 makes the products
+ *   kernel, FK_CUDA_FA=2 on the 128-row mma.sync one, FK_CUDA_FA=3 on the
+ *   warpgroup-MMA one (Hopper) with 64-key tiles, instead of the default
+ *   (the warpgroup-MMA kernel with 128-key tiles where it applies: compute
+ *   capability 9.0, D = 128, no bias or mask; the 128-row one elsewhere);
+ *   FK_CUDA_BF16_IO=0 makes the products
  *   decline bf16 activations (the runners then keep them f32);
  *   FK_CUDA_PINNED=0 uploads host weights from pageable memory as they are
  *   instead of through two pinned staging buffers.
@@ -111,13 +115,15 @@ uint64_t fk_backend_cuda_naive_gemm_count(const fk_backend *be);
  * is not read; NAIVE_GEMM: every product runs on the fallback kernel (one
  * thread per output, f32 accumulation) that stands in when cuBLASLt offers no
  * algorithm for a shape; FLASH1: attention's flash path runs the 64-row
- * kernel (fk_k_flash) instead of the default 128-row one, which it also
- * stands in for where that one's shared memory does not fit. Results stay
+ * kernel (fk_k_flash), which stands in for the 128-row one where that one's
+ * shared memory does not fit; FLASH2: it runs the 128-row kernel
+ * (fk_k_flash2) where the Hopper one would run by default. Results stay
  * within the op's tolerance, not bitwise equal to the default paths. No
  * effect on a backend that is not a CUDA backend. */
 #define FK_CUDA_HOOK_STAGE_WEIGHTS 1u
 #define FK_CUDA_HOOK_NAIVE_GEMM 2u
 #define FK_CUDA_HOOK_FLASH1 4u
+#define FK_CUDA_HOOK_FLASH2 8u
 void fk_backend_cuda_set_test_hooks(fk_backend *be, size_t chunk_bytes, unsigned flags);
 
 #ifdef __cplusplus

@@ -800,7 +800,8 @@ static void fk_flux_single_block(fk_flux_runner *r, int bi) {
     } else { /* linear1: q, k, v and the MLP (GELU) of one x */
         const fk_tensor *const sc[2] = {&S->q_scale, &S->k_scale};
         if (fk_flux_qk_fused_ok(r, L, nd, qb, ls, sc)) { /* q and k normed and rotated */
-            for (int i = 0; i < 2; i++) fk_flux_linear_qk(r, i, 0, L, r->xmod, nd, ls[i], sc[i], qb);
+            for (int i = 0; i < 2; i++)
+                fk_flux_linear_qk(r, i, 0, L, r->xmod, nd, ls[i], sc[i], qb);
             fk_flux_linear_multi_rows(be, 2, ys + 2, r->xmod, nd, L, ls + 2, acts + 2, ydt + 2);
         } else {
             fk_flux_linear_multi_rows(be, 4, ys, r->xmod, nd, L, ls, acts, ydt);

@@ -1443,7 +1443,8 @@ static void cf_supports(const cf_target *tg) {
  * (CLIP), bias (T5) with a fully masked row, cross lengths, causal with fewer
  * queries than keys (the mask is j > l in absolute positions), bias and a
  * fully masked row at D = 128. Run by the full suite (the default kernel)
- * and under the FLASH1 hook (the 64-row one). */
+ * and under the FLASH1 and FLASH2 hooks (the 64-row and the 128-row
+ * mma.sync kernels). */
 static void cf_attention_flash_shapes(const cf_target *tg) {
     cf_attention(tg, 100, 100, 3, 64, 0, false);
     cf_attention(tg, 130, 130, 2, 128, 0, false);
@@ -1631,6 +1632,10 @@ static void cf_suite_hooked(cf_target *tg) {
      * the flash shapes of cf_suite_full */
     fk_backend_cuda_set_test_hooks(be, 0, FK_CUDA_HOOK_FLASH1);
     cf_attention_flash_shapes(tg);
+    /* the 128-row mma.sync kernel where the Hopper one runs by default */
+    fk_backend_cuda_set_test_hooks(be, 0, FK_CUDA_HOOK_FLASH2);
+    cf_attention_flash_shapes(tg);
+    cf_attention_bf16_out(tg, 100, 3, 128);
     fk_backend_cuda_set_test_hooks(be, 0, 0);
 }
 

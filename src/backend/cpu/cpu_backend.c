@@ -157,8 +157,9 @@ static bool fk_cpu_supports(const fk_backend *be, fk_op op, const fk_tensor *con
         return fk_cpu_attention_acts_ok(be, srcs, n_srcs, 0, 1) &&
                fk_cpu_f32_or_absent(srcs, n_srcs, 1) && fk_cpu_weight_or_absent(srcs, n_srcs, 2) &&
                fk_cpu_f32_or_absent(srcs, n_srcs, 3);
-    case FK_OP_LINEAR_RMSNORM_ROPE: /* y (as rmsnorm_rope's, seen (M, N/D, D)), x, w, b, scale, pe */
-        return fk_cpu_rope_y_ok(be, srcs, n_srcs) && fk_cpu_product_acts_ok(be, srcs, n_srcs, 2, 1) &&
+    case FK_OP_LINEAR_RMSNORM_ROPE: /* y (rmsnorm_rope's, as (M, N/D, D)), x, w, b, scale, pe */
+        return fk_cpu_rope_y_ok(be, srcs, n_srcs) &&
+               fk_cpu_product_acts_ok(be, srcs, n_srcs, 2, 1) &&
                fk_cpu_weight_or_absent(srcs, n_srcs, 2) &&
                fk_cpu_weight_or_absent(srcs, n_srcs, 3) &&
                fk_cpu_weight_or_absent(srcs, n_srcs, 4) && fk_cpu_f32_or_absent(srcs, n_srcs, 5);

@@ -29,13 +29,18 @@
  *   (no TF32).
  * Rows whose keys are all masked give 0, as in the reference.
  *
- * The flash kernel by default is fk_k_flash2, two m-tiles per warp (128
- * query rows per CTA; 11-14% faster on an H100 at the FLUX shapes,
- * docs/PERF.md); fk_k_flash (64 rows per CTA) runs where fk_k_flash2's
- * shared memory does not fit, with FK_CUDA_FA=1 in the environment (A/B
- * measurements) and under the FLASH1 test hook. Same inputs and results up
- * to float rounding order. */
+ * The flash kernel by default: on Hopper (compute capability 9.0) for D =
+ * 128 without bias or causal mask (FLUX), fk_k_flash3 on the warpgroup MMA
+ * (sm90/flash3.cu, built for sm_90a: 31% faster than fk_k_flash2 at the
+ * FLUX shapes on an H100, docs/PERF.md); everywhere else fk_k_flash2, two
+ * m-tiles per warp (128 query rows per CTA; 11-14% faster than fk_k_flash
+ * on an H100); fk_k_flash (64 rows per CTA) where fk_k_flash2's shared
+ * memory does not fit. FK_CUDA_FA in the environment picks one for A/B
+ * measurements (1: fk_k_flash, 2: fk_k_flash2, 3: fk_k_flash3 with 64-key
+ * tiles), and the FLASH1 / FLASH2 test hooks force the older two. Same
+ * inputs and results up to float rounding order. */
 #include "backend/cuda/cuda_internal.h"
+#include "backend/cuda/sm90/flash3.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -897,16 +902,28 @@ static bool fk_fa2_launch(fk_cuda_impl *im, const fk_fa_args &a, int64_t Lq, int
     return true;
 }
 
-/* FK_CUDA_FA in the environment, read once: "1" runs fk_k_flash, anything
- * else or unset fk_k_flash2 (where its shared memory fits); the FLASH1 test
- * hook of a backend forces fk_k_flash */
+/* FK_CUDA_FA in the environment, read once: "1" runs fk_k_flash, "2"
+ * fk_k_flash2 (where its shared memory fits), "3" fk_k_flash3 with 64-key
+ * tiles (where it applies); anything else or unset the default (0:
+ * fk_k_flash3 with 128-key tiles where it applies, else fk_k_flash2). The
+ * FLASH1 and FLASH2 test hooks of a backend force those kernels. */
 static int fk_fa_variant_env(void) {
     const char *e = getenv("FK_CUDA_FA");
-    return e && strcmp(e, "1") == 0 ? 1 : 2;
+    const int v = e ? atoi(e) : 0;
+    return v >= 1 && v <= 3 ? v : 0;
 }
+
+#ifndef FK_HAVE_SM90A
+bool fk_cuda_flash3_launch(const fk_fa3_args *a, int bk, cudaStream_t s) {
+    (void)a, (void)bk, (void)s;
+    return false; /* not built (no sm_90 in the architectures) */
+}
+#endif
 static int fk_fa_variant(const fk_cuda_impl *im) {
     static const int variant = fk_fa_variant_env(); /* thread-safe one-time init */
-    return (im->hooks & FK_CUDA_HOOK_FLASH1) ? 1 : variant;
+    return (im->hooks & FK_CUDA_HOOK_FLASH1)   ? 1
+           : (im->hooks & FK_CUDA_HOOK_FLASH2) ? 2
+                                               : variant;
 }
 
 extern "C" void fk_cuda_attention(fk_backend *be, fk_tensor *out, const fk_tensor *q,
@@ -964,7 +981,16 @@ extern "C" void fk_cuda_attention(fk_backend *be, fk_tensor *out, const fk_tenso
     a.Lq = (int)Lq, a.Lk = (int)Lk, a.H = (int)H;
     a.scale_log2 = scale * 1.4426950408889634f;
     a.causal = causal ? 1 : 0;
-    if (fk_fa_variant(im) == 2) { /* the two-m-tile kernel, where it fits */
+    const int variant = fk_fa_variant(im);
+    if ((variant == 0 || variant == 3) && D == 128 && !bias && !causal && im->cc_major == 9 &&
+        im->cc_minor == 0) { /* the warpgroup MMA (Hopper) */
+        const fk_fa3_args a3 = {a.q, a.k, a.v, a.out, a.outb, a.Lq, a.Lk, a.H, a.scale_log2};
+        if (fk_cuda_flash3_launch(&a3, variant == 3 ? 64 : 128, im->stream)) {
+            FK_CU_LAUNCH();
+            return;
+        }
+    }
+    if (variant != 1) { /* the two-m-tile kernel, where it fits */
         const bool b = bias != NULL;
         const bool ran = D == 128 ? (b ? fk_fa2_launch<128, true>(im, a, Lq, H)
                                        : fk_fa2_launch<128, false>(im, a, Lq, H))

@@ -595,6 +595,7 @@ fk_backend *fk_backend_cuda_create(int device, char *err, size_t errlen) {
     const char *pin = getenv("FK_CUDA_PINNED");
     im->pin_off = pin && strcmp(pin, "0") == 0;
     im->sm_count = prop.multiProcessorCount;
+    im->cc_major = prop.major, im->cc_minor = prop.minor;
     im->smem_optin = prop.sharedMemPerBlockOptin;
     fk_cuda_device_describe(device, im->desc, sizeof(im->desc));
     cublasStatus_t ls = CUBLAS_STATUS_SUCCESS;

@@ -125,6 +125,7 @@ typedef struct fk_cuda_impl {
     bool bf16; /* precision: bf16 operands for the products (default) or f32 */
     bool bf16_io; /* bf16 mode takes bf16 activations in the products (FK_CUDA_BF16_IO=0: no) */
     int sm_count;
+    int cc_major, cc_minor; /* compute capability */
     size_t smem_optin; /* max dynamic shared memory per block */
     char desc[160];    /* fk_cuda_device_describe */
 
