@@ -40,6 +40,7 @@
  * tiles), and the FLASH1 / FLASH2 test hooks force the older two. Same
  * inputs and results up to float rounding order. */
 #include "backend/cuda/cuda_internal.h"
+#include "backend/cuda/flash_common.cuh"
 #include "backend/cuda/sm90/flash3.h"
 
 #include <math.h>
@@ -233,13 +234,7 @@ __global__ void __launch_bounds__(FK_FA_THREADS, 2) fk_k_flash(const fk_fa_args 
         float alpha[2], m_use[2];
 #pragma unroll
         for (int r = 0; r < 2; r++) {
-            /* the 4 threads of a fragment row group share the row */
-            mt[r] = fmaxf(mt[r], __shfl_xor_sync(0xffffffffu, mt[r], 1));
-            mt[r] = fmaxf(mt[r], __shfl_xor_sync(0xffffffffu, mt[r], 2));
-            const float m_new = fmaxf(m_run[r], mt[r]);
-            m_use[r] = m_new == -INFINITY ? 0.0f : m_new; /* all masked so far: p = 0 */
-            alpha[r] = exp2f(m_run[r] - m_use[r]);        /* 0 on the first live tile */
-            m_run[r] = m_new;
+            m_use[r] = fk_fa_row_step(mt[r], m_run[r], alpha[r]);
             l_run[r] *= alpha[r];
         }
 #pragma unroll

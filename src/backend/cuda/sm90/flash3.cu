@@ -45,6 +45,7 @@
  *   accumulators are pinned (an empty asm on each register) after each
  *   wait, so that no read of them is moved above it. */
 #include "backend/cuda/sm90/flash3.h"
+#include "backend/cuda/flash_common.cuh"
 
 #include <math.h>
 
@@ -126,31 +127,27 @@ static __device__ __forceinline__ void fk_wgmma_s(float (&d)[32], uint64_t da, u
                  : "l"(da), "l"(db), "r"(scale_d));
 }
 
+/* the 64 accumulator operands of an m64n128 wgmma: their placeholders and
+ * their constraints (d: a float[64]) */
+#define FK_WG_R64                                                                                \
+    "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, "     \
+    "%19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, "     \
+    "%36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, %48, %49, %50, %51, %52, "     \
+    "%53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63"
+#define FK_WG_OUT16(d, i)                                                                        \
+    "+f"(d[i]), "+f"(d[i + 1]), "+f"(d[i + 2]), "+f"(d[i + 3]), "+f"(d[i + 4]), "+f"(d[i + 5]), \
+        "+f"(d[i + 6]), "+f"(d[i + 7]), "+f"(d[i + 8]), "+f"(d[i + 9]), "+f"(d[i + 10]),         \
+        "+f"(d[i + 11]), "+f"(d[i + 12]), "+f"(d[i + 13]), "+f"(d[i + 14]), "+f"(d[i + 15])
+#define FK_WG_OUT64(d) FK_WG_OUT16(d, 0), FK_WG_OUT16(d, 16), FK_WG_OUT16(d, 32), FK_WG_OUT16(d, 48)
+
 /* d (64 × 128 f32) (+)= A (64 × 16, shared memory, descriptor da) · B (16 × 128,
  * descriptor db); scale_d 0: d = A·B */
 static __device__ __forceinline__ void fk_wgmma_s(float (&d)[64], uint64_t da, uint64_t db,
                                                   int scale_d) {
     asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %66, 0;\n"
-                 "wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 {"
-                 "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, "
-                 "%11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, "
-                 "%22, %23, %24, %25, %26, %27, %28, %29, %30, %31, %32, "
-                 "%33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, "
-                 "%44, %45, %46, %47, %48, %49, %50, %51, %52, %53, %54, "
-                 "%55, %56, %57, %58, %59, %60, %61, %62, %63"
+                 "wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 {" FK_WG_R64
                  "}, %64, %65, p, 1, 1, 0, 0;\n}\n"
-                 :
-                 "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]),
-                 "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]),
-                 "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]),
-                 "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]),
-                 "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]),
-                 "+f"(d[30]), "+f"(d[31]), "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]),
-                 "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]), "+f"(d[40]), "+f"(d[41]),
-                 "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]),
-                 "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]),
-                 "+f"(d[54]), "+f"(d[55]), "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]),
-                 "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63])
+                 : FK_WG_OUT64(d)
                  : "l"(da), "l"(db), "r"(scale_d));
 }
 
@@ -160,26 +157,9 @@ static __device__ __forceinline__ void fk_wgmma_s(float (&d)[64], uint64_t da, u
 static __device__ __forceinline__ void fk_wgmma_o(float (&d)[64], const uint32_t (&a)[4],
                                                   uint64_t db) {
     asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %69, 0;\n"
-                 "wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 {"
-                 "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, "
-                 "%11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, "
-                 "%22, %23, %24, %25, %26, %27, %28, %29, %30, %31, %32, "
-                 "%33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, "
-                 "%44, %45, %46, %47, %48, %49, %50, %51, %52, %53, %54, "
-                 "%55, %56, %57, %58, %59, %60, %61, %62, %63"
+                 "wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 {" FK_WG_R64
                  "}, {%64, %65, %66, %67}, %68, p, 1, 1, 1;\n}\n"
-                 :
-                 "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]),
-                 "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]),
-                 "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]),
-                 "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]),
-                 "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]),
-                 "+f"(d[30]), "+f"(d[31]), "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]),
-                 "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]), "+f"(d[40]), "+f"(d[41]),
-                 "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]),
-                 "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]),
-                 "+f"(d[54]), "+f"(d[55]), "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]),
-                 "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63])
+                 : FK_WG_OUT64(d)
                  : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(db), "r"(1));
 }
 
@@ -290,14 +270,7 @@ __global__ void __launch_bounds__(FK_FA3_THREADS, 1) fk_k_flash3(const fk_fa3_ar
             }
         float mu[2], alpha[2];
 #pragma unroll
-        for (int r = 0; r < 2; r++) {
-            mt[r] = fmaxf(mt[r], __shfl_xor_sync(0xffffffffu, mt[r], 1));
-            mt[r] = fmaxf(mt[r], __shfl_xor_sync(0xffffffffu, mt[r], 2));
-            const float mn = fmaxf(m[r], mt[r]);
-            mu[r] = mn == -INFINITY ? 0.0f : mn; /* all masked so far: p = 0 */
-            alpha[r] = exp2f(m[r] - mu[r]);      /* 0 on the first live tile */
-            m[r] = mn;
-        }
+        for (int r = 0; r < 2; r++) mu[r] = fk_fa_row_step(mt[r], m[r], alpha[r]);
 #pragma unroll
         for (int i = 0; i < 16; i++) {
             o[4 * i] *= alpha[0], o[4 * i + 1] *= alpha[0];
