@@ -540,6 +540,12 @@ static void *fk_flux_qkv_at(const fk_flux_runner *r, int i, bool qb, int64_t r0)
     return (uint16_t *)(i == 2 ? (void *)r->v : (void *)r->cat) + (i == 1 ? r->L * C : 0) + r0 * C;
 }
 
+/* The RoPE table's rows [r0, r0+n): pe (n, D/2, 2, 2) */
+static fk_tensor fk_flux_pe_rows(const fk_flux_runner *r, int64_t r0, int64_t n) {
+    const int64_t D = r->m->cfg.head_dim;
+    return fk_be_view4(r->be, r->pe + r0 * D * 2, n, D / 2, 2, 2);
+}
+
 /* QK RMSNorm, then RoPE, of rows [r0, r0+n) of q and k, each (n, H, D), the
  * f32 products, into the attention's q and k (fk_flux_qkv_at): in place, or
  * rounded to bf16 with qb. */
@@ -553,7 +559,7 @@ static void fk_flux_qk_norm_rope(fk_flux_runner *r, int64_t r0, int64_t n,
     fk_tensor tk = fk_be_view3(be, r->k + r0 * C, n, H, D);
     fk_tensor yq = fk_be_view3_as(be, dt, fk_flux_qkv_at(r, 0, qb, r0), n, H, D);
     fk_tensor yk = fk_be_view3_as(be, dt, fk_flux_qkv_at(r, 1, qb, r0), n, H, D);
-    fk_tensor pe = fk_be_view4(be, r->pe + r0 * D * 2, n, D / 2, 2, 2); /* rows r0.. */
+    fk_tensor pe = fk_flux_pe_rows(r, r0, n);
     be->rmsnorm_rope(be, &yq, &tq, q_scale, &pe, FK_FLUX_EPS);
     be->rmsnorm_rope(be, &yk, &tk, k_scale, &pe, FK_FLUX_EPS);
 }
@@ -565,11 +571,10 @@ static bool fk_flux_qk_fused_ok(const fk_flux_runner *r, int64_t rows, fk_dtype 
                                 const fk_flux_linear *const *l, const fk_tensor *const *scale) {
     fk_backend *be = r->be;
     if (!be->linear_rmsnorm_rope || !be->supports) return false;
-    const fk_flux_config *c = &r->m->cfg;
-    const int64_t C = c->hidden, D = c->head_dim;
+    const int64_t C = r->m->cfg.hidden;
     fk_tensor ty = fk_flux_view2(be, qb ? FK_BF16 : FK_F32, NULL, rows, C);
     fk_tensor tx = fk_flux_view2(be, xdt, NULL, rows, l[0]->w.shape[1]);
-    fk_tensor tpe = fk_be_view4(be, NULL, rows, D / 2, 2, 2);
+    fk_tensor tpe = fk_flux_pe_rows(r, 0, rows);
     for (int i = 0; i < 2; i++) {
         const fk_tensor *p[6] = {&ty, &tx, &l[i]->w, fk_flux_bias(l[i]), scale[i], &tpe};
         if (!be->supports(be, FK_OP_LINEAR_RMSNORM_ROPE, p, 6)) return false;
@@ -583,12 +588,11 @@ static bool fk_flux_qk_fused_ok(const fk_flux_runner *r, int64_t rows, fk_dtype 
 static void fk_flux_linear_qk(fk_flux_runner *r, int i, int64_t r0, int64_t n, const void *x,
                               fk_dtype xdt, const fk_flux_linear *l, const fk_tensor *scale,
                               bool qb) {
-    const fk_flux_config *c = &r->m->cfg;
-    const int64_t C = c->hidden, D = c->head_dim;
+    const int64_t C = r->m->cfg.hidden;
     fk_backend *be = r->be;
     fk_tensor ty = fk_flux_view2(be, qb ? FK_BF16 : FK_F32, fk_flux_qkv_at(r, i, qb, r0), n, C);
     fk_tensor tx = fk_flux_view2(be, xdt, x, n, l->w.shape[1]);
-    fk_tensor pe = fk_be_view4(be, r->pe + r0 * D * 2, n, D / 2, 2, 2); /* rows r0.. */
+    fk_tensor pe = fk_flux_pe_rows(r, r0, n);
     be->linear_rmsnorm_rope(be, &ty, &tx, &l->w, fk_flux_bias(l), scale, &pe, FK_FLUX_EPS);
 }
 
@@ -633,7 +637,7 @@ static bool fk_flux_qkv_bf16(const fk_flux_runner *r, int ns, const int64_t *row
         if (rows[s] == 0) continue;
         fk_tensor ty = fk_be_view3_as(be, FK_BF16, NULL, rows[s], H, D);
         fk_tensor tx = fk_be_view3(be, NULL, rows[s], H, D);
-        fk_tensor tpe = fk_be_view4(be, NULL, rows[s], D / 2, 2, 2);
+        fk_tensor tpe = fk_flux_pe_rows(r, 0, rows[s]);
         const fk_tensor *p[4] = {&ty, &tx, NULL, &tpe}; /* the scale: checked at load */
         if (!be->supports(be, FK_OP_RMSNORM_ROPE, p, 4) ||
             !fk_flux_product_ok(r, rows[s], v[s], FK_ACT_NONE, FK_F32, FK_BF16, false, FK_F32))

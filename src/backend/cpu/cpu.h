@@ -329,14 +329,20 @@ typedef struct fk_cpu_rope_post {
 /* n products of the same a (M, K) of dtype adt, row stride lda: c[i]
  * (M, N[i]) of dtype cdt[i], contiguous, = act[i](a · b[i]ᵀ + bias[i]) with
  * b[i] (N[i], K) contiguous of dtype bdt[i], bias[i] (N[i]) or NULL: each
- * with the bits of fk_cpu_gemm_bf16_cat on it; a is packed once for all.
- * post (or NULL), post[i] (or NULL): product i's rows then go through that
- * norm and rotation (c[i] row-major f32 or bf16, N[i] a multiple of D). */
+ * with the bits of fk_cpu_gemm_bf16_cat on it; a is packed once for all. */
 bool fk_cpu_gemm_bf16_multi(fk_backend *be, int n, int64_t M, int64_t K, const void *a,
                             fk_dtype adt, int64_t lda, const int64_t *N, const void *const *b,
                             const fk_dtype *bdt, const void *const *bias,
                             const fk_dtype *bias_dt, void *const *c, const fk_dtype *cdt,
-                            const fk_act *act, const fk_cpu_rope_post *const *post);
+                            const fk_act *act);
+/* c (M, N) row-major, f32 or bf16 (cdt) = a (M, K) · bᵀ + bias, the rows
+ * then normed and rotated by post in the output stage (linear_rmsnorm_rope):
+ * fk_cpu_gemm_bf16_cat on one contiguous a (adt: f32, bf16 or
+ * FK_CPU_TILES), b (N, K) contiguous, N a multiple of post->D. */
+bool fk_cpu_gemm_bf16_rope(fk_backend *be, int64_t M, int64_t N, int64_t K, const void *a,
+                           fk_dtype adt, const void *b, fk_dtype bdt, const void *bias,
+                           fk_dtype bias_dt, void *c, fk_dtype cdt,
+                           const fk_cpu_rope_post *post);
 /* be->attention in bf16 mode with AMX: flash attention on tiles for
  * non-causal attention, f32 bias or none, D a multiple of 32 up to 512; every other case
  * (and machines without AMX) runs fk_cpu_attention. */

@@ -1029,10 +1029,12 @@ static void fk_bf16_product(fk_backend *be, const uint16_t *ap, const uint16_t *
     }
 }
 
-bool fk_cpu_gemm_bf16_cat(fk_backend *be, int64_t M, int64_t N, int64_t K, const void *a,
-                          fk_dtype adt, int64_t lda, const void *a2, fk_dtype a2dt, int64_t lda2,
-                          int64_t k1, const void *b, fk_dtype bdt, int64_t ldb, const void *bias,
-                          fk_dtype bias_dt, void *c, fk_dtype cdt, int64_t ldc, fk_act act) {
+/* fk_cpu_gemm_bf16_cat with the output stage's QK norm (post, or NULL) */
+static bool fk_bf16_cat(fk_backend *be, int64_t M, int64_t N, int64_t K, const void *a,
+                        fk_dtype adt, int64_t lda, const void *a2, fk_dtype a2dt, int64_t lda2,
+                        int64_t k1, const void *b, fk_dtype bdt, int64_t ldb, const void *bias,
+                        fk_dtype bias_dt, void *c, fk_dtype cdt, int64_t ldc, fk_act act,
+                        const fk_cpu_rope_post *post) {
     fk_cpu_impl *impl = fk_cpu_impl_of(be);
     FK_ASSERT(fk_cpu_gemm_dtype_ok(adt) && fk_cpu_gemm_dtype_ok(a2dt) &&
               fk_cpu_gemm_dtype_ok(cdt));
@@ -1070,15 +1072,32 @@ bool fk_cpu_gemm_bf16_cat(fk_backend *be, int64_t M, int64_t N, int64_t K, const
         }
     }
     fk_bf16_product(be, ap, ap2, kb, M, N, K, a_el, b_el, t_el, b, bdt, ldb, bias, bias_dt, c,
-                    cdt, ldc, act, NULL);
+                    cdt, ldc, act, post);
     return true;
+}
+
+bool fk_cpu_gemm_bf16_cat(fk_backend *be, int64_t M, int64_t N, int64_t K, const void *a,
+                          fk_dtype adt, int64_t lda, const void *a2, fk_dtype a2dt, int64_t lda2,
+                          int64_t k1, const void *b, fk_dtype bdt, int64_t ldb, const void *bias,
+                          fk_dtype bias_dt, void *c, fk_dtype cdt, int64_t ldc, fk_act act) {
+    return fk_bf16_cat(be, M, N, K, a, adt, lda, a2, a2dt, lda2, k1, b, bdt, ldb, bias, bias_dt,
+                       c, cdt, ldc, act, NULL);
+}
+
+bool fk_cpu_gemm_bf16_rope(fk_backend *be, int64_t M, int64_t N, int64_t K, const void *a,
+                           fk_dtype adt, const void *b, fk_dtype bdt, const void *bias,
+                           fk_dtype bias_dt, void *c, fk_dtype cdt,
+                           const fk_cpu_rope_post *post) {
+    FK_ASSERT(post);
+    return fk_bf16_cat(be, M, N, K, a, adt, K, NULL, FK_F32, 0, K, b, bdt, K, bias, bias_dt, c,
+                       cdt, N, FK_ACT_NONE, post);
 }
 
 bool fk_cpu_gemm_bf16_multi(fk_backend *be, int n, int64_t M, int64_t K, const void *a,
                             fk_dtype adt, int64_t lda, const int64_t *N, const void *const *b,
                             const fk_dtype *bdt, const void *const *bias,
                             const fk_dtype *bias_dt, void *const *c, const fk_dtype *cdt,
-                            const fk_act *act, const fk_cpu_rope_post *const *post) {
+                            const fk_act *act) {
     fk_cpu_impl *impl = fk_cpu_impl_of(be);
     FK_ASSERT(fk_cpu_gemm_dtype_ok(adt));
     if (impl->bf16_kernel == FK_CPU_BF16_NONE || n <= 0 || M <= 0 || K <= 0) return false;
@@ -1100,7 +1119,7 @@ bool fk_cpu_gemm_bf16_multi(fk_backend *be, int n, int64_t M, int64_t K, const v
     }
     for (int i = 0; i < n; i++)
         fk_bf16_product(be, ap, NULL, Kp, M, N[i], K, a_el, b_el, t_el, b[i], bdt[i], K, bias[i],
-                        bias_dt[i], c[i], cdt[i], N[i], act[i], post ? post[i] : NULL);
+                        bias_dt[i], c[i], cdt[i], N[i], act[i], NULL);
     return true;
 }
 
@@ -1615,9 +1634,18 @@ bool fk_cpu_gemm_bf16_multi(fk_backend *be, int n, int64_t M, int64_t K, const v
                             fk_dtype adt, int64_t lda, const int64_t *N, const void *const *b,
                             const fk_dtype *bdt, const void *const *bias,
                             const fk_dtype *bias_dt, void *const *c, const fk_dtype *cdt,
-                            const fk_act *act, const fk_cpu_rope_post *const *post) {
+                            const fk_act *act) {
     (void)be, (void)n, (void)M, (void)K, (void)a, (void)adt, (void)lda, (void)N, (void)b;
-    (void)bdt, (void)bias, (void)bias_dt, (void)c, (void)cdt, (void)act, (void)post;
+    (void)bdt, (void)bias, (void)bias_dt, (void)c, (void)cdt, (void)act;
+    return false;
+}
+
+bool fk_cpu_gemm_bf16_rope(fk_backend *be, int64_t M, int64_t N, int64_t K, const void *a,
+                           fk_dtype adt, const void *b, fk_dtype bdt, const void *bias,
+                           fk_dtype bias_dt, void *c, fk_dtype cdt,
+                           const fk_cpu_rope_post *post) {
+    (void)be, (void)M, (void)N, (void)K, (void)a, (void)adt, (void)b, (void)bdt, (void)bias;
+    (void)bias_dt, (void)c, (void)cdt, (void)post;
     return false;
 }
 

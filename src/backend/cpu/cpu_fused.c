@@ -167,7 +167,7 @@ void fk_cpu_linear_multi(fk_backend *be, int n, fk_tensor *const *y, const fk_te
     }
     if (x->dtype != FK_F32) FK_ASSERT(fk_cpu_bf16_io_ok(be, M));
     if (fast && fk_cpu_gemm_bf16_multi(be, n, M, K, x->data, fk_cpu_gemm_dt(x), K, N, bw, wdt, bb,
-                                       bdt, c, cdt, act, NULL))
+                                       bdt, c, cdt, act))
         return;
     for (int i = 0; i < n; i++) fk_cpu_linear_act(be, y[i], x, w[i], b[i], act[i]);
 }
@@ -233,15 +233,9 @@ void fk_cpu_linear_rmsnorm_rope(fk_backend *be, fk_tensor *y, const fk_tensor *x
         float sc[FK_CPU_ROPE_POST_NC];
         fk_convert_to_f32(sc, scale->data, scale->dtype, (size_t)D);
         const fk_cpu_rope_post post = {k, sc, pe->data, D, eps};
-        const fk_cpu_rope_post *pp[1] = {&post};
-        const int64_t N1[1] = {N};
-        const void *bw[1] = {w->data}, *bb[1] = {b ? b->data : NULL};
-        const fk_dtype wdt[1] = {w->dtype}, bdt[1] = {b ? b->dtype : FK_F32};
-        void *c[1] = {y->data};
-        const fk_dtype cdt[1] = {y->dtype};
-        const fk_act act[1] = {FK_ACT_NONE};
-        if (fk_cpu_gemm_bf16_multi(be, 1, M, K, x->data, fk_cpu_gemm_dt(x), K, N1, bw, wdt, bb,
-                                   bdt, c, cdt, act, pp))
+        if (fk_cpu_gemm_bf16_rope(be, M, N, K, x->data, fk_cpu_gemm_dt(x), w->data, w->dtype,
+                                  b ? b->data : NULL, b ? b->dtype : FK_F32, y->data, y->dtype,
+                                  &post))
             return;
     }
     float *yf = y->dtype == FK_F32 ? y->data : fk_alloc((size_t)(M * N) * sizeof(float));

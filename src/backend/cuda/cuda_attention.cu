@@ -765,6 +765,9 @@ bool fk_cuda_attention_setup(fk_cuda_impl *im, char *err, size_t errlen) {
     if (e == cudaSuccess) e = fk_fa2_setup<128, true>(im);
     if (e == cudaSuccess) e = fk_fa2_setup<64, false>(im);
     if (e == cudaSuccess) e = fk_fa2_setup<64, true>(im);
+    /* the warpgroup-MMA kernel on Hopper (compute capability 9.0) */
+    if (e == cudaSuccess)
+        im->flash3 = im->cc_major == 9 && im->cc_minor == 0 && fk_cuda_flash3_setup(im->smem_optin);
     if (e != cudaSuccess) {
         (void)cudaGetLastError();
         if (err && errlen)
@@ -908,10 +911,13 @@ static int fk_fa_variant_env(void) {
     return v >= 1 && v <= 3 ? v : 0;
 }
 
-#ifndef FK_HAVE_SM90A
-bool fk_cuda_flash3_launch(const fk_fa3_args *a, int bk, cudaStream_t s) {
+#ifndef FK_HAVE_SM90A /* not built (no sm_90 in the architectures): never taken */
+bool fk_cuda_flash3_setup(size_t smem_optin) {
+    (void)smem_optin;
+    return false;
+}
+void fk_cuda_flash3_launch(const fk_fa3_args *a, int bk, cudaStream_t s) {
     (void)a, (void)bk, (void)s;
-    return false; /* not built (no sm_90 in the architectures) */
 }
 #endif
 static int fk_fa_variant(const fk_cuda_impl *im) {
@@ -977,13 +983,11 @@ extern "C" void fk_cuda_attention(fk_backend *be, fk_tensor *out, const fk_tenso
     a.scale_log2 = scale * 1.4426950408889634f;
     a.causal = causal ? 1 : 0;
     const int variant = fk_fa_variant(im);
-    if ((variant == 0 || variant == 3) && D == 128 && !bias && !causal && im->cc_major == 9 &&
-        im->cc_minor == 0) { /* the warpgroup MMA (Hopper) */
+    if ((variant == 0 || variant == 3) && im->flash3 && D == 128 && !bias && !causal) {
         const fk_fa3_args a3 = {a.q, a.k, a.v, a.out, a.outb, a.Lq, a.Lk, a.H, a.scale_log2};
-        if (fk_cuda_flash3_launch(&a3, variant == 3 ? 64 : 128, im->stream)) {
-            FK_CU_LAUNCH();
-            return;
-        }
+        fk_cuda_flash3_launch(&a3, variant == 3 ? 64 : 128, im->stream); /* Hopper's wgmma */
+        FK_CU_LAUNCH();
+        return;
     }
     if (variant != 1) { /* the two-m-tile kernel, where it fits */
         const bool b = bias != NULL;

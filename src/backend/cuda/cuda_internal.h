@@ -126,6 +126,7 @@ typedef struct fk_cuda_impl {
     bool bf16_io; /* bf16 mode takes bf16 activations in the products (FK_CUDA_BF16_IO=0: no) */
     int sm_count;
     int cc_major, cc_minor; /* compute capability */
+    bool flash3; /* the warpgroup-MMA attention runs here (fk_cuda_attention_setup) */
     size_t smem_optin; /* max dynamic shared memory per block */
     char desc[160];    /* fk_cuda_device_describe */
 

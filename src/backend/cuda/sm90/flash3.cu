@@ -1,8 +1,8 @@
 /* flash3: multi-head attention on Hopper's warpgroup MMA (wgmma.mma_async),
  * D = 128, bf16 q, k, v, no bias, no causal mask (FLUX's joint attention).
  * Built for sm_90a only (wgmma is an arch-specific instruction): its own
- * object library in CMakeLists.txt; cuda_attention.cu launches it on
- * devices of compute capability 9.0 (FK_CUDA_FA=3 picks it; see there).
+ * object library in CMakeLists.txt; cuda_attention.cu sets it up on devices
+ * of compute capability 9.0 and launches it there by default (see there).
  *
  * The algorithm and the numerics are fk_k_flash2's (cuda_attention.cu):
  * scores in the log2 domain, the running max and sum per row, exp2f, P
@@ -324,18 +324,27 @@ __global__ void __launch_bounds__(FK_FA3_THREADS, 1) fk_k_flash3(const fk_fa3_ar
 #endif
 }
 
-template <int BK> static bool fk_fa3_run(const fk_fa3_args *a, cudaStream_t s) {
+template <int BK> static bool fk_fa3_setup(size_t smem_optin) {
     constexpr int smem = fk_fa3_cfg<BK>::SMEM;
-    if (cudaFuncSetAttribute(fk_k_flash3<BK>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                             smem) != cudaSuccess) {
-        (void)cudaGetLastError(); /* not fatal: the caller takes another kernel */
-        return false;
-    }
-    const dim3 grid((unsigned)((a->Lq + FK_FA3_BQ - 1) / FK_FA3_BQ), (unsigned)a->H);
-    fk_k_flash3<BK><<<grid, FK_FA3_THREADS, smem, s>>>(*a);
-    return true;
+    return smem_optin >= (size_t)smem &&
+           cudaFuncSetAttribute(fk_k_flash3<BK>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                smem) == cudaSuccess;
 }
 
-bool fk_cuda_flash3_launch(const fk_fa3_args *a, int bk, cudaStream_t s) {
-    return bk == 64 ? fk_fa3_run<64>(a, s) : fk_fa3_run<128>(a, s);
+bool fk_cuda_flash3_setup(size_t smem_optin) {
+    const bool ok = fk_fa3_setup<128>(smem_optin) && fk_fa3_setup<64>(smem_optin);
+    if (!ok) (void)cudaGetLastError(); /* not fatal: the other kernels run instead */
+    return ok;
+}
+
+template <int BK> static void fk_fa3_run(const fk_fa3_args *a, cudaStream_t s) {
+    const dim3 grid((unsigned)((a->Lq + FK_FA3_BQ - 1) / FK_FA3_BQ), (unsigned)a->H);
+    fk_k_flash3<BK><<<grid, FK_FA3_THREADS, fk_fa3_cfg<BK>::SMEM, s>>>(*a);
+}
+
+void fk_cuda_flash3_launch(const fk_fa3_args *a, int bk, cudaStream_t s) {
+    if (bk == 64)
+        fk_fa3_run<64>(a, s);
+    else
+        fk_fa3_run<128>(a, s);
 }

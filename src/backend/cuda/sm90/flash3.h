@@ -19,10 +19,15 @@ typedef struct fk_fa3_args {
     float scale_log2; /* scale · log2(e) */
 } fk_fa3_args;
 
-/* Queue the kernel on stream s; false (nothing queued) where it cannot run:
- * not built (FK_HAVE_SM90A unset), or its shared memory cannot be had. The
- * caller checks the device (compute capability 9.0) and the operands.
- * bk: keys per tile, 128 (the default) or 64. */
-bool fk_cuda_flash3_launch(const fk_fa3_args *a, int bk, cudaStream_t s);
+/* On the current device (compute capability 9.0, smem_optin bytes of shared
+ * memory per block): allow the kernels their shared memory. False where they
+ * cannot run: not built (FK_HAVE_SM90A unset), or too little shared memory
+ * (the error state is cleared). Once per device, by fk_cuda_attention_setup. */
+bool fk_cuda_flash3_setup(size_t smem_optin);
+
+/* Queue the kernel on stream s, on a device where fk_cuda_flash3_setup said
+ * yes; the caller checks the operands. bk: keys per tile, 128 (the default)
+ * or 64. */
+void fk_cuda_flash3_launch(const fk_fa3_args *a, int bk, cudaStream_t s);
 
 #endif /* FK_CUDA_FLASH3_H */
